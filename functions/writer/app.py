@@ -1,0 +1,40 @@
+"""Writer Lambda: SQS batch -> Marketo upserts; reports only the failed messages back to SQS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from ml_connector.observability import logger, metrics, tracer
+from ml_connector.runtime import get_runtime, idempotency_config
+from ml_connector.sync.writer import InboundMessage
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+class RecordNotWritten(Exception):
+    """Marks a message whose chunk was not written; SQS redelivers it."""
+
+
+@logger.inject_lambda_context(log_event=False)
+@metrics.log_metrics(raise_on_empty_metrics=False)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    runtime = get_runtime()
+    config = idempotency_config(runtime.settings)
+    # Lets idempotency expire an in-progress job if this invocation times out mid-write.
+    config.register_lambda_context(context)
+    writer = runtime.writer(time_left=lambda: context.get_remaining_time_in_millis() / 1000, idempotency=config)
+    records = event.get("Records", [])
+    report = writer.process([InboundMessage(r["messageId"], r.get("body", "")) for r in records])
+    logger.info("batch written", extra=report.summary())
+
+    def record_handler(record: SQSRecord) -> None:
+        # Chunks were written above, many records per Marketo call; here we only report outcomes.
+        if record.message_id in report.failed_message_ids:
+            raise RecordNotWritten(record.message_id)
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context, raise_on_entire_batch_failure=False)

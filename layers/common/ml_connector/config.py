@@ -1,0 +1,159 @@
+"""Runtime configuration, validated once at start so a bad setting fails fast and names its field.
+
+A deployment runs one or more *connections* (a Visma company paired with a Marketo instance). The
+connection list comes from ``CONNECTIONS_CONFIG`` (a JSON file path or inline JSON); without it, one
+connection is built from the single-connection environment variables that template.yaml sets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+VismaEntity = Literal["customer", "supplier"]
+MUNCHKIN_PATTERN = re.compile(r"^\d{3}-[A-Z]{3}-\d{3}$")
+LOOPBACK_HOSTS = {"localhost"}
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+def is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VismaSettings(_Strict):
+    secret_id: str = Field(min_length=1)
+    base_url: str = "https://api.finance.visma.net"
+    token_url: str = "https://connect.visma.com/connect/token"
+    send_company_header: bool = True
+    page_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    # Re-read this much before the watermark: covers clock skew and rows committed during a poll.
+    overlap_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _https_unless_loopback(cls, value: str) -> str:
+        scheme = urlparse(value).scheme
+        if scheme == "https" or (scheme == "http" and is_loopback(value)):
+            return value.rstrip("/")
+        raise ValueError("must be an https:// URL (plain http is allowed only for loopback sandboxes)")
+
+
+class MarketoSettings(_Strict):
+    secret_id: str = Field(min_length=1)
+    munchkin_id: str
+    # Only for local sandboxes: a loopback URL that replaces https://{munchkin}.mktorest.com.
+    endpoint_override: str | None = None
+
+    @field_validator("munchkin_id")
+    @classmethod
+    def _munchkin(cls, value: str) -> str:
+        if not MUNCHKIN_PATTERN.match(value):
+            raise ValueError("must look like 123-ABC-456 (Admin > Integration > Munchkin)")
+        return value
+
+    @field_validator("endpoint_override")
+    @classmethod
+    def _loopback_only(cls, value: str | None) -> str | None:
+        if value is not None and not is_loopback(value):
+            raise ValueError("is allowed only for loopback sandbox URLs; real instances are reached by Munchkin ID")
+        return value.rstrip("/") if value else value
+
+
+class EntityTarget(_Strict):
+    """Where one Visma entity lands in Marketo."""
+
+    entity: VismaEntity
+    enabled: bool = True
+    # "companies" or the API name of a custom object (e.g. vismaSupplier_c).
+    marketo_object: str = "companies"
+
+
+class ConnectionConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    visma: VismaSettings
+    marketo: MarketoSettings
+    entities: tuple[EntityTarget, ...] = (EntityTarget(entity="customer"), EntityTarget(entity="supplier"))
+
+    def target(self, entity: VismaEntity) -> EntityTarget | None:
+        return next((t for t in self.entities if t.entity == entity and t.enabled), None)
+
+
+class RuntimeSettings(_Strict):
+    state_table: str = Field(min_length=1)
+    idempotency_table: str | None = None
+    sync_queue_url: str | None = None
+    connections: tuple[ConnectionConfig, ...] = Field(min_length=1)
+    # Stop starting new work when less than this many seconds of the invocation remain.
+    safety_margin_seconds: Annotated[float, Field(ge=0)] = 20.0
+    job_ttl_days: Annotated[int, Field(ge=1)] = 14
+
+    def connection(self, connection_id: str) -> ConnectionConfig:
+        for conn in self.connections:
+            if conn.id == connection_id:
+                return conn
+        raise ConfigError(f"CONNECTIONS_CONFIG: no connection named {connection_id!r}")
+
+
+def _connections_from_env(env: dict[str, str]) -> list[dict]:
+    raw = env.get("CONNECTIONS_CONFIG", "").strip()
+    if raw:
+        text = raw if raw.startswith(("[", "{")) else Path(raw).read_text(encoding="utf-8")
+        data = json.loads(text)
+        return data["connections"] if isinstance(data, dict) else data
+    visma = {"secret_id": env.get("VISMA_SECRET_ID", "")}
+    for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL")):
+        if env.get(name):
+            visma[key] = env[name]
+    if env.get("VISMA_SEND_COMPANY_HEADER"):
+        visma["send_company_header"] = env["VISMA_SEND_COMPANY_HEADER"].lower() not in ("0", "false", "no")
+    marketo = {"secret_id": env.get("MARKETO_SECRET_ID", ""), "munchkin_id": env.get("MARKETO_MUNCHKIN_ID", "")}
+    if env.get("MARKETO_ENDPOINT_OVERRIDE"):
+        marketo["endpoint_override"] = env["MARKETO_ENDPOINT_OVERRIDE"]
+    return [{"id": env.get("CONNECTION_ID", "default"), "visma": visma, "marketo": marketo}]
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{loc}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
+    """Build and validate settings from the environment; raise ConfigError naming the bad field."""
+    env = dict(os.environ if env is None else env)
+    try:
+        connections = _connections_from_env(env)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ConfigError(f"CONNECTIONS_CONFIG: cannot read connection list ({exc})") from exc
+    data = {
+        "state_table": env.get("STATE_TABLE", ""),
+        "idempotency_table": env.get("IDEMPOTENCY_TABLE") or None,
+        "sync_queue_url": env.get("SYNC_QUEUE_URL") or None,
+        "connections": connections,
+    }
+    try:
+        return RuntimeSettings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc

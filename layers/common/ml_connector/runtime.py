@@ -1,0 +1,142 @@
+"""Composition root: settings, credentials, clients and services for one Lambda container.
+
+Built once per container (and rebuilt only if the relevant environment changes, which local runs
+and tests do between stacks), so warm invocations reuse settings, boto3 clients and token caches.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+
+from ml_connector.config import ConfigError, ConnectionConfig, RuntimeSettings, VismaEntity, load_settings
+from ml_connector.marketo.client import MarketoClient
+from ml_connector.marketo.models import MarketoCredentials
+from ml_connector.observability import logger
+from ml_connector.state.store import StateStore
+from ml_connector.sync.outbox import SqsOutbox
+from ml_connector.sync.poller import EntityPollReport, Poller
+from ml_connector.sync.writer import ChunkJob, Writer, write_chunk_to_marketo
+from ml_connector.visma.client import VismaClient
+from ml_connector.visma.models import VismaCredentials
+
+SECRET_MAX_AGE_SECONDS = 300
+ENV_KEYS = ("STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_CONFIG", "VISMA_SECRET_ID",
+            "MARKETO_SECRET_ID", "VISMA_BASE_URL", "VISMA_TOKEN_URL", "MARKETO_MUNCHKIN_ID",
+            "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL")
+
+
+def read_secret(secret_id: str) -> dict[str, Any]:
+    """Secret JSON, cached per container for five minutes (so a rotation is picked up without a deploy)."""
+    value = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    if not isinstance(value, dict):
+        raise ConfigError(f"secret {secret_id}: expected a JSON object")
+    return value
+
+
+@dataclass
+class Runtime:
+    settings: RuntimeSettings
+    store: StateStore
+    _marketo: dict[str, MarketoClient] = field(default_factory=dict)
+
+    # -- clients ----------------------------------------------------------------------------
+    def visma_credentials(self, connection: ConnectionConfig) -> VismaCredentials:
+        return VismaCredentials.model_validate(read_secret(connection.visma.secret_id))
+
+    def visma_client(self, connection: ConnectionConfig, credentials: VismaCredentials,
+                     time_left: Callable[[], float] | None) -> VismaClient:
+        v = connection.visma
+        return VismaClient(credentials, base_url=v.base_url, token_url=v.token_url,
+                           send_company_header=v.send_company_header, time_left=time_left)
+
+    def marketo_client(self, connection_id: str) -> MarketoClient:
+        if connection_id not in self._marketo:
+            m = self.settings.connection(connection_id).marketo
+            credentials = MarketoCredentials.model_validate(read_secret(m.secret_id))
+            self._marketo[connection_id] = MarketoClient(m.munchkin_id, credentials,
+                                                         endpoint_override=m.endpoint_override)
+        return self._marketo[connection_id]
+
+    # -- services ---------------------------------------------------------------------------
+    def poll(self, time_left: Callable[[], float] | None, connection_ids: list[str] | None = None
+             ) -> list[EntityPollReport]:
+        if not self.settings.sync_queue_url:
+            raise ConfigError("SYNC_QUEUE_URL: required by the poller")
+        poller = Poller(self.store, SqsOutbox(self.settings.sync_queue_url), time_left=time_left,
+                        safety_margin=self.settings.safety_margin_seconds)
+        reports = []
+        for connection in self.settings.connections:
+            if connection_ids and connection.id not in connection_ids:
+                continue
+            reports.extend(self._poll_connection(poller, connection, time_left))
+        return reports
+
+    def _poll_connection(self, poller: Poller, connection: ConnectionConfig,
+                         time_left: Callable[[], float] | None) -> list[EntityPollReport]:
+        """Poll every entity of one connection; a failure is reported, not raised, so others still run."""
+        reports = []
+        for entity in _entities(connection):
+            target = connection.target(entity)
+            assert target is not None
+            try:
+                credentials = self.visma_credentials(connection)
+                client = self.visma_client(connection, credentials, time_left)
+                reports.append(poller.poll_entity(connection, client, entity, company_id=credentials.company_id,
+                                                  marketo_object=target.marketo_object))
+            except Exception as exc:
+                logger.exception("poll failed", extra={"connection": connection.id, "entity": entity})
+                reports.append(EntityPollReport(connection=connection.id, entity=entity,
+                                                error=f"{type(exc).__name__}: {exc}"))
+        return reports
+
+    def writer(self, time_left: Callable[[], float] | None, idempotency: IdempotencyConfig | None = None) -> Writer:
+        write_chunk = None
+        if self.settings.idempotency_table:
+            write_chunk = self._idempotent_write(idempotency or idempotency_config(self.settings))
+        return Writer(self.settings, self.store, self.marketo_client, write_chunk=write_chunk, time_left=time_left)
+
+    def _idempotent_write(self, config: IdempotencyConfig) -> Callable[..., list[dict[str, Any]]]:
+        assert self.settings.idempotency_table
+        persistence = DynamoDBPersistenceLayer(table_name=self.settings.idempotency_table)
+
+        def write_job(job: ChunkJob) -> list[dict[str, Any]]:
+            return write_chunk_to_marketo(self.marketo_client(job.connection), job)
+
+        return idempotent_function(data_keyword_argument="job", config=config, persistence_store=persistence)(write_job)
+
+
+def idempotency_config(settings: RuntimeSettings) -> IdempotencyConfig:
+    return IdempotencyConfig(event_key_jmespath="job_id", raise_on_no_idempotency_key=True,
+                             expires_after_seconds=settings.job_ttl_days * 86_400)
+
+
+def _entities(connection: ConnectionConfig) -> list[VismaEntity]:
+    return [t.entity for t in connection.entities if t.enabled]
+
+
+_cache: dict[tuple[str, ...], Runtime] = {}
+
+
+def get_runtime() -> Runtime:
+    """The container's Runtime; a bad configuration raises ConfigError naming the field."""
+    signature = tuple(os.environ.get(k, "") for k in ENV_KEYS)
+    runtime = _cache.get(signature)
+    if runtime is None:
+        settings = load_settings()
+        runtime = Runtime(settings=settings, store=StateStore(settings.state_table, resource=boto3.resource("dynamodb"),
+                                                              job_ttl_days=settings.job_ttl_days))
+        _cache.clear()
+        _cache[signature] = runtime
+        logger.info("runtime ready", extra={"connections": [c.id for c in settings.connections]})
+    return runtime

@@ -1,0 +1,201 @@
+"""DynamoDB access for sync state: watermarks, per-record versions, jobs and the quarantine.
+
+One table, key ``pk`` (hash) + ``sk`` (range):
+
+=============================  ==================  =============================================
+pk                             sk                  holds
+=============================  ==================  =============================================
+``WM#{connection}``            ``{entity}``        watermark (UTC ISO), last cycle summary
+``POLL#{connection}#{entity}`` ``{internalId}``    row version last enqueued by the poller
+``REC#{connection}#{entity}``  ``{internalId}``    version and content hash last written to Marketo
+``JOB#{connection}``           ``{jobId}``         chunk outcome (TTL ``expiresAt``)
+``QUAR#{connection}``          ``{entity}#{ref}``  quarantined record: reason, raw payload
+=============================  ==================  =============================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Key
+from pydantic import BaseModel
+
+BATCH_GET_LIMIT = 100
+MAX_UNPROCESSED_RETRIES = 8
+
+
+def utc_iso(value: datetime) -> str:
+    """Fixed-width UTC ISO string, so string order equals time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_iso(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class RecordState(BaseModel):
+    internal_id: int
+    written_modified_at: str | None = None
+    written_ts: str | None = None
+    written_hash: str | None = None
+    marketo_id: str | None = None
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    connection: str
+    marketo_object: str
+    status: str
+    records: int
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    error: str | None = None
+    message_ids: list[str] = []
+    at: str
+
+
+class QuarantineEntry(BaseModel):
+    connection: str
+    entity: str
+    ref: str
+    stage: str
+    reason: str
+    raw: str
+    at: str
+
+
+class StateStore:
+    def __init__(self, table_name: str, *, resource: Any | None = None, job_ttl_days: int = 14) -> None:
+        self._resource = resource or boto3.resource("dynamodb")
+        self._table = self._resource.Table(table_name)
+        self.table_name = table_name
+        self._job_ttl = job_ttl_days * 86_400
+
+    # -- watermarks -------------------------------------------------------------------------
+    def get_watermark(self, connection: str, entity: str) -> datetime | None:
+        item = self._table.get_item(Key={"pk": f"WM#{connection}", "sk": entity}, ConsistentRead=True).get("Item")
+        return parse_utc_iso(item["watermark"]) if item and item.get("watermark") else None
+
+    def set_watermark(self, connection: str, entity: str, watermark: datetime, summary: dict[str, Any]) -> None:
+        """Move the watermark forward only: a late or repeated poll never moves it back."""
+        value = utc_iso(watermark)
+        try:
+            self._table.put_item(
+                Item={"pk": f"WM#{connection}", "sk": entity, "watermark": value,
+                      "lastCycle": json.dumps(summary, default=str), "updatedAt": utc_iso(datetime.now(UTC))},
+                ConditionExpression="attribute_not_exists(watermark) OR watermark <= :w",
+                ExpressionAttributeValues={":w": value},
+            )
+        except self._resource.meta.client.exceptions.ConditionalCheckFailedException:
+            pass
+
+    def watermarks(self, connection: str) -> dict[str, dict[str, Any]]:
+        items = self._query(Key("pk").eq(f"WM#{connection}"))
+        return {i["sk"]: i for i in items}
+
+    # -- per-record state -------------------------------------------------------------------
+    def get_enqueued(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]:
+        """Row versions (Visma ``timeStamp``) the poller already enqueued, by internalId."""
+        items = self._get_many(f"POLL#{connection}#{entity}", internal_ids)
+        return {int(i["sk"]): i["ts"] for i in items}
+
+    def mark_enqueued(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for internal_id, ts in versions:
+                batch.put_item(Item={"pk": f"POLL#{connection}#{entity}", "sk": str(internal_id), "ts": ts})
+
+    def get_records(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
+        states = (_record_state(i) for i in self._get_many(f"REC#{connection}#{entity}", internal_ids))
+        return {s.internal_id: s for s in states}
+
+    def mark_written(
+        self, connection: str, entity: str, internal_id: int, *, modified_at: datetime, visma_ts: str,
+        content_hash: str, marketo_id: str | None,
+    ) -> bool:
+        """Record what Marketo now holds, unless a newer version was written meanwhile (returns False then)."""
+        version = utc_iso(modified_at)
+        try:
+            self._table.update_item(
+                Key={"pk": f"REC#{connection}#{entity}", "sk": str(internal_id)},
+                UpdateExpression="SET writtenModifiedAt = :m, writtenTs = :t, writtenHash = :h, marketoId = :id",
+                ConditionExpression="attribute_not_exists(writtenModifiedAt) OR writtenModifiedAt <= :m",
+                ExpressionAttributeValues={":m": version, ":t": visma_ts, ":h": content_hash,
+                                           ":id": marketo_id},
+            )
+            return True
+        except self._resource.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+
+    # -- jobs -------------------------------------------------------------------------------
+    def put_job(self, job: JobRecord) -> None:
+        item = {"pk": f"JOB#{job.connection}", "sk": job.job_id, **job.model_dump(),
+                "expiresAt": int(time.time()) + self._job_ttl}
+        self._table.put_item(Item=item)
+
+    def get_job(self, connection: str, job_id: str) -> JobRecord | None:
+        item = self._table.get_item(Key={"pk": f"JOB#{connection}", "sk": job_id}).get("Item")
+        return JobRecord.model_validate(_plain(item)) if item else None
+
+    def jobs(self, connection: str) -> list[JobRecord]:
+        return [JobRecord.model_validate(_plain(i)) for i in self._query(Key("pk").eq(f"JOB#{connection}"))]
+
+    # -- quarantine -------------------------------------------------------------------------
+    def quarantine(self, entry: QuarantineEntry) -> None:
+        self._table.put_item(Item={"pk": f"QUAR#{entry.connection}", "sk": f"{entry.entity}#{entry.ref}",
+                                   **entry.model_dump()})
+
+    def quarantined(self, connection: str) -> list[QuarantineEntry]:
+        return [QuarantineEntry.model_validate(_plain(i)) for i in self._query(Key("pk").eq(f"QUAR#{connection}"))]
+
+    def release(self, connection: str, entity: str, ref: str) -> None:
+        self._table.delete_item(Key={"pk": f"QUAR#{connection}", "sk": f"{entity}#{ref}"})
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _query(self, condition: Any) -> Iterator[dict[str, Any]]:
+        kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
+        while True:
+            page = self._table.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _get_many(self, pk: str, internal_ids: Iterable[int]) -> list[dict[str, Any]]:
+        ids = list(dict.fromkeys(internal_ids))
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            items.extend(self._batch_get([{"pk": pk, "sk": str(i)} for i in ids[start : start + BATCH_GET_LIMIT]]))
+        return items
+
+    def _batch_get(self, keys: list[dict[str, str]]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        request = {self.table_name: {"Keys": keys, "ConsistentRead": True}}
+        for attempt in range(MAX_UNPROCESSED_RETRIES):
+            response = self._resource.batch_get_item(RequestItems=request)
+            items.extend(response.get("Responses", {}).get(self.table_name, []))
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return items
+            time.sleep(min(0.05 * 2**attempt, 1.0))
+        raise RuntimeError("DynamoDB left keys unprocessed after retries")
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """DynamoDB returns numbers as Decimal; models want ints."""
+    return {k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in item.items()}
+
+
+def _record_state(item: dict[str, Any]) -> RecordState:
+    return RecordState(
+        internal_id=int(item["sk"]),
+        written_modified_at=item.get("writtenModifiedAt"),
+        written_ts=item.get("writtenTs"),
+        written_hash=item.get("writtenHash"),
+        marketo_id=item.get("marketoId"),
+    )

@@ -1,0 +1,53 @@
+"""The SQS message that carries one mapped Visma record from the poller to the writer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ml_connector.config import VismaEntity
+
+SCHEMA_VERSION = 1
+
+
+def content_hash(fields: dict[str, Any]) -> str:
+    """Stable hash of the mapped fields: equal hashes mean Marketo already holds this content."""
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class SyncMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = Field(default=SCHEMA_VERSION, ge=1, le=SCHEMA_VERSION)
+    connection: str = Field(min_length=1)
+    entity: VismaEntity
+    internal_id: int
+    number: str
+    # Marketo destination: "companies" or a custom object's API name, and its dedupe field.
+    marketo_object: str = Field(min_length=1)
+    dedupe_field: str = Field(min_length=1)
+    key: str = Field(min_length=1, max_length=255)
+    # Version of the Visma record: its last modification (UTC) and its row version.
+    modified_at: datetime
+    visma_timestamp: str
+    fields: dict[str, Any]
+    content_hash: str
+
+    @classmethod
+    def build(cls, **data: Any) -> SyncMessage:
+        return cls(content_hash=content_hash(data["fields"]), **data)
+
+    @property
+    def record_ref(self) -> str:
+        return f"{self.connection}/{self.entity}/{self.internal_id}"
+
+    def marketo_record(self) -> dict[str, Any]:
+        return {self.dedupe_field: self.key, **self.fields}
+
+    def newer_than(self, other: SyncMessage) -> bool:
+        return (self.modified_at, self.visma_timestamp) > (other.modified_at, other.visma_timestamp)

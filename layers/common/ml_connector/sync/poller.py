@@ -1,0 +1,233 @@
+"""One poll cycle: Visma changes since the watermark -> mapped SQS messages, nothing lost.
+
+Per connection and entity:
+
+1. ``since`` = watermark - overlap (inclusive ``>=``), so rows sharing the boundary value, rows
+   committed while the last poll ran and clock skew are all re-read.
+2. Every page is streamed: each record is validated (malformed ones are quarantined with the
+   reason and the raw record), mapped, and enqueued unless this exact row version
+   (``internalId`` + ``timeStamp``) was enqueued before.
+3. The window is complete when the unique records seen cover Visma's ``totalCount``; otherwise
+   rows shifted between pages while we paged, and the window is read again (already-enqueued rows
+   cost no message).
+4. Only a complete window moves the watermark, and never past the moment the poll started. When
+   the invocation runs short of time the poll stops cleanly; the next one re-reads the window.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ml_connector.config import ConnectionConfig, VismaEntity
+from ml_connector.observability import MetricUnit, logger, metrics
+from ml_connector.state.store import QuarantineEntry, StateStore, utc_iso
+from ml_connector.sync.mapping import DEFAULT_MAPPING, EntityMapping, map_record
+from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.outbox import SqsOutbox
+from ml_connector.visma.client import VismaClient
+from ml_connector.visma.models import CustomerDto, SupplierDto, parse_visma_datetime
+
+MAX_PASSES = 3
+DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier": SupplierDto}
+
+
+class PollStoppedEarly(Exception):
+    """Not enough time left in this invocation to finish the window."""
+
+
+class EntityPollReport(BaseModel):
+    connection: str
+    entity: VismaEntity
+    records_read: int = 0
+    messages_sent: int = 0
+    already_enqueued: int = 0
+    quarantined: int = 0
+    pages: int = 0
+    passes: int = 0
+    complete: bool = False
+    stopped_early: bool = False
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    visma_calls: int = 0
+    error: str | None = None
+
+
+class _Pass:
+    """Bookkeeping for one read of the window."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+        self.bad: set[str] = set()
+        self.total = 0
+        self.max_modified: datetime | None = None
+
+    def covered(self) -> bool:
+        return len(self.seen) + len(self.bad) >= self.total
+
+
+class Poller:
+    def __init__(
+        self,
+        store: StateStore,
+        outbox: SqsOutbox,
+        *,
+        time_left: Callable[[], float] | None = None,
+        safety_margin: float = 20.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._outbox = outbox
+        self._time_left = time_left
+        self._margin = safety_margin
+        self._clock = clock
+
+    def poll_entity(
+        self,
+        connection: ConnectionConfig,
+        client: VismaClient,
+        entity: VismaEntity,
+        *,
+        company_id: str,
+        marketo_object: str,
+        mapping: EntityMapping = DEFAULT_MAPPING,
+    ) -> EntityPollReport:
+        report = EntityPollReport(connection=connection.id, entity=entity)
+        watermark = self._store.get_watermark(connection.id, entity)
+        report.watermark_before = utc_iso(watermark) if watermark else None
+        since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
+        started = self._clock()
+        calls_before = client.calls
+        context = _EntityContext(connection, entity, company_id, marketo_object, mapping)
+        try:
+            window = self._read_window(client, context, since, report)
+        except PollStoppedEarly:
+            report.stopped_early = True
+            logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
+            window = None
+        report.visma_calls = client.calls - calls_before
+        if window is not None and window.covered():
+            report.complete = True
+            if window.max_modified is not None:
+                new_mark = min(window.max_modified, started)
+                self._store.set_watermark(connection.id, entity, new_mark, report.model_dump())
+                report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
+            else:
+                report.watermark_after = report.watermark_before
+        self._emit_metrics(report)
+        return report
+
+    def _read_window(
+        self, client: VismaClient, ctx: _EntityContext, since: datetime | None, report: EntityPollReport
+    ) -> _Pass:
+        window = _Pass()
+        for attempt in range(1, MAX_PASSES + 1):
+            window = _Pass()
+            report.passes = attempt
+            for page in client.iter_pages(ctx.entity, modified_since=since, page_size=ctx.connection.visma.page_size):
+                window.total = max(window.total, page.total_count)
+                report.pages += 1
+                self._process_page(page.records, ctx, window, report)
+                self._check_time()
+            if window.covered():
+                return window
+            logger.warning(
+                "incomplete window: rows shifted between pages; reading it again",
+                extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": len(window.seen),
+                       "total": window.total, "pass": attempt},
+            )
+            metrics.add_metric(name="IncompleteWindows", unit=MetricUnit.Count, value=1)
+        return window
+
+    def _process_page(
+        self, records: list[dict[str, Any]], ctx: _EntityContext, window: _Pass, report: EntityPollReport
+    ) -> None:
+        candidates: dict[int, SyncMessage] = {}
+        for raw in records:
+            report.records_read += 1
+            message = self._to_message(raw, ctx, window, report)
+            if message is not None:
+                candidates[message.internal_id] = message
+        if not candidates:
+            return
+        enqueued = self._store.get_enqueued(ctx.connection.id, ctx.entity, candidates)
+        fresh = [m for i, m in candidates.items() if enqueued.get(i) != m.visma_timestamp]
+        report.already_enqueued += len(candidates) - len(fresh)
+        if fresh:
+            self._outbox.send(fresh)
+            versions = [(m.internal_id, m.visma_timestamp) for m in fresh]
+            self._store.mark_enqueued(ctx.connection.id, ctx.entity, versions)
+            report.messages_sent += len(fresh)
+
+    def _to_message(
+        self, raw: dict[str, Any], ctx: _EntityContext, window: _Pass, report: EntityPollReport
+    ) -> SyncMessage | None:
+        try:
+            dto: Any = DTO_BY_ENTITY[ctx.entity].model_validate(raw)
+            modified_at = parse_visma_datetime(dto.lastModifiedDateTime)
+            message = SyncMessage.build(
+                connection=ctx.connection.id,
+                entity=ctx.entity,
+                internal_id=dto.internalId,
+                number=dto.number,
+                marketo_object=ctx.marketo_object,
+                dedupe_field=ctx.mapping.dedupe_field,
+                key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
+                modified_at=modified_at,
+                visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
+                fields=map_record(ctx.mapping, raw, entity=ctx.entity, modified_at=modified_at),
+            )
+        except (ValidationError, ValueError, TypeError) as exc:
+            ref = _record_ref(raw)
+            window.bad.add(ref)
+            report.quarantined += 1
+            self._store.quarantine(QuarantineEntry(
+                connection=ctx.connection.id, entity=ctx.entity, ref=ref, stage="poller",
+                reason=_reason(exc), raw=json.dumps(raw, default=str, ensure_ascii=False)[:100_000],
+                at=utc_iso(self._clock()),
+            ))
+            logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
+            return None
+        window.seen.add(message.internal_id)
+        if window.max_modified is None or modified_at > window.max_modified:
+            window.max_modified = modified_at
+        return message
+
+    def _check_time(self) -> None:
+        if self._time_left is not None and self._time_left() < self._margin:
+            raise PollStoppedEarly
+
+    @staticmethod
+    def _emit_metrics(report: EntityPollReport) -> None:
+        for name, value in (("RecordsPolled", report.records_read), ("RecordsEnqueued", report.messages_sent),
+                            ("RecordsQuarantined", report.quarantined)):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+@dataclass(frozen=True)
+class _EntityContext:
+    connection: ConnectionConfig
+    entity: VismaEntity
+    company_id: str
+    marketo_object: str
+    mapping: EntityMapping
+
+
+def _record_ref(raw: Any) -> str:
+    internal_id = raw.get("internalId") if isinstance(raw, dict) else None
+    if isinstance(internal_id, int):
+        return str(internal_id)
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return f"raw-{digest}"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return str(exc)

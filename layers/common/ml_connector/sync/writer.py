@@ -1,0 +1,265 @@
+"""Writer: SQS messages -> Marketo upserts in chunks, each chunk a replayable, idempotent job.
+
+For one SQS batch:
+
+1. Parse each message body; an unparseable one is quarantined with the reason (never retried, never
+   blocking the rest).
+2. Per connection and Marketo object keep the newest version of each record (SQS is at-least-once
+   and unordered), then drop versions older than what Marketo already holds and content Marketo
+   already has (same hash): a no-op cycle costs no Marketo call.
+3. Chunk to <= 300 records and <= 1 MB. Each chunk's job ID is a hash of its connection, object and
+   record versions, so a redelivered chunk gets the same ID; the Marketo call runs under
+   Powertools idempotency keyed on that ID, so replaying a finished job does not write again.
+4. Per-record results: created/updated move the record's written version; skipped records are
+   quarantined with Marketo's reason. Only the messages of chunks that failed are reported back
+   to SQS for retry; 607 (daily quota) stops writing and leaves the rest for later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ml_connector.config import RuntimeSettings
+from ml_connector.marketo.client import MarketoClient
+from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
+from ml_connector.observability import MetricUnit, logger, metrics
+from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, utc_iso
+from ml_connector.sync.batching import chunk_by_limits, latest_per_key
+from ml_connector.sync.messages import SyncMessage
+
+ChunkWrite = Callable[..., list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    message_id: str
+    body: str
+
+
+@dataclass
+class _Item:
+    message_id: str
+    message: SyncMessage
+
+
+@dataclass
+class WriteReport:
+    messages: int = 0
+    invalid: int = 0
+    superseded: int = 0
+    stale: int = 0
+    unchanged: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    marketo_calls: int = 0
+    jobs: list[str] = field(default_factory=list)
+    failed_message_ids: set[str] = field(default_factory=set)
+    quota_exhausted: bool = False
+
+    def summary(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "failed_message_ids"}
+        return {**data, "failed": len(self.failed_message_ids)}
+
+
+class ChunkJob(BaseModel):
+    """What one Marketo call writes; its ``job_id`` is the idempotency key."""
+
+    job_id: str
+    connection: str
+    marketo_object: str
+    records: list[dict[str, Any]]
+
+
+def job_id_for(connection: str, marketo_object: str, messages: Iterable[SyncMessage]) -> str:
+    versions = sorted(f"{m.key}@{m.visma_timestamp}@{m.content_hash}" for m in messages)
+    digest = hashlib.sha256("|".join([connection, marketo_object, *versions]).encode("utf-8")).hexdigest()
+    return digest[:32]
+
+
+def write_chunk_to_marketo(client: MarketoClient, job: ChunkJob) -> list[dict[str, Any]]:
+    if job.marketo_object == "companies":
+        results = client.sync_companies(job.records)
+    else:
+        results = client.sync_custom_objects(job.marketo_object, job.records)
+    return [r.model_dump(mode="json") for r in results]
+
+
+class Writer:
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        store: StateStore,
+        marketo_for: Callable[[str], MarketoClient],
+        *,
+        write_chunk: ChunkWrite | None = None,
+        time_left: Callable[[], float] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._marketo_for = marketo_for
+        # Replaced by the handler with the Powertools-idempotent version of the same call.
+        self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
+        self._time_left = time_left
+
+    def process(self, inbound: list[InboundMessage]) -> WriteReport:
+        report = WriteReport(messages=len(inbound))
+        groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+        for item in self._parse(inbound, report):
+            groups[(item.message.connection, item.message.marketo_object)].append(item)
+        for (connection, marketo_object), items in groups.items():
+            if report.quota_exhausted:
+                report.failed_message_ids.update(i.message_id for i in items)
+                continue
+            self._write_group(connection, marketo_object, items, report)
+        self._emit_metrics(report)
+        return report
+
+    # -- parsing ----------------------------------------------------------------------------
+    def _parse(self, inbound: list[InboundMessage], report: WriteReport) -> list[_Item]:
+        items = []
+        known = {c.id for c in self._settings.connections}
+        for msg in inbound:
+            try:
+                parsed = SyncMessage.model_validate_json(msg.body)
+                if parsed.connection not in known:
+                    raise ValueError(f"unknown connection {parsed.connection!r}")
+            except (ValidationError, ValueError) as exc:
+                report.invalid += 1
+                self._quarantine_message(msg, exc)
+                continue
+            items.append(_Item(msg.message_id, parsed))
+        return items
+
+    def _quarantine_message(self, msg: InboundMessage, exc: Exception) -> None:
+        reason = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        self._store.quarantine(QuarantineEntry(
+            connection="_unknown", entity="message", ref=msg.message_id, stage="writer",
+            reason=f"malformed SQS message: {reason}", raw=msg.body[:100_000], at=utc_iso(datetime.now(UTC)),
+        ))
+        logger.warning("malformed SQS message quarantined", extra={"message_id": msg.message_id, "reason": reason})
+
+    # -- filtering --------------------------------------------------------------------------
+    def _pending(self, connection: str, items: list[_Item], report: WriteReport) -> list[_Item]:
+        latest, superseded = latest_per_key(items, key=lambda i: i.message.key,
+                                            newer=lambda a, b: a.message.newer_than(b.message))
+        report.superseded += len(superseded)
+        by_entity: dict[str, list[_Item]] = defaultdict(list)
+        for item in latest:
+            by_entity[item.message.entity].append(item)
+        pending = []
+        for entity, entity_items in by_entity.items():
+            states = self._store.get_records(connection, entity, (i.message.internal_id for i in entity_items))
+            for item in entity_items:
+                state = states.get(item.message.internal_id)
+                written = state.written_modified_at if state else None
+                if written and written > utc_iso(item.message.modified_at):
+                    report.stale += 1
+                elif state and state.written_hash == item.message.content_hash:
+                    report.unchanged += 1
+                else:
+                    pending.append(item)
+        return pending
+
+    # -- writing ----------------------------------------------------------------------------
+    def _write_group(self, connection: str, marketo_object: str, items: list[_Item], report: WriteReport) -> None:
+        pending = self._pending(connection, items, report)
+        chunks = list(chunk_by_limits(pending, lambda i: i.message.marketo_record()))
+        for index, chunk in enumerate(chunks):
+            if self._out_of_time():
+                for rest in chunks[index:]:
+                    report.failed_message_ids.update(i.message_id for i in rest)
+                logger.warning("writer out of time; remaining chunks go back to the queue")
+                return
+            if not self._write_one(connection, marketo_object, chunk, report):
+                for rest in chunks[index + 1 :]:
+                    report.failed_message_ids.update(i.message_id for i in rest)
+                return
+
+    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> bool:
+        """Write one chunk; False means stop writing (daily quota gone)."""
+        job = ChunkJob(
+            job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
+            connection=connection, marketo_object=marketo_object,
+            records=[i.message.marketo_record() for i in chunk],
+        )
+        report.jobs.append(job.job_id)
+        base = {"job_id": job.job_id, "connection": connection, "marketo_object": marketo_object,
+                "records": len(chunk), "message_ids": [i.message_id for i in chunk], "at": utc_iso(datetime.now(UTC))}
+        try:
+            results = self._write_chunk(job=job)
+        except MarketoQuotaExceeded as exc:
+            report.quota_exhausted = True
+            report.failed_message_ids.update(i.message_id for i in chunk)
+            self._store.put_job(JobRecord(**base, status="deferred", error=str(exc)))
+            logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
+            metrics.add_metric(name="MarketoQuotaExhausted", unit=MetricUnit.Count, value=1)
+            return False
+        except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
+            report.failed_message_ids.update(i.message_id for i in chunk)
+            self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc)))
+            logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
+            metrics.add_metric(name="ChunkWriteFailures", unit=MetricUnit.Count, value=1)
+            return True
+        counts = self._apply_results(connection, chunk, results, report)
+        self._store.put_job(JobRecord(**base, status="done", **counts))
+        return True
+
+    def _apply_results(
+        self, connection: str, chunk: list[_Item], results: list[dict[str, Any]], report: WriteReport
+    ) -> dict[str, int]:
+        counts = {"created": 0, "updated": 0, "skipped": 0}
+        by_seq = {int(r["seq"]): r for r in results}
+        for seq, item in enumerate(chunk):
+            result = by_seq.get(seq) or {"status": "skipped", "reasons": [{"code": "none", "message": "no result"}]}
+            status = result.get("status")
+            msg = item.message
+            if status in ("created", "updated"):
+                counts[status] += 1
+                self._store.mark_written(connection, msg.entity, msg.internal_id, modified_at=msg.modified_at,
+                                         visma_ts=msg.visma_timestamp, content_hash=msg.content_hash,
+                                         marketo_id=str(result.get("id") or result.get("marketoGUID") or "") or None)
+            else:
+                counts["skipped"] += 1
+                self._quarantine_skipped(connection, msg, result)
+        report.created += counts["created"]
+        report.updated += counts["updated"]
+        report.skipped += counts["skipped"]
+        report.marketo_calls += 1
+        return counts
+
+    def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: dict[str, Any]) -> None:
+        reasons = result.get("reasons") or []
+        reason = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) or "skipped without reason"
+        self._store.quarantine(QuarantineEntry(
+            connection=connection, entity=msg.entity, ref=str(msg.internal_id), stage="writer",
+            reason=f"Marketo skipped the record: {reason}", raw=msg.model_dump_json(), at=utc_iso(datetime.now(UTC)),
+        ))
+        logger.warning("Marketo skipped a record", extra={"ref": msg.record_ref, "reason": reason})
+
+    def _out_of_time(self) -> bool:
+        return self._time_left is not None and self._time_left() < self._settings.safety_margin_seconds
+
+    @staticmethod
+    def _emit_metrics(report: WriteReport) -> None:
+        for name, value in (
+            ("RecordsWritten", report.created + report.updated), ("RecordsSkippedUnchanged", report.unchanged),
+            ("RecordsQuarantined", report.skipped + report.invalid), ("RecordsStale", report.stale),
+            ("MarketoSyncCalls", report.marketo_calls),
+        ):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def _safe_error(exc: Exception) -> str:
+    if isinstance(exc, MarketoError):
+        return f"Marketo {exc.code}: {exc.message}"
+    return f"{type(exc).__name__}: {str(exc)[:500]}"

@@ -1,0 +1,228 @@
+"""A complete local deployment: moto's server built from template.yaml, both sandboxes, the handlers.
+
+Used by ``make demo``, the CLI, the integration tests and the benchmark, so they all exercise the same
+path a deployed stack takes: EventBridge event -> poller handler -> SQS -> event-source emulator ->
+writer handler -> Marketo, with credentials read from Secrets Manager and state in DynamoDB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ml_connector.sync.mapping import DEFAULT_MAPPING, map_record
+from ml_connector.visma.models import parse_visma_datetime
+from sandbox.marketo import MarketoSandbox
+from sandbox.visma import VismaSandbox
+
+from localrun.aws import DeployedStack, LocalAws, deploy_template
+from localrun.event_source import DrainStats, SqsEventSource
+from localrun.lambda_runtime import invoke
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+SCHEDULE_EVENT = ROOT / "events" / "schedule.json"
+STACK_NAME = "ml-connector"
+
+
+@dataclass
+class CycleReport:
+    label: str
+    records_read: int = 0
+    messages_sent: int = 0
+    marketo_calls: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    unchanged: int = 0
+    elapsed_s: float = 0.0
+    poll: list[dict[str, Any]] = field(default_factory=list)
+    drain: DrainStats | None = None
+
+    def line(self) -> str:
+        return (f"{self.label}: read {self.records_read} records, sent {self.messages_sent} messages, "
+                f"{self.marketo_calls} Marketo calls, {self.created} created, {self.updated} updated, "
+                f"{self.skipped} skipped, {self.elapsed_s:.1f}s")
+
+
+@dataclass
+class Verification:
+    expected: int
+    actual: int
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: dict[str, dict[str, tuple[Any, Any]]]
+    duplicates: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched or self.duplicates)
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"OK: Marketo holds exactly the mapped Visma data ({self.actual} companies, 0 duplicates)"
+        return (f"MISMATCH: expected {self.expected}, Marketo has {self.actual}; missing {len(self.missing)}, "
+                f"unexpected {len(self.unexpected)}, mismatched {len(self.mismatched)}, "
+                f"duplicates {len(self.duplicates)}; e.g. {self._example()}")
+
+    def _example(self) -> str:
+        if self.mismatched:
+            key, diff = next(iter(self.mismatched.items()))
+            return f"{key}: {diff}"
+        return ", ".join((self.missing + self.unexpected + self.duplicates)[:3])
+
+
+class LocalEnvironment:
+    def __init__(self, *, seed: int = 7, customers: int = 2000, suppliers: int = 500,
+                 visma_options: dict[str, Any] | None = None, marketo_options: dict[str, Any] | None = None,
+                 log_path: Path | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.aws = LocalAws()
+        self.visma = VismaSandbox(seed=seed, customers=customers, suppliers=suppliers, **(visma_options or {}))
+        self.marketo = MarketoSandbox(**(marketo_options or {}))
+        self.stack: DeployedStack | None = None
+        self._log_path = log_path
+        self._extra_env = extra_env or {}
+        self._stack = contextlib.ExitStack()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> LocalEnvironment:
+        self._stack.enter_context(_started(self.aws))
+        self._stack.enter_context(_started(self.visma))
+        self._stack.enter_context(_started(self.marketo))
+        self.stack = deploy_template(self.aws, TEMPLATE, stack_name=STACK_NAME,
+                                     parameters={"MarketoMunchkinId": self.marketo.munchkin_id})
+        self._store_credentials()
+        return self
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> LocalEnvironment:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _store_credentials(self) -> None:
+        secrets = self.aws.client("secretsmanager")
+        secrets.put_secret_value(SecretId=self.resource("VismaCredentialsSecret"),
+                                 SecretString=json.dumps(self.visma.credentials))
+        secrets.put_secret_value(SecretId=self.resource("MarketoCredentialsSecret"),
+                                 SecretString=json.dumps(self.marketo.credentials))
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def resource(self, logical_id: str) -> str:
+        assert self.stack is not None, "start() first"
+        return self.stack.resources[logical_id]
+
+    def env(self) -> dict[str, str]:
+        """What differs from the deployed stack: the sandbox endpoints and quiet local tracing."""
+        return {
+            "VISMA_BASE_URL": self.visma.url,
+            "VISMA_TOKEN_URL": self.visma.token_url,
+            "MARKETO_ENDPOINT_OVERRIDE": self.marketo.url,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            **self._extra_env,
+        }
+
+    def _captured(self) -> contextlib.AbstractContextManager[Any]:
+        """Lambda logs and EMF go to a log file, as they would to CloudWatch, keeping the console readable."""
+        if self._log_path is None:
+            return contextlib.nullcontext()
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        return _redirect_stdout_to(self._log_path)
+
+    def run_poller(self, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        assert self.stack is not None
+        payload = event if event is not None else json.loads(SCHEDULE_EVENT.read_text())
+        with self._captured():
+            return invoke(self.stack, "PollerFunction", payload, env=self.env(), template_path=TEMPLATE)
+
+    def drain(self, **kwargs: Any) -> DrainStats:
+        assert self.stack is not None
+        source = SqsEventSource(self.stack, "WriterFunction", env=self.env(), template_path=TEMPLATE)
+        with self._captured():
+            return source.drain(**kwargs)
+
+    # -- cycles -----------------------------------------------------------------------------
+    def cycle(self, label: str) -> CycleReport:
+        before = self._marketo_counts()
+        started = time.monotonic()
+        poll = self.run_poller()
+        drained = self.drain()
+        after = self._marketo_counts()
+        report = CycleReport(label=label, poll=poll["entities"], drain=drained,
+                             elapsed_s=time.monotonic() - started)
+        report.records_read = sum(e["records_read"] for e in poll["entities"])
+        report.messages_sent = sum(e["messages_sent"] for e in poll["entities"])
+        for name in ("marketo_calls", "created", "updated", "skipped"):
+            setattr(report, name, after[name] - before[name])
+        return report
+
+    def _marketo_counts(self) -> dict[str, int]:
+        stats = self.marketo.stats.snapshot()
+        return {"marketo_calls": stats["sync_calls"], "created": stats["records_created"],
+                "updated": stats["records_updated"], "skipped": stats["records_skipped"]}
+
+    # -- verification -----------------------------------------------------------------------
+    def expected_companies(self) -> dict[str, dict[str, Any]]:
+        company_id = self.visma.credentials["company_id"]
+        expected: dict[str, dict[str, Any]] = {}
+        for entity in ("customer", "supplier"):
+            for raw in self.visma.store.records(entity):
+                modified = parse_visma_datetime(raw["lastModifiedDateTime"])
+                key = DEFAULT_MAPPING.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
+                expected[key] = map_record(DEFAULT_MAPPING, raw, entity=entity, modified_at=modified)
+        return expected
+
+    def verify(self) -> Verification:
+        expected = self.expected_companies()
+        actual: dict[str, dict[str, Any]] = {}
+        duplicates = []
+        for company in self.marketo.store.companies():
+            key = company.get("externalCompanyId")
+            if key in actual:
+                duplicates.append(str(key))
+            actual[str(key)] = company
+        mismatched = {}
+        for key in expected.keys() & actual.keys():
+            diff = {f: (v, actual[key].get(f)) for f, v in expected[key].items() if not _same(v, actual[key].get(f))}
+            if diff:
+                mismatched[key] = diff
+        return Verification(expected=len(expected), actual=len(actual),
+                            missing=sorted(expected.keys() - actual.keys()),
+                            unexpected=sorted(actual.keys() - expected.keys()),
+                            mismatched=mismatched, duplicates=duplicates)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if expected in (None, "") and actual in (None, ""):
+        return True
+    if isinstance(expected, int | float) and not isinstance(expected, bool) and actual is not None:
+        try:
+            return float(expected) == float(actual)
+        except (TypeError, ValueError):
+            return False
+    return bool(expected == actual)
+
+
+@contextlib.contextmanager
+def _started(service: Any) -> Any:
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def _redirect_stdout_to(path: Path) -> Any:
+    with path.open("a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        yield
+
+
+__all__ = ["LocalEnvironment", "CycleReport", "Verification"]

@@ -1,0 +1,55 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from ml_connector.sync.batching import chunk_by_limits, chunked, json_size, latest_per_key
+from ml_connector.sync.messages import SyncMessage, content_hash
+from ml_connector.sync.writer import job_id_for
+
+
+def test_chunked_respects_size():
+    chunks = list(chunked(list(range(701)), 300))
+    assert [len(c) for c in chunks] == [300, 300, 101]
+    assert sum(chunks, []) == list(range(701))
+
+
+def test_chunk_by_limits_counts_records_and_bytes():
+    records = [{"k": str(i), "v": "x" * 100} for i in range(650)]
+    by_count = list(chunk_by_limits(records, lambda r: r))
+    assert [len(c) for c in by_count] == [300, 300, 50]
+    one = json_size(records[0])
+    by_bytes = list(chunk_by_limits(records, lambda r: r, max_bytes=one * 100))
+    assert all(len(c) <= 100 for c in by_bytes)
+    assert sum(len(c) for c in by_bytes) == 650
+
+
+def test_record_over_the_byte_limit_is_an_error():
+    with pytest.raises(ValueError, match="over the"):
+        list(chunk_by_limits([{"v": "x" * 50}], lambda r: r, max_bytes=10))
+
+
+def _message(key: str, ts: str, minute: int, name: str = "A") -> SyncMessage:
+    return SyncMessage.build(connection="c", entity="customer", internal_id=int(key), number=key,
+                             marketo_object="companies", dedupe_field="externalCompanyId", key=key,
+                             modified_at=datetime(2025, 1, 1, 0, minute, tzinfo=UTC), visma_timestamp=ts,
+                             fields={"company": name})
+
+
+def test_latest_per_key_keeps_newest_in_any_order():
+    old, new, other = _message("1", "a", 1), _message("1", "b", 2), _message("2", "a", 1)
+    for order in ([old, new, other], [new, old, other]):
+        kept, superseded = latest_per_key(order, key=lambda m: m.key, newer=lambda a, b: a.newer_than(b))
+        assert sorted(m.visma_timestamp + m.key for m in kept) == ["a2", "b1"]
+        assert superseded == [old]
+
+
+def test_job_id_is_deterministic_and_order_independent():
+    a, b = _message("1", "a", 1), _message("2", "a", 1)
+    assert job_id_for("c", "companies", [a, b]) == job_id_for("c", "companies", [b, a])
+    assert job_id_for("c", "companies", [a, b]) != job_id_for("c", "companies", [a, _message("2", "b", 2)])
+    assert job_id_for("c", "companies", [a]) != job_id_for("d", "companies", [a])
+
+
+def test_content_hash_ignores_key_order():
+    assert content_hash({"a": 1, "b": "x"}) == content_hash({"b": "x", "a": 1})
+    assert content_hash({"a": 1}) != content_hash({"a": 2})
