@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ml_connector.sync.mapping import DEFAULT_MAPPING, map_record
+from ml_connector.sync.mapping import load_mapping
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
 from sandbox.visma import VismaSandbox
@@ -171,12 +171,15 @@ class LocalEnvironment:
     # -- verification -----------------------------------------------------------------------
     def expected_companies(self) -> dict[str, dict[str, Any]]:
         company_id = self.visma.credentials["company_id"]
+        mapping = load_mapping(self._extra_env.get("MAPPING_FILE"))
         expected: dict[str, dict[str, Any]] = {}
-        for entity in ("customer", "supplier"):
+        for entity in mapping.entities:
+            section = mapping.for_entity(entity)
+            assert section is not None
             for raw in self.visma.store.records(entity):
                 modified = parse_visma_datetime(raw["lastModifiedDateTime"])
-                key = DEFAULT_MAPPING.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
-                expected[key] = map_record(DEFAULT_MAPPING, raw, entity=entity, modified_at=modified)
+                key = section.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
+                expected[key] = section.map(raw, entity=entity, modified_at=modified)
         return expected
 
     def verify(self) -> Verification:

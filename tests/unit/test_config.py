@@ -19,7 +19,8 @@ def test_single_connection_from_environment():
     assert conn.id == "default"
     assert conn.visma.base_url == "https://api.finance.visma.net"
     assert conn.marketo.munchkin_id == "123-ABC-456"
-    assert [t.entity for t in conn.entities] == ["customer", "supplier"]
+    assert conn.entities == ("customer", "supplier")
+    assert conn.mapping is None
 
 
 @pytest.mark.parametrize(
@@ -49,16 +50,17 @@ def test_connections_from_inline_json_and_file(tmp_path):
     connections = [
         {"id": "norway", "visma": {"secret_id": "v1"}, "marketo": {"secret_id": "m1", "munchkin_id": "111-AAA-111"}},
         {"id": "sweden", "visma": {"secret_id": "v2"}, "marketo": {"secret_id": "m2", "munchkin_id": "222-BBB-222"},
-         "entities": [{"entity": "supplier", "marketo_object": "vismaSupplier_c"}]},
+         "entities": ["supplier"], "mapping": "sweden.json"},
     ]
     inline = load_settings({**BASE_ENV, "CONNECTIONS_CONFIG": json.dumps(connections)})
     path = tmp_path / "connections.json"
     path.write_text(json.dumps({"connections": connections}))
     from_file = load_settings({**BASE_ENV, "CONNECTIONS_CONFIG": str(path)})
-    assert inline == from_file
-    assert [c.id for c in inline.connections] == ["norway", "sweden"]
-    assert inline.connection("sweden").target("supplier").marketo_object == "vismaSupplier_c"
-    assert inline.connection("sweden").target("customer") is None
+    assert [c.id for c in inline.connections] == [c.id for c in from_file.connections] == ["norway", "sweden"]
+    assert inline.connection("sweden").entities == ("supplier",)
+    # A mapping path in a connections file is relative to that file.
+    assert from_file.connection("sweden").mapping == str(tmp_path / "sweden.json")
+    assert inline.connection("sweden").mapping == "sweden.json"
 
 
 def test_unknown_connection_key_is_rejected():

@@ -1,9 +1,17 @@
+import json
 from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
 
-from ml_connector.sync.mapping import DEFAULT_MAPPING, FieldRule, get_path, map_record, payment_status
+from ml_connector.sync.mapping import (
+    FieldRule,
+    MappingError,
+    get_path,
+    load_mapping,
+    parse_mapping,
+    payment_status,
+)
 
 CUSTOMER = {
     "internalId": 18342, "number": "10457", "name": "  Nordlys Maskin AS ", "status": "CreditHold",
@@ -17,13 +25,19 @@ CUSTOMER = {
     "lastModifiedDateTime": "2025-03-14T09:41:27.513", "timeStamp": "AAAAAAB3kXo=",
 }
 MODIFIED = datetime(2025, 3, 14, 9, 41, 27, 513000, tzinfo=UTC)
+DEFAULT = load_mapping()
+
+
+def _section(fields, **extra):
+    return parse_mapping({"customer": {"fields": fields, **extra}}, "test.json").customer
 
 
 def test_default_mapping_of_a_customer():
-    fields = map_record(DEFAULT_MAPPING, CUSTOMER, entity="customer", modified_at=MODIFIED)
+    fields = DEFAULT.customer.map(CUSTOMER, entity="customer", modified_at=MODIFIED)
     assert fields["company"] == "Nordlys Maskin AS"
     assert fields["billingCountry"] == "Norway"
     assert fields["billingCity"] == "Oslo"
+    assert fields["mainPhone"] == "+4722000000"
     assert fields["vismaClassId"] == "DOM"
     assert fields["vismaClass"] == "Domestic customers"
     assert fields["vismaPaymentTerms"] == "14 days net"
@@ -33,12 +47,13 @@ def test_default_mapping_of_a_customer():
     assert fields["vismaEntity"] == "customer"
     assert fields["vismaLastModified"] == "2025-03-14T09:41:27Z"
     assert fields["numberOfEmployees"] == 42
+    assert "externalCompanyId" not in fields
 
 
-def test_supplier_uses_supplier_class():
+def test_default_supplier_section_uses_supplier_class():
     supplier = {**CUSTOMER, "status": "Active", "supplierClass": {"id": "TRANSP", "description": "Transport"}}
     del supplier["customerClass"]
-    fields = map_record(DEFAULT_MAPPING, supplier, entity="supplier", modified_at=MODIFIED)
+    fields = DEFAULT.supplier.map(supplier, entity="supplier", modified_at=MODIFIED)
     assert fields["vismaClassId"] == "TRANSP"
     assert fields["vismaEntity"] == "supplier"
     assert fields["vismaPaymentStatus"] == "current"
@@ -46,21 +61,39 @@ def test_supplier_uses_supplier_class():
 
 def test_missing_nested_objects_map_to_none():
     bare = {"internalId": 1, "number": "1", "name": "X", "mainAddress": None}
-    fields = map_record(DEFAULT_MAPPING, bare, entity="customer", modified_at=MODIFIED)
+    fields = DEFAULT.customer.map(bare, entity="customer", modified_at=MODIFIED)
     assert fields["billingCity"] is None
     assert fields["vismaClass"] is None
     assert get_path({"a": {"b": None}}, "a.b.c") is None
 
 
 def test_strings_are_trimmed_to_destination_length():
-    long_name = {**CUSTOMER, "name": "Å" * 400}
-    fields = map_record(DEFAULT_MAPPING, long_name, entity="customer", modified_at=MODIFIED)
+    fields = DEFAULT.customer.map({**CUSTOMER, "name": "Å" * 400}, entity="customer", modified_at=MODIFIED)
     assert fields["company"] == "Å" * 255
 
 
+def test_lengths_from_describe_fill_rules_without_one():
+    section = _section({"company": {"source": "name"}, "vismaNumber": {"source": "number", "max_length": 3}})
+    sized = section.with_lengths({"company": 5, "vismaNumber": 100})
+    fields = sized.map({"name": "Nordlys Maskin", "number": "123456"}, entity="customer", modified_at=MODIFIED)
+    assert fields == {"company": "Nordl", "vismaNumber": "123"}
+
+
+def test_lookup_with_default_constant_and_transform_chain():
+    section = _section({
+        "segment": {"source": "customerClass.id", "lookup": {"DOM": "Domestic", "EXP": "Export"}, "default": "Other"},
+        "source": {"constant": "Visma.net"},
+        "country": {"source": "mainAddress.country.name", "transform": ["country_code", "lower"]},
+    })
+    record = {**CUSTOMER, "customerClass": {"id": "EXP"}}
+    assert section.map(record, entity="customer", modified_at=MODIFIED) == {
+        "segment": "Export", "source": "Visma.net", "country": "no"}
+    other = {**CUSTOMER, "customerClass": {"id": "ZZZ"}}
+    assert section.map(other, entity="customer", modified_at=MODIFIED)["segment"] == "Other"
+
+
 def test_key_uses_internal_id_not_number():
-    key = DEFAULT_MAPPING.key(company_id="1234", entity="customer", internal_id=18342)
-    assert key == "visma-1234-customer-18342"
+    assert DEFAULT.customer.key(company_id="1234", entity="customer", internal_id=18342) == "visma-1234-customer-18342"
 
 
 @pytest.mark.parametrize(("status", "expected"), [("Active", "current"), ("OnHold", "on_hold"),
@@ -71,6 +104,38 @@ def test_payment_status_from_status(status, expected):
 
 def test_rule_needs_exactly_one_origin():
     with pytest.raises(ValidationError, match="exactly one"):
-        FieldRule(target="company", source="name", constant="x")
-    with pytest.raises(ValidationError, match="unknown transform"):
-        FieldRule(target="company", source="name", transform="shout")
+        FieldRule(source="name", constant="x")
+    with pytest.raises(ValidationError, match="unknown transform 'shout'"):
+        FieldRule(source="name", transform="shout")
+    with pytest.raises(ValidationError, match="unknown derivation"):
+        FieldRule(derive="credit_score")
+
+
+@pytest.mark.parametrize(
+    ("document", "fragment"),
+    [
+        ({"customer": {"fields": {"company": {"source": "name", "transform": "shout"}}}},
+         "customer.fields.company: Value error, unknown transform 'shout'"),
+        ({"customer": {"fields": {}}}, "customer.fields"),
+        ({"customer": {"key_template": "x-{number}", "fields": {"company": {"source": "name"}}}},
+         "customer.key_template"),
+        ({"customer": {"fields": {"externalCompanyId": {"source": "number"}}}}, "dedupe field"),
+        ({"vendor": {}}, "vendor"),
+    ],
+)
+def test_invalid_mapping_names_file_field_and_reason(tmp_path, document, fragment):
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    assert str(path) in str(error.value)
+    assert fragment in str(error.value)
+
+
+def test_unreadable_or_broken_mapping_file(tmp_path):
+    with pytest.raises(MappingError, match="cannot read"):
+        load_mapping(tmp_path / "nope.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"customer": ')
+    with pytest.raises(MappingError, match="invalid JSON at line 1"):
+        load_mapping(broken)

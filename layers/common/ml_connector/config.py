@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -79,23 +79,15 @@ class MarketoSettings(_Strict):
         return value.rstrip("/") if value else value
 
 
-class EntityTarget(_Strict):
-    """Where one Visma entity lands in Marketo."""
-
-    entity: VismaEntity
-    enabled: bool = True
-    # "companies" or the API name of a custom object (e.g. vismaSupplier_c).
-    marketo_object: str = "companies"
-
-
 class ConnectionConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,40}$")
     visma: VismaSettings
     marketo: MarketoSettings
-    entities: tuple[EntityTarget, ...] = (EntityTarget(entity="customer"), EntityTarget(entity="supplier"))
-
-    def target(self, entity: VismaEntity) -> EntityTarget | None:
-        return next((t for t in self.entities if t.entity == entity and t.enabled), None)
+    # Mapping file (JSON); relative paths are resolved against the connections file. None: the shipped default.
+    mapping: str | None = None
+    entities: tuple[VismaEntity, ...] = ("customer", "supplier")
+    # How often reference data (classes, credit terms, payment methods) is refreshed.
+    reference_interval_minutes: Annotated[int, Field(ge=1)] = 1440
 
 
 class RuntimeSettings(_Strict):
@@ -114,12 +106,18 @@ class RuntimeSettings(_Strict):
         raise ConfigError(f"CONNECTIONS_CONFIG: no connection named {connection_id!r}")
 
 
-def _connections_from_env(env: dict[str, str]) -> list[dict]:
+def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     raw = env.get("CONNECTIONS_CONFIG", "").strip()
     if raw:
-        text = raw if raw.startswith(("[", "{")) else Path(raw).read_text(encoding="utf-8")
-        data = json.loads(text)
-        return data["connections"] if isinstance(data, dict) else data
+        inline = raw.startswith(("[", "{"))
+        data = json.loads(raw if inline else Path(raw).read_text(encoding="utf-8"))
+        connections = data["connections"] if isinstance(data, dict) else data
+        if not inline:
+            base = Path(raw).resolve().parent
+            for conn in connections:
+                if isinstance(conn, dict) and conn.get("mapping") and not Path(conn["mapping"]).is_absolute():
+                    conn["mapping"] = str(base / conn["mapping"])
+        return list(connections)
     visma = {"secret_id": env.get("VISMA_SECRET_ID", "")}
     for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL")):
         if env.get(name):
@@ -129,7 +127,10 @@ def _connections_from_env(env: dict[str, str]) -> list[dict]:
     marketo = {"secret_id": env.get("MARKETO_SECRET_ID", ""), "munchkin_id": env.get("MARKETO_MUNCHKIN_ID", "")}
     if env.get("MARKETO_ENDPOINT_OVERRIDE"):
         marketo["endpoint_override"] = env["MARKETO_ENDPOINT_OVERRIDE"]
-    return [{"id": env.get("CONNECTION_ID", "default"), "visma": visma, "marketo": marketo}]
+    connection: dict[str, Any] = {"id": env.get("CONNECTION_ID", "default"), "visma": visma, "marketo": marketo}
+    if env.get("MAPPING_FILE"):
+        connection["mapping"] = env["MAPPING_FILE"]
+    return [connection]
 
 
 def _describe(error: ValidationError) -> str:

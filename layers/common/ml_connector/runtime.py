@@ -24,6 +24,7 @@ from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.models import MarketoCredentials
 from ml_connector.observability import logger
 from ml_connector.state.store import StateStore
+from ml_connector.sync.mapping import EntityMapping, MappingError, load_mapping
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.poller import EntityPollReport, Poller
 from ml_connector.sync.writer import ChunkJob, Writer, write_chunk_to_marketo
@@ -49,6 +50,7 @@ class Runtime:
     settings: RuntimeSettings
     store: StateStore
     _marketo: dict[str, MarketoClient] = field(default_factory=dict)
+    _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
 
     # -- clients ----------------------------------------------------------------------------
     def visma_credentials(self, connection: ConnectionConfig) -> VismaCredentials:
@@ -68,6 +70,20 @@ class Runtime:
                                                          endpoint_override=m.endpoint_override)
         return self._marketo[connection_id]
 
+    def mappings(self, connection: ConnectionConfig) -> dict[VismaEntity, EntityMapping]:
+        """The connection's mapping per enabled entity, loaded and validated once per container."""
+        if connection.id not in self._mappings:
+            mapping_file = load_mapping(connection.mapping)
+            mappings: dict[VismaEntity, EntityMapping] = {}
+            for entity in connection.entities:
+                section = mapping_file.for_entity(entity)
+                if section is None:
+                    raise MappingError(f"mapping {connection.mapping or 'default'}: no section for enabled entity "
+                                       f"{entity!r} of connection {connection.id!r}")
+                mappings[entity] = section
+            self._mappings[connection.id] = mappings
+        return self._mappings[connection.id]
+
     # -- services ---------------------------------------------------------------------------
     def poll(self, time_left: Callable[[], float] | None, connection_ids: list[str] | None = None
              ) -> list[EntityPollReport]:
@@ -86,14 +102,12 @@ class Runtime:
                          time_left: Callable[[], float] | None) -> list[EntityPollReport]:
         """Poll every entity of one connection; a failure is reported, not raised, so others still run."""
         reports = []
-        for entity in _entities(connection):
-            target = connection.target(entity)
-            assert target is not None
+        for entity, mapping in self.mappings(connection).items():
             try:
                 credentials = self.visma_credentials(connection)
                 client = self.visma_client(connection, credentials, time_left)
                 reports.append(poller.poll_entity(connection, client, entity, company_id=credentials.company_id,
-                                                  marketo_object=target.marketo_object))
+                                                  mapping=mapping))
             except Exception as exc:
                 logger.exception("poll failed", extra={"connection": connection.id, "entity": entity})
                 reports.append(EntityPollReport(connection=connection.id, entity=entity,
@@ -119,10 +133,6 @@ class Runtime:
 def idempotency_config(settings: RuntimeSettings) -> IdempotencyConfig:
     return IdempotencyConfig(event_key_jmespath="job_id", raise_on_no_idempotency_key=True,
                              expires_after_seconds=settings.job_ttl_days * 86_400)
-
-
-def _entities(connection: ConnectionConfig) -> list[VismaEntity]:
-    return [t.entity for t in connection.entities if t.enabled]
 
 
 _cache: dict[tuple[str, ...], Runtime] = {}

@@ -1,22 +1,36 @@
-"""Visma record -> Marketo fields, driven by a declarative list of field rules.
+"""Declarative Visma -> Marketo mapping, loaded from a JSON file per connection and validated at load.
 
-A rule names the Marketo field, where its value comes from (a dotted Visma path, a constant, or a
-derivation) and an optional transform. The shipped default maps customers and suppliers onto Marketo
-company fields; every string is trimmed to the destination field's length so Marketo never skips a
-record for an overlong value.
+A mapping file has one section per Visma entity (``customer``, ``supplier``). A section names its
+Marketo target (``companies`` or a custom object's API name), the dedupe field and how its value is
+built from the record's ``internalId``, and one rule per Marketo field::
+
+    "vismaSegment": {"source": "customerClass.id", "lookup": {"DOM": "Domestic"}, "default": "Other"}
+
+A rule takes its value from exactly one of ``source`` (a dotted Visma path), ``constant`` or
+``derive`` (a named derivation such as ``payment_status``), then applies ``lookup`` (with
+``default`` for a miss), the named ``transform`` steps in order, ``default`` for a null, and trims
+strings to ``max_length`` (filled from Marketo's describe when not given).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml_connector.config import VismaEntity
+from ml_connector.config import ConfigError, VismaEntity
+from ml_connector.sync.transforms import TRANSFORMS
 
 Record = dict[str, Any]
+DEFAULT_MAPPING_PATH = Path(__file__).resolve().parent.parent / "mappings" / "default.json"
+
+
+class MappingError(ConfigError):
+    """A mapping file is invalid; the message names the file, the field and the reason."""
 
 
 def get_path(record: Record, path: str) -> Any:
@@ -29,34 +43,8 @@ def get_path(record: Record, path: str) -> Any:
     return value
 
 
-def _strip(value: Any) -> Any:
-    return value.strip() or None if isinstance(value, str) else value
-
-
-def _lower(value: Any) -> Any:
-    return value.strip().lower() or None if isinstance(value, str) else value
-
-
-def _upper(value: Any) -> Any:
-    return value.strip().upper() or None if isinstance(value, str) else value
-
-
-def _iso_utc(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return value
-
-
-TRANSFORMS: dict[str, Callable[[Any], Any]] = {
-    "strip": _strip,
-    "lower": _lower,
-    "upper": _upper,
-    "iso_utc": _iso_utc,
-}
-
-
 def payment_status(record: Record) -> str:
-    """Connector-side payment status from the customer's credit status (see README, "Payment status")."""
+    """Connector-side payment status; see the README's "Payment status" section for the rule."""
     status = record.get("status")
     if status in ("CreditHold", "OnHold", "HoldPayments"):
         return "on_hold"
@@ -71,95 +59,122 @@ DERIVATIONS: dict[str, Callable[[Record], Any]] = {"payment_status": payment_sta
 class FieldRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    target: str = Field(min_length=1)
     source: str | None = None
     constant: Any = None
     derive: str | None = None
-    transform: str | None = None
+    lookup: dict[str, Any] | None = None
+    transform: tuple[str, ...] = ()
+    default: Any = None
     max_length: int | None = Field(default=None, ge=1)
-    # Some Visma paths differ per entity (customerClass vs supplierClass).
-    entity: VismaEntity | None = None
+
+    @field_validator("transform", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
 
     @model_validator(mode="after")
-    def _one_origin(self) -> FieldRule:
-        origins = [self.source is not None, self.constant is not None, self.derive is not None]
-        if sum(origins) != 1:
-            raise ValueError(f"field {self.target!r}: give exactly one of source, constant, derive")
+    def _check(self) -> FieldRule:
+        if sum(x is not None for x in (self.source, self.constant, self.derive)) != 1:
+            raise ValueError("give exactly one of source, constant, derive")
         if self.derive is not None and self.derive not in DERIVATIONS:
-            raise ValueError(f"field {self.target!r}: unknown derivation {self.derive!r}")
-        if self.transform is not None and self.transform not in TRANSFORMS:
-            raise ValueError(f"field {self.target!r}: unknown transform {self.transform!r}")
+            raise ValueError(f"unknown derivation {self.derive!r} (known: {', '.join(sorted(DERIVATIONS))})")
+        for name in self.transform:
+            if name not in TRANSFORMS:
+                raise ValueError(f"unknown transform {name!r} (known: {', '.join(sorted(TRANSFORMS))})")
         return self
 
     def value(self, record: Record) -> Any:
         if self.constant is not None:
-            raw = self.constant
+            value = self.constant
         elif self.derive is not None:
-            raw = DERIVATIONS[self.derive](record)
+            value = DERIVATIONS[self.derive](record)
         else:
-            raw = get_path(record, self.source or "")
-        if self.transform:
-            raw = TRANSFORMS[self.transform](raw)
-        if self.max_length is not None and isinstance(raw, str):
-            raw = raw[: self.max_length]
-        return raw
+            value = get_path(record, self.source or "")
+        if self.lookup is not None:
+            value = self.lookup.get(str(value)) if value is not None else None
+        for name in self.transform:
+            value = TRANSFORMS[name](value)
+        if value is None:
+            value = self.default
+        if self.max_length is not None and isinstance(value, str):
+            value = value[: self.max_length]
+        return value
 
 
 class EntityMapping(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    target: str = Field(default="companies", min_length=1)
     dedupe_field: str = "externalCompanyId"
     # Keyed on internalId: Visma customer numbers can be renamed.
     key_template: str = "visma-{company_id}-{entity}-{internal_id}"
-    rules: tuple[FieldRule, ...]
+    fields: dict[str, FieldRule] = Field(min_length=1)
+
+    @field_validator("key_template")
+    @classmethod
+    def _key_has_internal_id(cls, value: str) -> str:
+        if "{internal_id}" not in value:
+            raise ValueError("must contain {internal_id}, the only stable Visma key")
+        try:
+            value.format(company_id="", entity="", internal_id=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"bad placeholder ({exc}); use {{company_id}}, {{entity}}, {{internal_id}}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _dedupe_not_mapped(self) -> EntityMapping:
+        if self.dedupe_field in self.fields:
+            raise ValueError(f"{self.dedupe_field!r} is the dedupe field; its value comes from key_template")
+        return self
 
     def key(self, *, company_id: str, entity: str, internal_id: int) -> str:
         return self.key_template.format(company_id=company_id, entity=entity, internal_id=internal_id)
 
-    def fields(self, record: Record, entity: VismaEntity) -> dict[str, Any]:
-        return {r.target: r.value(record) for r in self.rules if r.entity in (None, entity)}
+    def map(self, record: Record, *, entity: VismaEntity, modified_at: datetime) -> dict[str, Any]:
+        """Mapped Marketo fields; ``_entity`` and ``_modified_at`` are synthetic sources a rule can name."""
+        enriched = {**record, "_entity": entity, "_modified_at": modified_at}
+        return {name: rule.value(enriched) for name, rule in self.fields.items()}
+
+    def with_lengths(self, lengths: dict[str, int | None]) -> EntityMapping:
+        """Fill each rule's max_length from the destination field's length where the file gave none."""
+        fields = {
+            name: rule if rule.max_length or not lengths.get(name) else rule.model_copy(
+                update={"max_length": lengths[name]})
+            for name, rule in self.fields.items()
+        }
+        return self.model_copy(update={"fields": fields})
 
 
-def _rule(target: str, source: str, max_length: int | None = None, **kw: Any) -> FieldRule:
-    return FieldRule(target=target, source=source, max_length=max_length, transform=kw.pop("transform", "strip"), **kw)
+class MappingFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str | None = None
+    customer: EntityMapping | None = None
+    supplier: EntityMapping | None = None
+
+    def for_entity(self, entity: VismaEntity) -> EntityMapping | None:
+        return self.customer if entity == "customer" else self.supplier
+
+    @property
+    def entities(self) -> list[Literal["customer", "supplier"]]:
+        return [e for e in ("customer", "supplier") if self.for_entity(e) is not None]  # type: ignore[misc]
 
 
-DEFAULT_COMPANY_RULES: Sequence[FieldRule] = (
-    _rule("company", "name", 255),
-    _rule("billingStreet", "mainAddress.addressLine1", 255),
-    _rule("billingCity", "mainAddress.city", 255),
-    _rule("billingPostalCode", "mainAddress.postalCode", 255),
-    _rule("billingCountry", "mainAddress.country.name", 255),
-    _rule("website", "mainContact.web", 255),
-    _rule("mainPhone", "mainContact.phone1", 255),
-    FieldRule(target="numberOfEmployees", source="numberOfEmployees"),
-    _rule("vismaNumber", "number", 30),
-    FieldRule(target="vismaEntity", source="_entity"),
-    _rule("vismaStatus", "status", 20),
-    _rule("vismaClassId", "customerClass.id", 30, entity="customer"),
-    _rule("vismaClass", "customerClass.description", 100, entity="customer"),
-    _rule("vismaClassId", "supplierClass.id", 30, entity="supplier"),
-    _rule("vismaClass", "supplierClass.description", 100, entity="supplier"),
-    _rule("vismaPaymentTermsId", "creditTerms.id", 30),
-    _rule("vismaPaymentTerms", "creditTerms.description", 100),
-    FieldRule(target="vismaPaymentStatus", derive="payment_status"),
-    _rule("vismaCurrency", "currencyId", 3, transform="upper"),
-    _rule("vismaCorporateId", "corporateId", 50),
-    _rule("vismaContactName", "mainContact.attention", 255),
-    _rule("vismaContactEmail", "mainContact.email", 255, transform="lower"),
-    FieldRule(target="vismaLastModified", source="_modified_at", transform="iso_utc"),
-)
-
-DEFAULT_MAPPING = EntityMapping(rules=tuple(DEFAULT_COMPANY_RULES))
+def parse_mapping(data: Any, origin: str) -> MappingFile:
+    try:
+        return MappingFile.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise MappingError(f"mapping {origin}: {problems}") from exc
 
 
-def map_record(
-    mapping: EntityMapping, record: Record, *, entity: VismaEntity, modified_at: datetime
-) -> dict[str, Any]:
-    """Mapped Marketo fields for one validated Visma record.
-
-    ``_entity`` and ``_modified_at`` are synthetic sources: the entity name and the parsed,
-    timezone-normalised modification time.
-    """
-    enriched = {**record, "_entity": entity, "_modified_at": modified_at}
-    return mapping.fields(enriched, entity)
+def load_mapping(path: str | Path | None = None) -> MappingFile:
+    """Load and validate a mapping file (JSON); None means the shipped default."""
+    file = Path(path) if path else DEFAULT_MAPPING_PATH
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MappingError(f"mapping {file}: cannot read ({exc.strerror})") from exc
+    except json.JSONDecodeError as exc:
+        raise MappingError(f"mapping {file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
+    return parse_mapping(data, str(file))

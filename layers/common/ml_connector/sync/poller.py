@@ -28,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.observability import MetricUnit, logger, metrics
 from ml_connector.state.store import QuarantineEntry, StateStore, utc_iso
-from ml_connector.sync.mapping import DEFAULT_MAPPING, EntityMapping, map_record
+from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.visma.client import VismaClient
@@ -95,8 +95,7 @@ class Poller:
         entity: VismaEntity,
         *,
         company_id: str,
-        marketo_object: str,
-        mapping: EntityMapping = DEFAULT_MAPPING,
+        mapping: EntityMapping,
     ) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
@@ -104,7 +103,7 @@ class Poller:
         since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
         calls_before = client.calls
-        context = _EntityContext(connection, entity, company_id, marketo_object, mapping)
+        context = _EntityContext(connection, entity, company_id, mapping)
         try:
             window = self._read_window(client, context, since, report)
         except PollStoppedEarly:
@@ -176,12 +175,12 @@ class Poller:
                 entity=ctx.entity,
                 internal_id=dto.internalId,
                 number=dto.number,
-                marketo_object=ctx.marketo_object,
+                marketo_object=ctx.mapping.target,
                 dedupe_field=ctx.mapping.dedupe_field,
                 key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
                 modified_at=modified_at,
                 visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
-                fields=map_record(ctx.mapping, raw, entity=ctx.entity, modified_at=modified_at),
+                fields=ctx.mapping.map(raw, entity=ctx.entity, modified_at=modified_at),
             )
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
@@ -215,7 +214,6 @@ class _EntityContext:
     connection: ConnectionConfig
     entity: VismaEntity
     company_id: str
-    marketo_object: str
     mapping: EntityMapping
 
 
