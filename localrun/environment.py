@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_connector.sync.mapping import load_mapping
+from ml_connector.sync.preview import same_value
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
 from sandbox.visma import VismaSandbox
@@ -193,24 +194,14 @@ class LocalEnvironment:
             actual[str(key)] = company
         mismatched = {}
         for key in expected.keys() & actual.keys():
-            diff = {f: (v, actual[key].get(f)) for f, v in expected[key].items() if not _same(v, actual[key].get(f))}
+            held = actual[key]
+            diff = {f: (v, held.get(f)) for f, v in expected[key].items() if not same_value(held.get(f), v)}
             if diff:
                 mismatched[key] = diff
         return Verification(expected=len(expected), actual=len(actual),
                             missing=sorted(expected.keys() - actual.keys()),
                             unexpected=sorted(actual.keys() - expected.keys()),
                             mismatched=mismatched, duplicates=duplicates)
-
-
-def _same(expected: Any, actual: Any) -> bool:
-    if expected in (None, "") and actual in (None, ""):
-        return True
-    if isinstance(expected, int | float) and not isinstance(expected, bool) and actual is not None:
-        try:
-            return float(expected) == float(actual)
-        except (TypeError, ValueError):
-            return False
-    return bool(expected == actual)
 
 
 @contextlib.contextmanager

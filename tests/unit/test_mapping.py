@@ -139,3 +139,40 @@ def test_unreadable_or_broken_mapping_file(tmp_path):
     broken.write_text('{"customer": ')
     with pytest.raises(MappingError, match="invalid JSON at line 1"):
         load_mapping(broken)
+
+
+class _Field:
+    def __init__(self, name, length=None, updateable=True):
+        self.name, self.length, self.updateable = name, length, updateable
+
+
+class _Described:
+    def __init__(self, fields, dedupe=("externalCompanyId",)):
+        self.name = "Company"
+        self.dedupe_fields = list(dedupe)
+        self.fields = {f.name: f for f in fields}
+
+
+def test_check_against_marketo_sizes_fields_from_describe():
+    from ml_connector.sync.mapping import check_against_marketo
+
+    section = _section({"company": {"source": "name"}, "vismaNumber": {"source": "number"}})
+    described = _Described([_Field("externalCompanyId", 100, False), _Field("company", 4), _Field("vismaNumber")])
+    checked = check_against_marketo(section, described, "m.json")
+    assert checked.map({"name": "Nordlys", "number": "1"}, entity="customer", modified_at=MODIFIED) == {
+        "company": "Nord", "vismaNumber": "1"}
+
+
+def test_check_against_marketo_names_unknown_and_read_only_fields():
+    from ml_connector.sync.mapping import check_against_marketo
+
+    section = _section({"company": {"source": "name"}, "colour": {"constant": "red"},
+                        "updatedAt": {"source": "lastModifiedDateTime"}})
+    described = _Described([_Field("company"), _Field("updatedAt", updateable=False)])
+    with pytest.raises(MappingError) as error:
+        check_against_marketo(section, described, "m.json")
+    message = str(error.value)
+    assert "m.json" in message and "'colour' does not exist" in message and "'updatedAt' is read-only" in message
+    with pytest.raises(MappingError, match="not a dedupe field"):
+        check_against_marketo(_section({"company": {"source": "name"}}), _Described([_Field("company")], dedupe=[]),
+                              "m.json")

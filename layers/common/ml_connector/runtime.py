@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import requests
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -21,12 +22,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 
 from ml_connector.config import ConfigError, ConnectionConfig, RuntimeSettings, VismaEntity, load_settings
 from ml_connector.marketo.client import MarketoClient
+from ml_connector.marketo.errors import MarketoError
 from ml_connector.marketo.models import MarketoCredentials
 from ml_connector.observability import logger
 from ml_connector.state.store import StateStore
-from ml_connector.sync.mapping import EntityMapping, MappingError, load_mapping
+from ml_connector.sync.batching import chunked
+from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
 from ml_connector.sync.outbox import SqsOutbox
-from ml_connector.sync.poller import EntityPollReport, Poller
+from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
+from ml_connector.sync.preview import MarketoLookup, PreviewItem, PreviewSink
 from ml_connector.sync.writer import ChunkJob, Writer, write_chunk_to_marketo
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.models import VismaCredentials
@@ -80,16 +84,29 @@ class Runtime:
                 if section is None:
                     raise MappingError(f"mapping {connection.mapping or 'default'}: no section for enabled entity "
                                        f"{entity!r} of connection {connection.id!r}")
-                mappings[entity] = section
+                mappings[entity] = self._checked(connection, section)
             self._mappings[connection.id] = mappings
         return self._mappings[connection.id]
+
+    def _checked(self, connection: ConnectionConfig, section: EntityMapping) -> EntityMapping:
+        """Check a mapping section against Marketo's describe; an unreachable Marketo only skips the check."""
+        origin = connection.mapping or "default"
+        try:
+            client = self.marketo_client(connection.id)
+            described = (client.describe_companies() if section.target == "companies"
+                         else client.describe_custom_object(section.target))
+        except (MarketoError, requests.RequestException) as exc:
+            logger.warning("could not describe the Marketo target; mapping checked at load only",
+                           extra={"connection": connection.id, "target": section.target, "error": str(exc)})
+            return section
+        return check_against_marketo(section, described, origin)
 
     # -- services ---------------------------------------------------------------------------
     def poll(self, time_left: Callable[[], float] | None, connection_ids: list[str] | None = None
              ) -> list[EntityPollReport]:
         if not self.settings.sync_queue_url:
             raise ConfigError("SYNC_QUEUE_URL: required by the poller")
-        poller = Poller(self.store, SqsOutbox(self.settings.sync_queue_url), time_left=time_left,
+        poller = Poller(self.store, QueueSink(self.store, SqsOutbox(self.settings.sync_queue_url)), time_left=time_left,
                         safety_margin=self.settings.safety_margin_seconds)
         reports = []
         for connection in self.settings.connections:
@@ -113,6 +130,34 @@ class Runtime:
                 reports.append(EntityPollReport(connection=connection.id, entity=entity,
                                                 error=f"{type(exc).__name__}: {exc}"))
         return reports
+
+    def preview(self, connection_ids: list[str] | None = None) -> tuple[list[EntityPollReport], list[PreviewItem]]:
+        """What the next cycle would write, per record, without writing anything or moving a watermark."""
+        items: list[PreviewItem] = []
+        reports: list[EntityPollReport] = []
+        for connection in self.settings.connections:
+            if connection_ids and connection.id not in connection_ids:
+                continue
+            sink = PreviewSink(self._marketo_lookup(connection.id))
+            poller = Poller(self.store, sink, dry_run=True)
+            reports.extend(self._poll_connection(poller, connection, None))
+            items.extend(sink.items)
+        return reports, items
+
+    def _marketo_lookup(self, connection_id: str) -> MarketoLookup:
+        def lookup(marketo_object: str, dedupe_field: str, keys: list[str], fields: list[str]
+                   ) -> dict[str, dict[str, Any]]:
+            if marketo_object != "companies":
+                raise NotImplementedError("preview of custom-object targets is not supported yet")
+            client = self.marketo_client(connection_id)
+            found: dict[str, dict[str, Any]] = {}
+            # 100 keys a query keeps the GET URI well under Marketo's 8 KB limit.
+            for batch in chunked(keys, 100):
+                for record in client.get_companies(dedupe_field, batch, [dedupe_field, *fields]):
+                    found[str(record.get(dedupe_field))] = record
+            return found
+
+        return lookup
 
     def writer(self, time_left: Callable[[], float] | None, idempotency: IdempotencyConfig | None = None) -> Writer:
         write_chunk = None

@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -178,3 +178,32 @@ def load_mapping(path: str | Path | None = None) -> MappingFile:
     except json.JSONDecodeError as exc:
         raise MappingError(f"mapping {file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     return parse_mapping(data, str(file))
+
+
+class DescribedField(Protocol):
+    name: str
+    length: int | None
+    updateable: bool
+
+
+class DescribedObject(Protocol):
+    name: str
+    dedupe_fields: list[str]
+    fields: dict[str, Any]
+
+
+def check_against_marketo(mapping: EntityMapping, described: DescribedObject, origin: str) -> EntityMapping:
+    """Fail on fields Marketo does not have or will not update; size strings to Marketo's lengths."""
+    problems = []
+    if mapping.dedupe_field not in described.dedupe_fields:
+        problems.append(f"dedupe_field {mapping.dedupe_field!r} is not a dedupe field of {described.name} "
+                        f"(Marketo has {', '.join(described.dedupe_fields) or 'none'})")
+    for name in mapping.fields:
+        field = described.fields.get(name)
+        if field is None:
+            problems.append(f"field {name!r} does not exist on Marketo {described.name}")
+        elif not field.updateable:
+            problems.append(f"field {name!r} is read-only on Marketo {described.name}")
+    if problems:
+        raise MappingError(f"mapping {origin} ({mapping.target}): " + "; ".join(problems))
+    return mapping.with_lengths({n: f.length for n, f in described.fields.items()})

@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
@@ -36,6 +36,30 @@ from ml_connector.visma.models import CustomerDto, SupplierDto, parse_visma_date
 
 MAX_PASSES = 3
 DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier": SupplierDto}
+
+
+class MessageSink(Protocol):
+    """Where a page's mapped messages go: the SQS queue, or a preview that only compares."""
+
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
+        """Deliver messages; returns (delivered, skipped as already delivered)."""
+        ...
+
+
+class QueueSink:
+    """Enqueues each record version once: versions already enqueued (by internalId + timeStamp) are skipped."""
+
+    def __init__(self, store: StateStore, outbox: SqsOutbox) -> None:
+        self._store = store
+        self._outbox = outbox
+
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
+        enqueued = self._store.get_enqueued(connection, entity, (m.internal_id for m in messages))
+        fresh = [m for m in messages if enqueued.get(m.internal_id) != m.visma_timestamp]
+        if fresh:
+            self._outbox.send(fresh)
+            self._store.mark_enqueued(connection, entity, [(m.internal_id, m.visma_timestamp) for m in fresh])
+        return len(fresh), len(messages) - len(fresh)
 
 
 class PollStoppedEarly(Exception):
@@ -57,6 +81,7 @@ class EntityPollReport(BaseModel):
     watermark_after: str | None = None
     visma_calls: int = 0
     error: str | None = None
+    quarantine_preview: list[dict[str, str]] = []
 
 
 class _Pass:
@@ -76,14 +101,16 @@ class Poller:
     def __init__(
         self,
         store: StateStore,
-        outbox: SqsOutbox,
+        sink: MessageSink,
         *,
+        dry_run: bool = False,
         time_left: Callable[[], float] | None = None,
         safety_margin: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._store = store
-        self._outbox = outbox
+        self._sink = sink
+        self._dry_run = dry_run
         self._time_left = time_left
         self._margin = safety_margin
         self._clock = clock
@@ -113,7 +140,7 @@ class Poller:
         report.visma_calls = client.calls - calls_before
         if window is not None and window.covered():
             report.complete = True
-            if window.max_modified is not None:
+            if window.max_modified is not None and not self._dry_run:
                 new_mark = min(window.max_modified, started)
                 self._store.set_watermark(connection.id, entity, new_mark, report.model_dump())
                 report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
@@ -153,16 +180,10 @@ class Poller:
             message = self._to_message(raw, ctx, window, report)
             if message is not None:
                 candidates[message.internal_id] = message
-        if not candidates:
-            return
-        enqueued = self._store.get_enqueued(ctx.connection.id, ctx.entity, candidates)
-        fresh = [m for i, m in candidates.items() if enqueued.get(i) != m.visma_timestamp]
-        report.already_enqueued += len(candidates) - len(fresh)
-        if fresh:
-            self._outbox.send(fresh)
-            versions = [(m.internal_id, m.visma_timestamp) for m in fresh]
-            self._store.mark_enqueued(ctx.connection.id, ctx.entity, versions)
-            report.messages_sent += len(fresh)
+        if candidates:
+            sent, skipped = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
+            report.messages_sent += sent
+            report.already_enqueued += skipped
 
     def _to_message(
         self, raw: dict[str, Any], ctx: _EntityContext, window: _Pass, report: EntityPollReport
@@ -186,11 +207,15 @@ class Poller:
             ref = _record_ref(raw)
             window.bad.add(ref)
             report.quarantined += 1
-            self._store.quarantine(QuarantineEntry(
+            entry = QuarantineEntry(
                 connection=ctx.connection.id, entity=ctx.entity, ref=ref, stage="poller",
                 reason=_reason(exc), raw=json.dumps(raw, default=str, ensure_ascii=False)[:100_000],
                 at=utc_iso(self._clock()),
-            ))
+            )
+            if self._dry_run:
+                report.quarantine_preview.append({"ref": ref, "reason": entry.reason})
+            else:
+                self._store.quarantine(entry)
             logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
             return None
         window.seen.add(message.internal_id)
