@@ -53,3 +53,12 @@ def test_job_id_is_deterministic_and_order_independent():
 def test_content_hash_ignores_key_order():
     assert content_hash({"a": 1, "b": "x"}) == content_hash({"b": "x", "a": 1})
     assert content_hash({"a": 1}) != content_hash({"a": 2})
+
+
+def test_packed_messages_round_trip_and_compress():
+    from ml_connector.sync.messages import pack_messages, unpack_messages
+
+    messages = [_message(str(i), "ts", i % 60, name="Nordlys Maskin AS " * 5) for i in range(300)]
+    packed = pack_messages(messages)
+    assert unpack_messages(packed) == messages
+    assert len(packed) < sum(len(m.model_dump_json()) for m in messages) / 5

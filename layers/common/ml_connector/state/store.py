@@ -58,6 +58,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     message_ids: list[str] = []
     at: str
+    # The chunk's messages (zlib + base64), kept for failed jobs so an operator can replay them.
+    messages: str | None = None
 
 
 class QuarantineEntry(BaseModel):

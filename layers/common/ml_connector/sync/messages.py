@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import zlib
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -51,3 +54,14 @@ class SyncMessage(BaseModel):
 
     def newer_than(self, other: SyncMessage) -> bool:
         return (self.modified_at, self.visma_timestamp) > (other.modified_at, other.visma_timestamp)
+
+
+def pack_messages(messages: Iterable[SyncMessage]) -> str:
+    """Compact form of a chunk's messages for a job record (DynamoDB items are capped at 400 KB)."""
+    raw = json.dumps([m.model_dump(mode="json") for m in messages], separators=(",", ":")).encode("utf-8")
+    return base64.b64encode(zlib.compress(raw, 9)).decode("ascii")
+
+
+def unpack_messages(packed: str) -> list[SyncMessage]:
+    data = json.loads(zlib.decompress(base64.b64decode(packed)))
+    return [SyncMessage.model_validate(item) for item in data]

@@ -130,7 +130,7 @@ class Poller:
         since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
         calls_before = client.calls
-        context = _EntityContext(connection, entity, company_id, mapping)
+        context = EntityContext(connection, entity, company_id, mapping)
         try:
             window = self._read_window(client, context, since, report)
         except PollStoppedEarly:
@@ -150,7 +150,7 @@ class Poller:
         return report
 
     def _read_window(
-        self, client: VismaClient, ctx: _EntityContext, since: datetime | None, report: EntityPollReport
+        self, client: VismaClient, ctx: EntityContext, since: datetime | None, report: EntityPollReport
     ) -> _Pass:
         window = _Pass()
         for attempt in range(1, MAX_PASSES + 1):
@@ -172,7 +172,7 @@ class Poller:
         return window
 
     def _process_page(
-        self, records: list[dict[str, Any]], ctx: _EntityContext, window: _Pass, report: EntityPollReport
+        self, records: list[dict[str, Any]], ctx: EntityContext, window: _Pass, report: EntityPollReport
     ) -> None:
         candidates: dict[int, SyncMessage] = {}
         for raw in records:
@@ -186,23 +186,10 @@ class Poller:
             report.already_enqueued += skipped
 
     def _to_message(
-        self, raw: dict[str, Any], ctx: _EntityContext, window: _Pass, report: EntityPollReport
+        self, raw: dict[str, Any], ctx: EntityContext, window: _Pass, report: EntityPollReport
     ) -> SyncMessage | None:
         try:
-            dto: Any = DTO_BY_ENTITY[ctx.entity].model_validate(raw)
-            modified_at = parse_visma_datetime(dto.lastModifiedDateTime)
-            message = SyncMessage.build(
-                connection=ctx.connection.id,
-                entity=ctx.entity,
-                internal_id=dto.internalId,
-                number=dto.number,
-                marketo_object=ctx.mapping.target,
-                dedupe_field=ctx.mapping.dedupe_field,
-                key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
-                modified_at=modified_at,
-                visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
-                fields=ctx.mapping.map(raw, entity=ctx.entity, modified_at=modified_at),
-            )
+            message = build_message(raw, ctx)
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
             window.bad.add(ref)
@@ -219,8 +206,8 @@ class Poller:
             logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
             return None
         window.seen.add(message.internal_id)
-        if window.max_modified is None or modified_at > window.max_modified:
-            window.max_modified = modified_at
+        if window.max_modified is None or message.modified_at > window.max_modified:
+            window.max_modified = message.modified_at
         return message
 
     def _check_time(self) -> None:
@@ -235,11 +222,29 @@ class Poller:
 
 
 @dataclass(frozen=True)
-class _EntityContext:
+class EntityContext:
     connection: ConnectionConfig
     entity: VismaEntity
     company_id: str
     mapping: EntityMapping
+
+
+def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
+    """Validate one raw Visma record and map it; raises ValidationError/ValueError for a malformed one."""
+    dto: Any = DTO_BY_ENTITY[ctx.entity].model_validate(raw)
+    modified_at = parse_visma_datetime(dto.lastModifiedDateTime)
+    return SyncMessage.build(
+        connection=ctx.connection.id,
+        entity=ctx.entity,
+        internal_id=dto.internalId,
+        number=dto.number,
+        marketo_object=ctx.mapping.target,
+        dedupe_field=ctx.mapping.dedupe_field,
+        key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
+        modified_at=modified_at,
+        visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
+        fields=ctx.mapping.map(raw, entity=ctx.entity, modified_at=modified_at),
+    )
 
 
 def _record_ref(raw: Any) -> str:

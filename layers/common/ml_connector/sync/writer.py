@@ -32,7 +32,7 @@ from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.observability import MetricUnit, logger, metrics
 from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
-from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.messages import SyncMessage, pack_messages
 
 ChunkWrite = Callable[..., list[dict[str, Any]]]
 
@@ -195,18 +195,22 @@ class Writer:
         report.jobs.append(job.job_id)
         base = {"job_id": job.job_id, "connection": connection, "marketo_object": marketo_object,
                 "records": len(chunk), "message_ids": [i.message_id for i in chunk], "at": utc_iso(datetime.now(UTC))}
+
+        def packed() -> str:
+            return pack_messages(i.message for i in chunk)
+
         try:
             results = self._write_chunk(job=job)
         except MarketoQuotaExceeded as exc:
             report.quota_exhausted = True
             report.failed_message_ids.update(i.message_id for i in chunk)
-            self._store.put_job(JobRecord(**base, status="deferred", error=str(exc)))
+            self._store.put_job(JobRecord(**base, status="deferred", error=str(exc), messages=packed()))
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
             metrics.add_metric(name="MarketoQuotaExhausted", unit=MetricUnit.Count, value=1)
             return False
         except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
             report.failed_message_ids.update(i.message_id for i in chunk)
-            self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc)))
+            self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
             metrics.add_metric(name="ChunkWriteFailures", unit=MetricUnit.Count, value=1)
             return True
