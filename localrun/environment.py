@@ -23,6 +23,7 @@ from sandbox.visma import VismaSandbox
 from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
+from localrun.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -129,6 +130,16 @@ class LocalEnvironment:
             "POWERTOOLS_TRACE_DISABLED": "true",
             **self._extra_env,
         }
+
+    def local_target(self) -> Target:
+        """This environment as a CLI target: the functions' environment plus the sandbox endpoints."""
+        assert self.stack is not None
+        env: dict[str, str] = {}
+        for logical_id in ("PollerFunction", "WriterFunction"):
+            env.update(self.stack.function_environment(logical_id))
+        env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
+        return Target(name="local", kind="local", region=self.aws.region, aws_endpoint_url=self.aws.endpoint_url,
+                      env={**env, **self.env()})
 
     def _captured(self) -> contextlib.AbstractContextManager[Any]:
         """Lambda logs and EMF go to a log file, as they would to CloudWatch, keeping the console readable."""

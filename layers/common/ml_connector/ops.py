@@ -15,6 +15,7 @@ from ml_connector.state.store import JobRecord, QuarantineEntry, parse_utc_iso
 from ml_connector.sync.messages import SyncMessage, unpack_messages
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.poller import EntityContext, build_message
+from ml_connector.sync.writer import InboundMessage
 
 
 class OperationError(RuntimeError):
@@ -36,6 +37,16 @@ class Status(BaseModel):
     quarantined: dict[str, int]
     queue_depth: int
     dead_letter_depth: int
+
+
+class DrainSummary(BaseModel):
+    batches: int = 0
+    messages: int = 0
+    failed: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    unchanged: int = 0
 
 
 class QuarantineRetry(BaseModel):
@@ -113,6 +124,45 @@ class Operations:
                                                    "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}))
         return len(messages)
 
+    # -- queue ------------------------------------------------------------------------------
+    def drain(self, *, batch_size: int = 300, visibility_timeout: int = 120) -> DrainSummary:
+        """Feed the sync queue to the writer in batches until it is empty (what the SQS event source does)."""
+        writer = self._runtime.writer(time_left=None)
+        summary = DrainSummary()
+        while True:
+            batch = self._receive(batch_size, visibility_timeout)
+            if not batch:
+                return summary
+            report = writer.process([InboundMessage(m["MessageId"], m["Body"]) for m in batch])
+            summary.batches += 1
+            summary.messages += len(batch)
+            for name in ("created", "updated", "skipped", "unchanged"):
+                setattr(summary, name, getattr(summary, name) + getattr(report, name))
+            done = [m for m in batch if m["MessageId"] not in report.failed_message_ids]
+            self._delete(done)
+            summary.failed += len(batch) - len(done)
+            if not done:
+                # Nothing moved: leave the rest to the queue's own retries and DLQ.
+                return summary
+
+    def _receive(self, limit: int, visibility_timeout: int) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        while len(messages) < limit:
+            got = self._sqs.receive_message(
+                QueueUrl=self._queue_url, MaxNumberOfMessages=min(10, limit - len(messages)), WaitTimeSeconds=0,
+                VisibilityTimeout=visibility_timeout,
+            ).get("Messages", [])
+            if not got:
+                break
+            messages.extend(got)
+        return messages
+
+    def _delete(self, messages: list[dict[str, Any]], queue_url: str | None = None) -> None:
+        for start in range(0, len(messages), 10):
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                       for i, m in enumerate(messages[start : start + 10])]
+            self._sqs.delete_message_batch(QueueUrl=queue_url or self._queue_url, Entries=entries)
+
     # -- dead-letter queue ------------------------------------------------------------------
     def redrive(self, *, limit: int | None = None) -> int:
         """Move messages from the dead-letter queue back to the sync queue."""
@@ -125,10 +175,11 @@ class Operations:
             entries = [{"Id": str(i), "MessageBody": m["Body"]} for i, m in enumerate(batch)]
             sent = self._sqs.send_message_batch(QueueUrl=self._queue_url, Entries=entries)
             ok = {e["Id"] for e in sent.get("Successful", [])}
-            done = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch) if str(i) in ok]
-            if done:
-                self._sqs.delete_message_batch(QueueUrl=dlq, Entries=done)
+            done = [m for i, m in enumerate(batch) if str(i) in ok]
+            self._delete(done, dlq)
             moved += len(done)
+            if not done:
+                break
         return moved
 
     # -- quarantine -------------------------------------------------------------------------

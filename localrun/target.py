@@ -1,0 +1,90 @@
+"""Where CLI commands act: a deployed stack (``--stack``) or a running ``ml-connector local up``.
+
+Either way the CLI runs the connector's own code in-process with exactly the environment the
+deployed functions have (read from Lambda's configuration, or from the local stack's file), so
+status, replay, redrive, quarantine and preview read and change the same state the Lambdas use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+from ml_connector.config import is_loopback
+from pydantic import BaseModel
+
+LOCAL_TARGET_FILE = Path(".local") / "target.json"
+FUNCTIONS = ("PollerFunction", "WriterFunction")
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class TargetError(RuntimeError):
+    pass
+
+
+class Target(BaseModel):
+    name: str
+    kind: str  # "local" or "stack"
+    region: str
+    aws_endpoint_url: str | None = None
+    env: dict[str, str]
+    functions: dict[str, str] = {}
+
+    @classmethod
+    def from_file(cls, path: Path = LOCAL_TARGET_FILE) -> Target:
+        if not path.exists():
+            raise TargetError(f"no local stack running ({path} not found): start one with `ml-connector local up`, "
+                              "or name a deployed stack with --stack")
+        return cls.model_validate_json(path.read_text())
+
+    @classmethod
+    def from_stack(cls, stack_name: str, region: str | None = None) -> Target:
+        session = boto3.session.Session(region_name=region)
+        cfn, lam = session.client("cloudformation"), session.client("lambda")
+        functions, env = {}, {}
+        for logical_id in FUNCTIONS:
+            try:
+                resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
+            except cfn.exceptions.ClientError as exc:
+                raise TargetError(f"stack {stack_name}: {exc}") from exc
+            name = resource["StackResourceDetail"]["PhysicalResourceId"]
+            functions[logical_id] = name
+            config = lam.get_function_configuration(FunctionName=name)
+            env.update(config.get("Environment", {}).get("Variables", {}))
+        return cls(name=stack_name, kind="stack", region=session.region_name or "", env=env, functions=functions)
+
+    def write(self, path: Path = LOCAL_TARGET_FILE) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.model_dump_json(indent=2))
+
+    @contextlib.contextmanager
+    def applied(self) -> Iterator[None]:
+        """Process environment as the functions see it, restored afterwards."""
+        extra: dict[str, str] = {"AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
+                                 "POWERTOOLS_TRACE_DISABLED": "true", **self.env}
+        if self.aws_endpoint_url:
+            if not is_loopback(self.aws_endpoint_url):
+                raise TargetError("aws_endpoint_url must be a loopback address (a local emulator)")
+            extra.update({"AWS_ENDPOINT_URL": self.aws_endpoint_url, **FAKE_CREDENTIALS})
+        saved = dict(os.environ)
+        os.environ.update(extra)
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def resolve(stack: str | None, region: str | None, target_file: str | None) -> Target:
+    if stack:
+        return Target.from_stack(stack, region)
+    return Target.from_file(Path(target_file) if target_file else LOCAL_TARGET_FILE)
+
+
+def dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, default=str, ensure_ascii=False)
