@@ -1,4 +1,4 @@
-"""Shared Powertools instances: one Logger, Metrics and Tracer for every module of the layer.
+"""Shared Powertools instances and the one way the connector emits a metric.
 
 Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE
 (set in template.yaml); the defaults keep local runs and tests working without them.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "ml-connector")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlConnector")
@@ -18,4 +18,17 @@ logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
-__all__ = ["logger", "metrics", "tracer", "MetricUnit"]
+
+def emit(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """One data point, twice: under the service alone (what alarms watch) and with its detail dimensions
+    (connection, entity, code ...) for the dashboard. Callers aggregate per chunk or per poll, because EMF
+    drops more than 100 values of one metric in one document."""
+    metrics.add_metric(name=name, unit=unit, value=value)
+    if dimensions:
+        with single_metric(name=name, unit=unit, value=value, namespace=metrics.namespace,
+                           default_dimensions={"service": metrics.service or SERVICE}) as metric:
+            for key, dim_value in dimensions.items():
+                metric.add_dimension(name=key, value=str(dim_value))
+
+
+__all__ = ["logger", "metrics", "tracer", "emit", "MetricUnit"]

@@ -26,8 +26,8 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import ConnectionConfig, VismaEntity
-from ml_connector.observability import MetricUnit, logger, metrics
-from ml_connector.state.store import QuarantineEntry, StateStore, utc_iso
+from ml_connector.observability import MetricUnit, emit, logger
+from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
@@ -168,7 +168,7 @@ class Poller:
                 extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": len(window.seen),
                        "total": window.total, "pass": attempt},
             )
-            metrics.add_metric(name="IncompleteWindows", unit=MetricUnit.Count, value=1)
+            emit("IncompleteWindows", 1, connection=ctx.connection.id, entity=ctx.entity)
         return window
 
     def _process_page(
@@ -214,11 +214,14 @@ class Poller:
         if self._time_left is not None and self._time_left() < self._margin:
             raise PollStoppedEarly
 
-    @staticmethod
-    def _emit_metrics(report: EntityPollReport) -> None:
+    def _emit_metrics(self, report: EntityPollReport) -> None:
+        dims = {"connection": report.connection, "entity": report.entity}
         for name, value in (("RecordsPolled", report.records_read), ("RecordsEnqueued", report.messages_sent),
                             ("RecordsQuarantined", report.quarantined)):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+            emit(name, value, **dims)
+        mark = report.watermark_after or report.watermark_before
+        if mark and not self._dry_run:
+            emit("SyncLagSeconds", (self._clock() - parse_utc_iso(mark)).total_seconds(), MetricUnit.Seconds, **dims)
 
 
 @dataclass(frozen=True)

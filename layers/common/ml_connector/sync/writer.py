@@ -18,7 +18,7 @@ For one SQS batch:
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from ml_connector.config import RuntimeSettings
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
-from ml_connector.observability import MetricUnit, logger, metrics
+from ml_connector.observability import emit, logger
 from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.messages import SyncMessage, pack_messages
@@ -49,6 +49,13 @@ class _Item:
     message: SyncMessage
 
 
+METRIC_BY_OUTCOME = {
+    "created": "RecordsWritten", "updated": "RecordsWritten", "skipped": "RecordsQuarantined",
+    "stale": "RecordsStale", "unchanged": "RecordsSkippedUnchanged", "superseded": "RecordsSuperseded",
+    "marketo_calls": "MarketoSyncCalls",
+}
+
+
 @dataclass
 class WriteReport:
     messages: int = 0
@@ -63,9 +70,15 @@ class WriteReport:
     jobs: list[str] = field(default_factory=list)
     failed_message_ids: set[str] = field(default_factory=set)
     quota_exhausted: bool = False
+    by_connection: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def add(self, connection: str, outcome: str, count: int = 1) -> None:
+        """Count an outcome in the totals and in the connection's metrics."""
+        setattr(self, outcome, getattr(self, outcome) + count)
+        self.by_connection[connection][METRIC_BY_OUTCOME[outcome]] += count
 
     def summary(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "failed_message_ids"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("failed_message_ids", "by_connection")}
         return {**data, "failed": len(self.failed_message_ids)}
 
 
@@ -152,7 +165,7 @@ class Writer:
     def _pending(self, connection: str, items: list[_Item], report: WriteReport) -> list[_Item]:
         latest, superseded = latest_per_key(items, key=lambda i: i.message.key,
                                             newer=lambda a, b: a.message.newer_than(b.message))
-        report.superseded += len(superseded)
+        report.add(connection, "superseded", len(superseded))
         by_entity: dict[str, list[_Item]] = defaultdict(list)
         for item in latest:
             by_entity[item.message.entity].append(item)
@@ -163,9 +176,9 @@ class Writer:
                 state = states.get(item.message.internal_id)
                 written = state.written_modified_at if state else None
                 if written and written > utc_iso(item.message.modified_at):
-                    report.stale += 1
+                    report.add(connection, "stale")
                 elif state and state.written_hash == item.message.content_hash:
-                    report.unchanged += 1
+                    report.add(connection, "unchanged")
                 else:
                     pending.append(item)
         return pending
@@ -206,13 +219,13 @@ class Writer:
             report.failed_message_ids.update(i.message_id for i in chunk)
             self._store.put_job(JobRecord(**base, status="deferred", error=str(exc), messages=packed()))
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
-            metrics.add_metric(name="MarketoQuotaExhausted", unit=MetricUnit.Count, value=1)
+            emit("MarketoQuotaExhausted", 1, connection=connection)
             return False
         except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
             report.failed_message_ids.update(i.message_id for i in chunk)
             self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
-            metrics.add_metric(name="ChunkWriteFailures", unit=MetricUnit.Count, value=1)
+            emit("ChunkWriteFailures", 1, connection=connection)
             return True
         counts = self._apply_results(connection, chunk, results, report)
         self._store.put_job(JobRecord(**base, status="done", **counts))
@@ -235,10 +248,9 @@ class Writer:
             else:
                 counts["skipped"] += 1
                 self._quarantine_skipped(connection, msg, result)
-        report.created += counts["created"]
-        report.updated += counts["updated"]
-        report.skipped += counts["skipped"]
-        report.marketo_calls += 1
+        for outcome, count in counts.items():
+            report.add(connection, outcome, count)
+        report.add(connection, "marketo_calls")
         return counts
 
     def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: dict[str, Any]) -> None:
@@ -255,12 +267,11 @@ class Writer:
 
     @staticmethod
     def _emit_metrics(report: WriteReport) -> None:
-        for name, value in (
-            ("RecordsWritten", report.created + report.updated), ("RecordsSkippedUnchanged", report.unchanged),
-            ("RecordsQuarantined", report.skipped + report.invalid), ("RecordsStale", report.stale),
-            ("MarketoSyncCalls", report.marketo_calls),
-        ):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        for connection, counts in report.by_connection.items():
+            for name, value in counts.items():
+                emit(name, value, connection=connection)
+        if report.invalid:
+            emit("RecordsQuarantined", report.invalid, connection="_unknown")
 
 
 def _safe_error(exc: Exception) -> str:
