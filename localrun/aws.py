@@ -162,7 +162,15 @@ class DeployedStack:
 
     def resolve(self, value: Any) -> Any:
         """A template value with Ref / GetAtt / Sub / Join resolved against this stack."""
-        return Resolver(self.refs(), self.get_att)(value)
+        return self.resolver()(value)
+
+    def resolver(self) -> Resolver:
+        return Resolver(self.refs(), self.get_att, self.template.get("Conditions"))
+
+    def created(self, logical_id: str) -> bool:
+        """False for a resource whose Condition is false (CloudFormation leaves it out)."""
+        condition = self.template["Resources"][logical_id].get("Condition")
+        return condition is None or self.resolver().condition(condition)
 
     def get_att(self, logical_id: str, attribute: str) -> str:
         key = (logical_id, attribute)
@@ -228,6 +236,7 @@ def _attribute(stack: DeployedStack, logical_id: str, attribute: str) -> str:
             QueueUrl=physical, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
         ("AWS::SQS::Queue", "QueueName"): lambda: physical.rsplit("/", 1)[-1],
         ("AWS::SQS::Queue", "QueueUrl"): lambda: physical,
+        ("AWS::SQS::Queue", "QueueName"): lambda: physical.rsplit("/", 1)[-1],
         ("AWS::KMS::Key", "Arn"): lambda: aws.client("kms").describe_key(KeyId=physical)["KeyMetadata"]["Arn"],
         ("AWS::KMS::Key", "KeyId"): lambda: physical,
         ("AWS::DynamoDB::Table", "Arn"): lambda: aws.client("dynamodb").describe_table(
@@ -280,9 +289,9 @@ def _deploy(aws: LocalAws, template_path: str | Path, stack_name: str,
             fixup(stack, logical_id, resource.get("Properties", {}))
     for logical_id, resource in translated["Resources"].items():
         creator = _DIRECT_CREATORS.get(resource["Type"])
-        if logical_id not in stack.resources and creator is not None:
+        if logical_id not in stack.resources and creator is not None and stack.created(logical_id):
             stack.resources[logical_id] = creator(stack, logical_id, stack.resolve(resource.get("Properties", {})))
-    missing = sorted(set(translated["Resources"]) - set(stack.resources))
+    missing = sorted(r for r in set(translated["Resources"]) - set(stack.resources) if stack.created(r))
     if missing:
         raise LocalAwsError(f"stack {stack_name}: moto did not create {', '.join(missing)}")
     return stack
@@ -363,6 +372,25 @@ def _create_layer_version(stack: DeployedStack, logical_id: str, props: dict[str
     return str(stack.aws.client("lambda").publish_layer_version(**request)["LayerVersionArn"])
 
 
+def _create_alarm(stack: DeployedStack, logical_id: str, props: dict[str, Any]) -> str:
+    request = {k: v for k, v in props.items() if k not in ("AlarmName",)}
+    name = props.get("AlarmName") or f"{stack.stack_name}-{logical_id}"
+    for key in ("Period", "EvaluationPeriods"):
+        request[key] = int(request[key])
+    request["Threshold"] = float(request["Threshold"])
+    stack.aws.client("cloudwatch").put_metric_alarm(AlarmName=name, **request)
+    return name
+
+
+def _create_topic(stack: DeployedStack, logical_id: str, props: dict[str, Any]) -> str:
+    attributes = {k: str(props[k]) for k in ("DisplayName", "KmsMasterKeyId") if k in props}
+    arn = stack.aws.client("sns").create_topic(Name=props.get("TopicName") or f"{stack.stack_name}-{logical_id}",
+                                               Attributes=attributes)["TopicArn"]
+    for sub in props.get("Subscription", []):
+        stack.aws.client("sns").subscribe(TopicArn=arn, Protocol=sub["Protocol"], Endpoint=sub["Endpoint"])
+    return str(arn)
+
+
 def _create_permission(stack: DeployedStack, logical_id: str, props: dict[str, Any]) -> str:
     request = {k: v for k, v in props.items() if k in ("FunctionName", "Action", "Principal", "SourceArn",
                                                           "SourceAccount")}
@@ -395,4 +423,6 @@ _DIRECT_CREATORS: dict[str, Callable[[DeployedStack, str, dict[str, Any]], str]]
     "AWS::SecretsManager::Secret": _create_secret,
     "AWS::Lambda::LayerVersion": _create_layer_version,
     "AWS::Lambda::Permission": _create_permission,
+    "AWS::CloudWatch::Alarm": _create_alarm,
+    "AWS::SNS::Topic": _create_topic,
 }

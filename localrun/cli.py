@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ml_connector.config import ConfigError
 from rich.console import Console
 from rich.table import Table
 
 from localrun import demo
 from localrun.target import LOCAL_TARGET_FILE, Target, TargetError, dumps, resolve
+from ml_connector.config import ConfigError
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 console = Console()

@@ -14,16 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localrun.aws import DeployedStack, LocalAws, deploy_template
+from localrun.event_source import DrainStats, SqsEventSource
+from localrun.lambda_runtime import invoke
+from localrun.target import Target
 from ml_connector.sync.mapping import load_mapping
 from ml_connector.sync.preview import same_value
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
 from sandbox.visma import VismaSandbox
-
-from localrun.aws import DeployedStack, LocalAws, deploy_template
-from localrun.event_source import DrainStats, SqsEventSource
-from localrun.lambda_runtime import invoke
-from localrun.target import Target
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"

@@ -81,16 +81,22 @@ def parameter_values(template: Mapping[str, Any], overrides: Mapping[str, str] |
     return values
 
 
-class Resolver:
-    """Resolves Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::Select / Fn::Split against known values."""
+NO_VALUE = object()  # Ref AWS::NoValue: the property or list item is left out
 
-    def __init__(self, refs: Mapping[str, str], get_att: Callable[[str, str], str]) -> None:
+
+class Resolver:
+    """Resolves Ref / Fn::GetAtt / Fn::Sub / Fn::Join / Fn::Select / Fn::Split / Fn::If against known
+    values; ``conditions`` is the template's Conditions section (Fn::Equals / Not / And / Or / Condition)."""
+
+    def __init__(self, refs: Mapping[str, str], get_att: Callable[[str, str], str],
+                 conditions: Mapping[str, Any] | None = None) -> None:
         self._refs = refs
         self._get_att = get_att
+        self._conditions = dict(conditions or {})
 
     def __call__(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self(v) for v in value]
+            return [r for r in (self(v) for v in value) if r is not NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
@@ -98,13 +104,37 @@ class Resolver:
             handler = self._functions().get(key)
             if handler is not None:
                 return handler(arg)
-        return {k: self(v) for k, v in value.items()}
+        return {k: r for k, r in ((k, self(v)) for k, v in value.items()) if r is not NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        if name not in self._conditions:
+            raise TemplateError(f"unknown condition {name}")
+        return self._truth(self._conditions[name])
+
+    def _truth(self, expr: Any) -> bool:
+        (key, arg), = expr.items()
+        if key == "Fn::Equals":
+            return bool(self(arg[0]) == self(arg[1]))
+        if key == "Fn::Not":
+            return not self._truth(arg[0])
+        if key == "Fn::And":
+            return all(self._truth(a) for a in arg)
+        if key == "Fn::Or":
+            return any(self._truth(a) for a in arg)
+        if key == "Condition":
+            return self.condition(arg)
+        raise TemplateError(f"unsupported condition function {key}")
 
     def _functions(self) -> dict[str, Callable[[Any], Any]]:
         return {"Ref": self._ref, "Fn::GetAtt": self._att, "Fn::Sub": self._sub, "Fn::Join": self._join,
-                "Fn::Select": self._select, "Fn::Split": self._split}
+                "Fn::Select": self._select, "Fn::Split": self._split, "Fn::If": self._if}
 
-    def _ref(self, name: Any) -> str:
+    def _if(self, arg: Any) -> Any:
+        return self(arg[1] if self.condition(arg[0]) else arg[2])
+
+    def _ref(self, name: Any) -> Any:
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name not in self._refs:
             raise TemplateError(f"cannot resolve Ref {name}")
         return self._refs[name]

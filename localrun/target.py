@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from ml_connector.config import is_loopback
 from pydantic import BaseModel
+
+from ml_connector.config import is_loopback
 
 LOCAL_TARGET_FILE = Path(".local") / "target.json"
 FUNCTIONS = ("PollerFunction", "WriterFunction")

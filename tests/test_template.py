@@ -59,6 +59,8 @@ def test_globals(sam: dict[str, Any]) -> None:
         "VISMA_TOKEN_URL": {"Ref": "VismaTokenUrl"},
         "MARKETO_MUNCHKIN_ID": {"Ref": "MarketoMunchkinId"},
         "CONNECTION_ID": {"Ref": "ConnectionId"},
+        "MARKETO_CALLS_PER_20S": {"Ref": "MarketoCallsPer20Seconds"},
+        "MARKETO_MAX_CONCURRENCY": {"Ref": "MarketoMaxConcurrentCalls"},
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from ml_connector.observability import logger, metrics, tracer
 from ml_connector.runtime import get_runtime, idempotency_config
 from ml_connector.sync.writer import InboundMessage

@@ -107,3 +107,37 @@ def test_malformed_message_is_quarantined_without_blocking_the_batch(env, cycles
     item = table.get_item(TableName=env.resource("StateTable"),
                           Key={"pk": {"S": "QUAR#_unknown"}, "sk": {"S": "message#bad-1"}})["Item"]
     assert "malformed SQS message" in item["reason"]["S"]
+
+
+def _emf_documents(env):
+    docs = []
+    for line in env._log_path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def _metric_values(docs, name, dims):
+    values = []
+    for doc in docs:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            names = {m["Name"] for m in directive["Metrics"]}
+            if name in names and any(set(d) == set(dims) for d in directive["Dimensions"]):
+                value = doc[name]
+                values.extend(value if isinstance(value, list) else [value])
+    return values
+
+
+def test_metrics_are_emitted_as_emf_with_dimensions(env, cycles):
+    docs = _emf_documents(env)
+    assert docs, "no EMF output captured"
+    assert all(d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MlConnector" for d in docs)
+    polled = _metric_values(docs, "RecordsPolled", {"service", "connection", "entity"})
+    # The full load read every record and the second cycle the edits; overlap re-reads add to that.
+    assert sum(polled) >= CUSTOMERS + SUPPLIERS + EDITS
+    assert sum(_metric_values(docs, "RecordsPolled", {"service"})) == sum(polled)
+    written = _metric_values(docs, "RecordsWritten", {"service", "connection"})
+    assert sum(written) >= CUSTOMERS + SUPPLIERS + EDITS
+    lag = _metric_values(docs, "SyncLagSeconds", {"service", "connection", "entity"})
+    assert lag and all(v >= 0 for v in lag)

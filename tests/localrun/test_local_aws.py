@@ -45,7 +45,8 @@ def test_every_translated_resource_exists(stack: DeployedStack) -> None:
     assert {"AWS::SQS::Queue", "AWS::DynamoDB::Table", "AWS::KMS::Key", "AWS::KMS::Alias",
             "AWS::SecretsManager::Secret", "AWS::Lambda::Function", "AWS::Lambda::LayerVersion",
             "AWS::Lambda::EventSourceMapping", "AWS::Events::Rule", "AWS::IAM::Role"} <= kinds
-    assert set(stack.template["Resources"]) == set(stack.resources)
+    assert {r for r in stack.template["Resources"] if stack.created(r)} == set(stack.resources)
+    assert not stack.created("AlarmTopic")  # no AlarmEmail given: its Condition is false
     assert stack.stack_id.startswith("arn:aws:cloudformation:eu-north-1:")
     assert "Transform" not in stack.template  # plain CloudFormation
 
@@ -153,3 +154,18 @@ def test_reset_forgets_everything(stack: DeployedStack, aws: LocalAws) -> None:
     aws.reset()
     assert not aws.client("sqs").list_queues().get("QueueUrls")
     assert not aws.client("secretsmanager").list_secrets()["SecretList"]
+
+
+def test_alarms_exist_and_notify_the_topic_when_an_email_is_given(fresh_aws: LocalAws) -> None:
+    stack = deploy_template(fresh_aws, REPO_TEMPLATE, stack_name="alarmed",
+                            parameters={"MarketoMunchkinId": "123-ABC-456", "AlarmEmail": "ops@example.com"})
+    alarms = {a["AlarmName"]: a for a in fresh_aws.client("cloudwatch").describe_alarms()["MetricAlarms"]}
+    by_id = {logical: alarms[stack.resources[logical]] for logical in
+             ("DeadLetterAlarm", "QuarantineAlarm", "SyncLagAlarm", "MarketoQuotaAlarm")}
+    topic = stack.resources["AlarmTopic"]
+    assert all(a["AlarmActions"] == [topic] for a in by_id.values())
+    assert by_id["DeadLetterAlarm"]["Dimensions"][0]["Value"].endswith(
+        stack.resources["SyncDeadLetterQueue"].rsplit("/", 1)[-1])
+    assert by_id["SyncLagAlarm"]["Threshold"] == 3600.0
+    subs = fresh_aws.client("sns").list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert [s["Endpoint"] for s in subs] == ["ops@example.com"]

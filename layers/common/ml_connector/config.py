@@ -63,6 +63,9 @@ class MarketoSettings(_Strict):
     munchkin_id: str
     # Only for local sandboxes: a loopback URL that replaces https://{munchkin}.mktorest.com.
     endpoint_override: str | None = None
+    # Our share of the instance's limits (100 calls / 20 s, 10 concurrent), held across all writers.
+    calls_per_20s: Annotated[int, Field(ge=1, le=100)] = 50
+    max_concurrency: Annotated[int, Field(ge=1, le=10)] = 5
 
     @field_validator("munchkin_id")
     @classmethod
@@ -118,7 +121,7 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
                 if isinstance(conn, dict) and conn.get("mapping") and not Path(conn["mapping"]).is_absolute():
                     conn["mapping"] = str(base / conn["mapping"])
         return list(connections)
-    visma = {"secret_id": env.get("VISMA_SECRET_ID", "")}
+    visma: dict[str, Any] = {"secret_id": env.get("VISMA_SECRET_ID", "")}
     for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL")):
         if env.get(name):
             visma[key] = env[name]
@@ -127,6 +130,9 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     marketo = {"secret_id": env.get("MARKETO_SECRET_ID", ""), "munchkin_id": env.get("MARKETO_MUNCHKIN_ID", "")}
     if env.get("MARKETO_ENDPOINT_OVERRIDE"):
         marketo["endpoint_override"] = env["MARKETO_ENDPOINT_OVERRIDE"]
+    for key, name in (("calls_per_20s", "MARKETO_CALLS_PER_20S"), ("max_concurrency", "MARKETO_MAX_CONCURRENCY")):
+        if env.get(name):
+            marketo[key] = env[name]
     connection: dict[str, Any] = {"id": env.get("CONNECTION_ID", "default"), "visma": visma, "marketo": marketo}
     if env.get("MAPPING_FILE"):
         connection["mapping"] = env["MAPPING_FILE"]

@@ -23,7 +23,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 from ml_connector.config import ConfigError, ConnectionConfig, RuntimeSettings, VismaEntity, load_settings
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError
+from ml_connector.marketo.limits import CallBudget
 from ml_connector.marketo.models import MarketoCredentials
+from ml_connector.marketo.shared_limiter import DynamoCallLimiter
 from ml_connector.observability import logger
 from ml_connector.state.store import StateStore
 from ml_connector.sync.batching import chunked
@@ -55,6 +57,8 @@ class Runtime:
     store: StateStore
     _marketo: dict[str, MarketoClient] = field(default_factory=dict)
     _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
+    # The current invocation's remaining-time callback; clients outlive invocations, deadlines do not.
+    _time_left: Callable[[], float] | None = None
 
     # -- clients ----------------------------------------------------------------------------
     def visma_credentials(self, connection: ConnectionConfig) -> VismaCredentials:
@@ -70,9 +74,13 @@ class Runtime:
         if connection_id not in self._marketo:
             m = self.settings.connection(connection_id).marketo
             credentials = MarketoCredentials.model_validate(read_secret(m.secret_id))
+            budget = CallBudget(calls=m.calls_per_20s, window_seconds=20.0, concurrency=m.max_concurrency)
+            limiter = DynamoCallLimiter(self.store.table, m.munchkin_id, budget)
             self._marketo[connection_id] = MarketoClient(m.munchkin_id, credentials,
-                                                         endpoint_override=m.endpoint_override)
-        return self._marketo[connection_id]
+                                                         endpoint_override=m.endpoint_override, limiter=limiter)
+        client = self._marketo[connection_id]
+        client.set_time_left(self._time_left)
+        return client
 
     def mappings(self, connection: ConnectionConfig) -> dict[VismaEntity, EntityMapping]:
         """The connection's mapping per enabled entity, loaded and validated once per container."""
@@ -160,6 +168,7 @@ class Runtime:
         return lookup
 
     def writer(self, time_left: Callable[[], float] | None, idempotency: IdempotencyConfig | None = None) -> Writer:
+        self._time_left = time_left
         write_chunk = None
         if self.settings.idempotency_table:
             write_chunk = self._idempotent_write(idempotency or idempotency_config(self.settings))

@@ -79,6 +79,11 @@ class StateStore:
         self.table_name = table_name
         self._job_ttl = job_ttl_days * 86_400
 
+    @property
+    def table(self) -> Any:
+        """The boto3 Table, for components that keep their own items here (the shared Marketo limiter)."""
+        return self._table
+
     # -- watermarks -------------------------------------------------------------------------
     def get_watermark(self, connection: str, entity: str) -> datetime | None:
         item = self._table.get_item(Key={"pk": f"WM#{connection}", "sk": entity}, ConsistentRead=True).get("Item")

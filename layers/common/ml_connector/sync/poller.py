@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.observability import MetricUnit, emit, logger
+from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
@@ -133,7 +134,7 @@ class Poller:
         context = EntityContext(connection, entity, company_id, mapping)
         try:
             window = self._read_window(client, context, since, report)
-        except PollStoppedEarly:
+        except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
             window = None
@@ -218,7 +219,7 @@ class Poller:
         dims = {"connection": report.connection, "entity": report.entity}
         for name, value in (("RecordsPolled", report.records_read), ("RecordsEnqueued", report.messages_sent),
                             ("RecordsQuarantined", report.quarantined)):
-            emit(name, value, **dims)
+            emit(name, value, MetricUnit.Count, **dims)
         mark = report.watermark_after or report.watermark_before
         if mark and not self._dry_run:
             emit("SyncLagSeconds", (self._clock() - parse_utc_iso(mark)).total_seconds(), MetricUnit.Seconds, **dims)

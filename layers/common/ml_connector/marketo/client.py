@@ -1,0 +1,262 @@
+"""Marketo REST client for companies and custom objects.
+
+- The host comes from the Munchkin ID (``https://{munchkin}.mktorest.com``), validated against its
+  pattern, so no setting can send calls or credentials elsewhere; only a loopback sandbox may override it.
+- The token goes only in ``Authorization: Bearer``; it is cached per (instance, client id) for the
+  container and refreshed ahead of expiry. HTTP 401 and codes 601/602 force one refresh and one retry.
+- Every call takes a slot from the call limiter (our budget of the instance's limits). 606/615 back
+  off long enough to clear the rate window; transient codes back off exponentially; 607 and 1018 raise
+  their own errors; anything else fails clearly with Marketo's code and message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from ml_connector.config import MUNCHKIN_PATTERN, is_loopback
+from ml_connector.marketo.errors import (
+    LIMIT_CODES,
+    TOKEN_CODES,
+    TRANSIENT_CODES,
+    MarketoAuthError,
+    MarketoError,
+    MarketoTimeBudgetExceeded,
+    error_for,
+)
+from ml_connector.marketo.limits import CallLimiter, LocalCallLimiter
+from ml_connector.marketo.models import MarketoCredentials, ObjectDescription, SyncResult
+from ml_connector.observability import emit, logger
+from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
+
+TOKEN_REFRESH_AHEAD = 60.0
+MAX_ATTEMPTS = 6
+# Sync Custom Objects may run 120 s on Marketo's side; other calls 60 s or less.
+WRITE_TIMEOUT = 125.0
+READ_TIMEOUT = 35.0
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+_tokens: dict[tuple[str, str], _Token] = {}
+_tokens_lock = threading.Lock()
+
+
+def forget_tokens() -> None:
+    with _tokens_lock:
+        _tokens.clear()
+
+
+def instance_url(munchkin_id: str, endpoint_override: str | None = None) -> str:
+    if not MUNCHKIN_PATTERN.match(munchkin_id):
+        raise ValueError(f"invalid Munchkin ID {munchkin_id!r}: must look like 123-ABC-456")
+    if endpoint_override:
+        if not is_loopback(endpoint_override):
+            raise ValueError("endpoint_override is allowed only for loopback sandbox URLs")
+        return endpoint_override.rstrip("/")
+    return f"https://{munchkin_id}.mktorest.com"
+
+
+class MarketoClient:
+    def __init__(
+        self,
+        munchkin_id: str,
+        credentials: MarketoCredentials,
+        *,
+        endpoint_override: str | None = None,
+        session: requests.Session | None = None,
+        limiter: CallLimiter | None = None,
+        time_left: Callable[[], float] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = instance_url(munchkin_id, endpoint_override)
+        self.munchkin_id = munchkin_id
+        self._credentials = credentials
+        self._session = session or requests.Session()
+        self.limiter = limiter or LocalCallLimiter()
+        self._budget = TimeBudget(time_left, margin=5.0, sleep=sleep)
+        self._backoff = backoff or Backoff(base=1.0, cap=30.0, max_attempts=MAX_ATTEMPTS)
+        self.calls = 0
+        self.token_refreshes = 0
+        self.retried_codes: dict[str, int] = {}
+
+    def set_time_left(self, time_left: Callable[[], float] | None) -> None:
+        """Each invocation has its own deadline; the client (and its token) outlive it."""
+        self._budget.time_left = time_left
+
+    # -- writes ------------------------------------------------------------------------------
+    def sync_companies(self, records: list[dict[str, Any]], action: str = "createOrUpdate") -> list[SyncResult]:
+        body = {"action": action, "dedupeBy": "dedupeFields", "input": records}
+        return self._sync("/rest/v1/companies.json", body, len(records))
+
+    def sync_custom_objects(self, api_name: str, records: list[dict[str, Any]],
+                            action: str = "createOrUpdate") -> list[SyncResult]:
+        body = {"action": action, "dedupeBy": "dedupeFields", "input": records}
+        return self._sync(f"/rest/v1/customobjects/{api_name}.json", body, len(records))
+
+    def _sync(self, path: str, body: dict[str, Any], count: int) -> list[SyncResult]:
+        if count > 300:
+            raise ValueError(f"{count} records in one call: Marketo takes at most 300")
+        data = self.request("POST", path, json_body=body, timeout=WRITE_TIMEOUT)
+        return [SyncResult.model_validate({"seq": i, **r}) for i, r in enumerate(data.get("result") or [])]
+
+    # -- reads -------------------------------------------------------------------------------
+    def describe_companies(self) -> ObjectDescription:
+        return self._describe("/rest/v1/companies/describe.json")
+
+    def describe_custom_object(self, api_name: str) -> ObjectDescription:
+        return self._describe(f"/rest/v1/customobjects/{api_name}/describe.json")
+
+    def _describe(self, path: str) -> ObjectDescription:
+        result = self.request("GET", path).get("result") or []
+        if not result:
+            raise MarketoError("610", f"{path}: describe returned nothing")
+        return ObjectDescription.from_describe(result[0])
+
+    def get_companies(self, filter_type: str, values: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        return self.query("/rest/v1/companies.json", filter_type, values, fields)
+
+    def get_custom_objects(self, api_name: str, filter_type: str, values: list[str],
+                           fields: list[str]) -> list[dict[str, Any]]:
+        return self.query(f"/rest/v1/customobjects/{api_name}.json", filter_type, values, fields)
+
+    def query(self, path: str, filter_type: str, values: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        """Records matching ``filter_type in values``, every page; POST with _method=GET keeps long
+        filter lists clear of the 8 KB URI limit."""
+        found: list[dict[str, Any]] = []
+        form = {"filterType": filter_type, "filterValues": ",".join(values), "fields": ",".join(fields),
+                "batchSize": "300"}
+        while True:
+            data = self.request("POST", path, params={"_method": "GET"}, form=form)
+            found.extend(data.get("result") or [])
+            token = data.get("nextPageToken")
+            if not token or not data.get("result"):
+                return found
+            form = {**form, "nextPageToken": token}
+
+    # -- transport ---------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                json_body: Any = None, form: dict[str, str] | None = None, timeout: float = READ_TIMEOUT
+                ) -> dict[str, Any]:
+        """One logical call: limiter slot, bearer header, retries by the error table. The success body."""
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            code, message, data = self._attempt(method, path, params, json_body, form, timeout)
+            if code is None:
+                assert data is not None
+                return data
+            if code in TOKEN_CODES and not refreshed:
+                refreshed = True
+                self._drop_token()
+                continue
+            retryable = code in LIMIT_CODES or code in TRANSIENT_CODES
+            if not retryable or attempt >= self._backoff.max_attempts:
+                raise error_for(code, message)
+            self._retry_wait(code, attempt, path)
+
+    def _attempt(self, method: str, path: str, params: dict[str, str] | None, json_body: Any,
+                 form: dict[str, str] | None, timeout: float) -> tuple[str | None, str, dict[str, Any] | None]:
+        """(None, "", body) on success, else (code, message, None); HTTP failures become codes too."""
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        try:
+            with self.limiter.slot(self._wait):
+                self.calls += 1
+                response = self._session.request(
+                    method, f"{self.base_url}{path}", params=params, json=json_body, data=form, headers=headers,
+                    timeout=self._budget.timeout(timeout))
+        except TimeBudgetExceeded as exc:
+            raise MarketoTimeBudgetExceeded(f"{method} {path}: {exc}") from exc
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            return "502", f"no answer ({type(exc).__name__})", None
+        if response.status_code == 401:
+            return "601", "HTTP 401", None
+        if response.status_code >= 500:
+            return "502", f"HTTP {response.status_code}", None
+        if response.status_code != 200:
+            return str(response.status_code), f"HTTP {response.status_code}: {response.text[:200]}", None
+        data = response.json()
+        if data.get("success"):
+            return None, "", data
+        errors = data.get("errors") or [{"code": "unknown", "message": "success:false without errors"}]
+        emit("MarketoErrors", 1, code=str(errors[0].get("code")))
+        return str(errors[0].get("code")), str(errors[0].get("message") or ""), None
+
+    def _retry_wait(self, code: str, attempt: int, path: str) -> None:
+        self.retried_codes[code] = self.retried_codes.get(code, 0) + 1
+        # 606/615: the instance is saturated (perhaps by other integrations); wait out most of the window.
+        floor = self.limiter.budget.window_seconds / 2 if code in LIMIT_CODES else 0.0
+        delay = self._backoff.delay(attempt, floor=floor)
+        logger.warning("Marketo call failed; retrying", extra={"path": path, "code": code, "attempt": attempt,
+                                                              "wait_s": round(delay, 2)})
+        self._wait(delay, f"Marketo {code} on {path}")
+
+    def _wait(self, seconds: float, why: str) -> None:
+        try:
+            self._budget.wait(seconds, why)
+        except TimeBudgetExceeded as exc:
+            raise MarketoTimeBudgetExceeded(str(exc)) from exc
+
+    # -- tokens ------------------------------------------------------------------------------
+    def _key(self) -> tuple[str, str]:
+        return (self.base_url, self._credentials.client_id)
+
+    def _token(self) -> str:
+        with _tokens_lock:
+            cached = _tokens.get(self._key())
+        if cached is not None and time.monotonic() < cached.expires_at:
+            return cached.value
+        token = self._fetch_token()
+        with _tokens_lock:
+            _tokens[self._key()] = token
+        return token.value
+
+    def _drop_token(self) -> None:
+        with _tokens_lock:
+            _tokens.pop(self._key(), None)
+
+    def _fetch_token(self) -> _Token:
+        for _ in range(3):
+            data = self._identity()
+            lifetime = float(data.get("expires_in") or 0)
+            if lifetime > 5:
+                self.token_refreshes += 1
+                emit("TokenRefreshes", 1, system="marketo")
+                ahead = min(TOKEN_REFRESH_AHEAD, lifetime / 2)
+                return _Token(str(data["access_token"]), time.monotonic() + lifetime - ahead)
+            # Identity hands back the current token until it expires: wait it out, then ask again.
+            self._wait(lifetime + 1, "Marketo token about to expire")
+        raise MarketoAuthError("identity", "Marketo kept returning an expiring token")
+
+    def _identity(self) -> dict[str, Any]:
+        c = self._credentials
+        params = {"grant_type": "client_credentials", "client_id": c.client_id,
+                  "client_secret": c.client_secret.get_secret_value()}
+        try:
+            # The spec lists query parameters; a form body (used in production by Segment's destination)
+            # keeps the client secret out of URLs and access logs.
+            response = self._session.post(f"{self.base_url}/identity/oauth/token", data=params,
+                                          timeout=self._budget.timeout(READ_TIMEOUT))
+        except TimeBudgetExceeded as exc:
+            raise MarketoTimeBudgetExceeded(f"identity: {exc}") from exc
+        except requests.RequestException as exc:
+            raise MarketoAuthError("identity", f"token request failed: {type(exc).__name__}") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code != 200 or not data.get("access_token"):
+            detail = data.get("error_description") or data.get("error") or f"HTTP {response.status_code}"
+            raise MarketoAuthError("identity", f"Marketo refused the client credentials: {detail}")
+        return dict(data)

@@ -1,0 +1,51 @@
+"""Retry timing shared by the Visma and Marketo clients: capped exponential backoff with full jitter,
+server hints (Retry-After) honoured, and every wait kept inside the Lambda's remaining time."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class TimeBudgetExceeded(RuntimeError):
+    """Waiting or calling again would run past the invocation's remaining time (minus its safety margin)."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float = 0.5
+    cap: float = 30.0
+    max_attempts: int = 5
+
+    def delay(self, attempt: int, hint: float | None = None, floor: float = 0.0) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (attempt counts from 1). A server hint wins when larger."""
+        jittered = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+        return max(jittered, hint or 0.0, floor)
+
+
+@dataclass
+class TimeBudget:
+    """The invocation's clock. ``time_left`` is Lambda's get_remaining_time_in_millis()/1000 or None (no limit)."""
+
+    time_left: Callable[[], float] | None = None
+    margin: float = 5.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def remaining(self) -> float:
+        return float("inf") if self.time_left is None else self.time_left() - self.margin
+
+    def wait(self, seconds: float, why: str) -> None:
+        if seconds <= 0:
+            return
+        if seconds > self.remaining():
+            raise TimeBudgetExceeded(f"{why}: waiting {seconds:.1f}s would pass the invocation's time budget")
+        self.sleep(seconds)
+
+    def timeout(self, wanted: float) -> float:
+        """A request timeout that still leaves the margin; raises when not even one second is left."""
+        left = self.remaining()
+        if left < 1.0:
+            raise TimeBudgetExceeded("no time left for another call")
+        return min(wanted, left)

@@ -1,0 +1,269 @@
+"""Visma.net ERP read client: Visma Connect tokens, paging in both list shapes, deltas, rate limits, retries.
+
+- Tokens are cached per (token URL, client, tenant) for the container and refreshed ahead of expiry;
+  a 401 forces one refresh and one retry.
+- Paging follows every page: the effective page size is min(requested, metadata.maxPageSize) and the
+  walk stops on totalCount or an empty page, never on a short page (a silently capped page looks short).
+- 429/5xx/timeouts are retried with capped, jittered exponential backoff (Retry-After honoured), a
+  bounded number of times; X-RateLimit-Remaining/-Reset pace the calls before the hourly budget runs
+  out; every wait stays inside the invocation's remaining time (VismaTimeBudgetExceeded otherwise).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+
+from ml_connector.observability import emit, logger
+from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
+from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded, error_message
+from ml_connector.visma.models import VismaCredentials, VismaPage, format_visma_datetime
+
+DEFAULT_BASE_URL = "https://api.finance.visma.net"
+DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
+ENTITY_PATHS = {"customer": "/v1/customer", "supplier": "/v1/supplier"}
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+TOKEN_REFRESH_AHEAD = 60.0
+# Below this share of the hourly budget, calls are spread over the time left in the window.
+RATE_RESERVE = 0.1
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+    def fresh(self) -> bool:
+        return time.monotonic() < self.expires_at
+
+
+_tokens: dict[tuple[str, str, str], _Token] = {}
+_tokens_lock = threading.Lock()
+
+
+def forget_tokens() -> None:
+    """Drop the container's cached tokens (tests, credential rotation)."""
+    with _tokens_lock:
+        _tokens.clear()
+
+
+class VismaClient:
+    def __init__(
+        self,
+        credentials: VismaCredentials,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        token_url: str = DEFAULT_TOKEN_URL,
+        send_company_header: bool = True,
+        session: requests.Session | None = None,
+        timeout: float = 60.0,
+        time_left: Callable[[], float] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._credentials = credentials
+        self._base_url = base_url.rstrip("/")
+        self._token_url = token_url
+        self._send_company_header = send_company_header
+        self._session = session or requests.Session()
+        self._timeout = timeout
+        self._budget = TimeBudget(time_left, margin=5.0, sleep=sleep)
+        self._backoff = backoff or Backoff()
+        self.calls = 0
+        self.token_refreshes = 0
+        self.retries = 0
+
+    # -- paging ------------------------------------------------------------------------------
+    def iter_pages(self, entity: str, *, modified_since: datetime | None = None, page_size: int = 1000,
+                   condition: str = ">=", params: dict[str, Any] | None = None) -> Iterator[VismaPage]:
+        """Every page of customers or suppliers changed since ``modified_since`` (all when None)."""
+        query = dict(params or {})
+        if modified_since is not None:
+            query["lastModifiedDateTime"] = format_visma_datetime(modified_since)
+            query["lastModifiedDateTimeCondition"] = condition
+        yield from self.pages(ENTITY_PATHS[entity], query, page_size)
+
+    def pages(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000) -> Iterator[VismaPage]:
+        """Walk a paged list endpoint in either shape (bare array with per-item metadata, or the
+        ``{pageNumber, pageSize, totalCount, records}`` wrapper)."""
+        number = 1
+        while True:
+            body = self.get(path, {**(params or {}), "pageNumber": number, "pageSize": page_size})
+            page = to_page(body, number)
+            if not page.records:
+                return
+            yield page
+            effective = min(page_size, page.max_page_size or page_size)
+            # An unknown total (no metadata) means: walk on until an empty page.
+            if page.total_count and number * effective >= page.total_count:
+                return
+            number += 1
+
+    def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
+                ) -> Iterator[dict[str, Any]]:
+        for page in self.pages(path, params, page_size):
+            yield from page.records
+
+    # -- one call ----------------------------------------------------------------------------
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        """GET with auth, retries and pacing; the parsed JSON body."""
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            response = self._send(path, params, attempt)
+            if response is None:  # timeout or connection error, already waited
+                continue
+            if response.status_code == 401 and not refreshed:
+                refreshed = True
+                self._drop_token()
+                continue
+            if response.status_code == 401:
+                raise self._unauthorized(response)
+            if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.max_attempts:
+                self._wait_to_retry(response, attempt, path)
+                continue
+            if response.status_code >= 400:
+                raise self._error(response, path)
+            self._pace(response)
+            return response.json()
+
+    def _send(self, path: str, params: dict[str, Any] | None, attempt: int) -> requests.Response | None:
+        try:
+            timeout = self._budget.timeout(self._timeout)
+        except TimeBudgetExceeded as exc:
+            raise VismaTimeBudgetExceeded(f"GET {path}: {exc}") from exc
+        headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
+        if self._send_company_header:
+            headers["ipp-company-id"] = self._credentials.company_id
+        self.calls += 1
+        try:
+            return self._session.get(f"{self._base_url}{path}", params=params, headers=headers, timeout=timeout)
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            if attempt >= self._backoff.max_attempts:
+                raise VismaError(f"GET {path}: no answer after {attempt} attempts ({type(exc).__name__})") from exc
+            self._wait(self._backoff.delay(attempt), f"GET {path} after {type(exc).__name__}")
+            return None
+
+    def _wait_to_retry(self, response: requests.Response, attempt: int, path: str) -> None:
+        hint = _seconds(response.headers.get("Retry-After"))
+        logger.warning("Visma call failed; retrying", extra={"path": path, "status": response.status_code,
+                                                            "attempt": attempt, "retry_after": hint})
+        emit("VismaRetries", 1, status=str(response.status_code))
+        self._wait(self._backoff.delay(attempt, hint), f"GET {path} answered {response.status_code}")
+
+    def _wait(self, seconds: float, why: str) -> None:
+        self.retries += 1
+        try:
+            self._budget.wait(seconds, why)
+        except TimeBudgetExceeded as exc:
+            raise VismaTimeBudgetExceeded(str(exc)) from exc
+
+    def _pace(self, response: requests.Response) -> None:
+        """Spread the calls left in the rate-limit window over the time left in it, before it runs out."""
+        limit = _seconds(response.headers.get("X-RateLimit-Limit"))
+        remaining = _seconds(response.headers.get("X-RateLimit-Remaining"))
+        reset = _seconds(response.headers.get("X-RateLimit-Reset"))
+        if limit is None or remaining is None or reset is None or remaining > limit * RATE_RESERVE:
+            return
+        delay = reset if remaining < 1 else reset / remaining
+        emit("VismaRateLimitWaits", 1)
+        self._wait(delay, "Visma hourly request budget nearly used")
+
+    # -- tokens ------------------------------------------------------------------------------
+    def _key(self) -> tuple[str, str, str]:
+        return (self._token_url, self._credentials.client_id, self._credentials.tenant_id)
+
+    def _token(self) -> str:
+        with _tokens_lock:
+            cached = _tokens.get(self._key())
+        if cached is not None and cached.fresh():
+            return cached.value
+        token = self._fetch_token()
+        with _tokens_lock:
+            _tokens[self._key()] = token
+        return token.value
+
+    def _drop_token(self) -> None:
+        with _tokens_lock:
+            _tokens.pop(self._key(), None)
+
+    def _fetch_token(self) -> _Token:
+        c = self._credentials
+        form = {"grant_type": "client_credentials", "client_id": c.client_id,
+                "client_secret": c.client_secret.get_secret_value(), "scope": c.scope, "tenant_id": c.tenant_id}
+        try:
+            response = self._session.post(self._token_url, data=form, timeout=self._budget.timeout(30.0))
+        except TimeBudgetExceeded as exc:
+            raise VismaTimeBudgetExceeded(f"token request: {exc}") from exc
+        except requests.RequestException as exc:
+            raise VismaError(f"Visma Connect token request failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            message, _ = error_message(response.content, response.headers.get("Content-Type"))
+            raise VismaAuthError(f"Visma Connect refused the token request (HTTP {response.status_code}): {message}",
+                                 status=response.status_code)
+        data = response.json()
+        if not data.get("access_token"):
+            raise VismaAuthError("Visma Connect answered without an access_token")
+        self.token_refreshes += 1
+        emit("TokenRefreshes", 1, system="visma")
+        lifetime = float(data.get("expires_in") or 3600)
+        ahead = min(TOKEN_REFRESH_AHEAD, lifetime / 2)
+        return _Token(str(data["access_token"]), time.monotonic() + lifetime - ahead)
+
+    # -- errors ------------------------------------------------------------------------------
+    def _unauthorized(self, response: requests.Response) -> VismaAuthError:
+        message, code = error_message(response.content, response.headers.get("Content-Type"))
+        return VismaAuthError(
+            f"Visma refused a fresh token (HTTP 401: {message}). The tenant_id in the secret is probably the "
+            "customer tenant rather than the company tenant: use the company's tenant id "
+            "(Visma Admin > Company > Edit > Configuration > Tenant id).",
+            status=401, fault_code=code)
+
+    @staticmethod
+    def _error(response: requests.Response, path: str) -> VismaError:
+        message, code = error_message(response.content, response.headers.get("Content-Type"))
+        detail = f" (fault {code})" if code else ""
+        return VismaError(f"GET {path} failed with HTTP {response.status_code}: {message}{detail}",
+                          status=response.status_code, fault_code=code)
+
+
+def to_page(body: Any, number: int) -> VismaPage:
+    """A page from either list shape; a bare array carries its totals in each item's ``metadata``."""
+    if isinstance(body, dict) and isinstance(body.get("records"), list):
+        return VismaPage(page_number=_int(body.get("pageNumber")) or number,
+                         total_count=_int(body.get("totalCount")) or 0,
+                         max_page_size=_int(body.get("pageSize")), records=body["records"])
+    if not isinstance(body, list):
+        raise VismaError(f"unexpected list response: {type(body).__name__}")
+    records: list[dict[str, Any]] = []
+    total, max_size = 0, None
+    for item in body:
+        if isinstance(item, dict):
+            meta = item.get("metadata") or {}
+            if isinstance(meta, dict):
+                total = max(total, _int(meta.get("totalCount")) or 0)
+                max_size = _int(meta.get("maxPageSize")) or max_size
+            item = {k: v for k, v in item.items() if k != "metadata"}
+        records.append(item)
+    return VismaPage(page_number=number, total_count=total, max_page_size=max_size, records=records)
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
