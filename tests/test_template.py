@@ -61,6 +61,8 @@ def test_globals(sam: dict[str, Any]) -> None:
         "CONNECTION_ID": {"Ref": "ConnectionId"},
         "MARKETO_CALLS_PER_20S": {"Ref": "MarketoCallsPer20Seconds"},
         "MARKETO_MAX_CONCURRENCY": {"Ref": "MarketoMaxConcurrentCalls"},
+        "CONNECTIONS_CONFIG": {"Fn::If": ["HasConnectionsParameter",
+                                          {"Fn::Sub": "ssm:${ConnectionsConfigParameter}"}, ""]},
     }
 
 
@@ -196,6 +198,11 @@ def test_every_statement_names_this_stacks_resources(cfn: dict[str, Any]) -> Non
             continue
         for resource in resources:
             (function, argument), = resource.items()
+            if function == "Fn::Sub":
+                # A name prefix owned by this stack: its own secrets and SSM parameters.
+                assert argument.endswith((":secret:${AWS::StackName}/*", ":parameter/${AWS::StackName}/*")), role
+                assert argument.startswith("arn:${AWS::Partition}:"), role
+                continue
             target = argument if function == "Ref" else argument[0]
             assert function in ("Ref", "Fn::GetAtt") and target in cfn["Resources"], f"{role}: {resource}"
 

@@ -109,13 +109,25 @@ class RuntimeSettings(_Strict):
         raise ConfigError(f"CONNECTIONS_CONFIG: no connection named {connection_id!r}")
 
 
+SSM_PREFIX = "ssm:"
+
+
+def read_document(source: str) -> str:
+    """A config document: ``ssm:/name`` (SSM Parameter Store, cached 5 minutes) or a file path."""
+    if source.startswith(SSM_PREFIX):
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_parameter(source[len(SSM_PREFIX):], max_age=300))
+    return Path(source).read_text(encoding="utf-8")
+
+
 def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     raw = env.get("CONNECTIONS_CONFIG", "").strip()
     if raw:
         inline = raw.startswith(("[", "{"))
-        data = json.loads(raw if inline else Path(raw).read_text(encoding="utf-8"))
+        data = json.loads(raw if inline else read_document(raw))
         connections = data["connections"] if isinstance(data, dict) else data
-        if not inline:
+        if not inline and not raw.startswith(SSM_PREFIX):
             base = Path(raw).resolve().parent
             for conn in connections:
                 if isinstance(conn, dict) and conn.get("mapping") and not Path(conn["mapping"]).is_absolute():

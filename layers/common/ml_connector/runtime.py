@@ -155,13 +155,14 @@ class Runtime:
     def _marketo_lookup(self, connection_id: str) -> MarketoLookup:
         def lookup(marketo_object: str, dedupe_field: str, keys: list[str], fields: list[str]
                    ) -> dict[str, dict[str, Any]]:
-            if marketo_object != "companies":
-                raise NotImplementedError("preview of custom-object targets is not supported yet")
             client = self.marketo_client(connection_id)
             found: dict[str, dict[str, Any]] = {}
-            # 100 keys a query keeps the GET URI well under Marketo's 8 KB limit.
+            # 100 keys a query keeps each request small; the client pages through the results.
             for batch in chunked(keys, 100):
-                for record in client.get_companies(dedupe_field, batch, [dedupe_field, *fields]):
+                wanted = [dedupe_field, *fields]
+                records = (client.get_companies(dedupe_field, batch, wanted) if marketo_object == "companies"
+                           else client.get_custom_objects(marketo_object, dedupe_field, batch, wanted))
+                for record in records:
                     found[str(record.get(dedupe_field))] = record
             return found
 

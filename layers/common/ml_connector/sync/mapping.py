@@ -22,7 +22,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ml_connector.config import ConfigError, VismaEntity
+from ml_connector.config import SSM_PREFIX, ConfigError, VismaEntity, read_document
 from ml_connector.sync.transforms import TRANSFORMS
 
 Record = dict[str, Any]
@@ -169,10 +169,11 @@ def parse_mapping(data: Any, origin: str) -> MappingFile:
 
 
 def load_mapping(path: str | Path | None = None) -> MappingFile:
-    """Load and validate a mapping file (JSON); None means the shipped default."""
-    file = Path(path) if path else DEFAULT_MAPPING_PATH
+    """Load and validate a mapping (JSON) from a file or ``ssm:/parameter``; None means the shipped default."""
+    in_ssm = isinstance(path, str) and path.startswith(SSM_PREFIX)
+    file: str | Path = path if in_ssm and path else Path(path or DEFAULT_MAPPING_PATH)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = json.loads(read_document(str(file)))
     except OSError as exc:
         raise MappingError(f"mapping {file}: cannot read ({exc.strerror})") from exc
     except json.JSONDecodeError as exc:
