@@ -236,7 +236,6 @@ def _attribute(stack: DeployedStack, logical_id: str, attribute: str) -> str:
             QueueUrl=physical, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"],
         ("AWS::SQS::Queue", "QueueName"): lambda: physical.rsplit("/", 1)[-1],
         ("AWS::SQS::Queue", "QueueUrl"): lambda: physical,
-        ("AWS::SQS::Queue", "QueueName"): lambda: physical.rsplit("/", 1)[-1],
         ("AWS::KMS::Key", "Arn"): lambda: aws.client("kms").describe_key(KeyId=physical)["KeyMetadata"]["Arn"],
         ("AWS::KMS::Key", "KeyId"): lambda: physical,
         ("AWS::DynamoDB::Table", "Arn"): lambda: aws.client("dynamodb").describe_table(

@@ -87,6 +87,8 @@ class LocalEnvironment:
         self.stack: DeployedStack | None = None
         self._log_path = log_path
         self._extra_env = extra_env or {}
+        self._connections: list[dict[str, Any]] = []
+        self._pairs: dict[str, tuple[VismaSandbox, MarketoSandbox, str | None]] = {}
         self._stack = contextlib.ExitStack()
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -179,39 +181,93 @@ class LocalEnvironment:
         return {"marketo_calls": stats["sync_calls"], "created": stats["records_created"],
                 "updated": stats["records_updated"], "skipped": stats["records_skipped"]}
 
+    # -- more connections -------------------------------------------------------------------
+    def add_connection(self, connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox,
+                       mapping: str | None = None) -> None:
+        """Pair another (started) Visma company with another Marketo instance, as a user would: secrets
+        under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection."""
+        assert self.stack is not None, "start() first"
+        secrets = self.aws.client("secretsmanager")
+        ids = {}
+        for system, creds in (("visma", visma.credentials), ("marketo", marketo.credentials)):
+            name = f"{STACK_NAME}/{connection_id}/{system}"
+            secrets.create_secret(Name=name, SecretString=json.dumps(creds), KmsKeyId=self.resource("EncryptionKey"))
+            ids[system] = name
+        if not self._connections:
+            self._connections.append(self._connection_entry(self.stack.parameters["ConnectionId"], self.visma,
+                                                            self.marketo, self.resource("VismaCredentialsSecret"),
+                                                            self.resource("MarketoCredentialsSecret"),
+                                                            self._extra_env.get("MAPPING_FILE")))
+        self._connections.append(self._connection_entry(connection_id, visma, marketo, ids["visma"], ids["marketo"],
+                                                        mapping))
+        self._pairs[connection_id] = (visma, marketo, mapping)
+        self._extra_env["CONNECTIONS_CONFIG"] = json.dumps({"connections": self._connections})
+
+    @staticmethod
+    def _connection_entry(connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox, visma_secret: str,
+                          marketo_secret: str, mapping: str | None) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": connection_id,
+            "visma": {"secret_id": visma_secret, "base_url": visma.url, "token_url": visma.token_url},
+            "marketo": {"secret_id": marketo_secret, "munchkin_id": marketo.munchkin_id,
+                        "endpoint_override": marketo.url},
+        }
+        if mapping:
+            entry["mapping"] = mapping
+        return entry
+
     # -- verification -----------------------------------------------------------------------
-    def expected_companies(self) -> dict[str, dict[str, Any]]:
-        company_id = self.visma.credentials["company_id"]
-        mapping = load_mapping(self._extra_env.get("MAPPING_FILE"))
-        expected: dict[str, dict[str, Any]] = {}
+    def expected_records(self, connection_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+        """Per Marketo object: key -> the mapped fields of the current Visma state."""
+        visma, _, mapping_path = self._pair(connection_id)
+        company_id = visma.credentials["company_id"]
+        mapping = load_mapping(mapping_path)
+        expected: dict[str, dict[str, dict[str, Any]]] = {}
         for entity in mapping.entities:
             section = mapping.for_entity(entity)
             assert section is not None
-            for raw in self.visma.store.records(entity):
+            into = expected.setdefault(section.target, {})
+            for raw in visma.store.records(entity):
                 modified = parse_visma_datetime(raw["lastModifiedDateTime"])
                 key = section.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
-                expected[key] = section.map(raw, entity=entity, modified_at=modified)
+                into[key] = {section.dedupe_field: key, **section.map(raw, entity=entity, modified_at=modified)}
         return expected
 
-    def verify(self) -> Verification:
-        expected = self.expected_companies()
+    def expected_companies(self) -> dict[str, dict[str, Any]]:
+        return self.expected_records().get("companies", {})
+
+    def verify(self, connection_id: str | None = None) -> Verification:
+        """Marketo holds exactly the mapped Visma data of the connection (every target object)."""
+        _, marketo, mapping_path = self._pair(connection_id)
+        expected_by_object = self.expected_records(connection_id)
+        dedupe = {s.target: s.dedupe_field for e in ("customer", "supplier")
+                  if (s := load_mapping(mapping_path).for_entity(e)) is not None}
+        expected: dict[str, dict[str, Any]] = {}
         actual: dict[str, dict[str, Any]] = {}
-        duplicates = []
-        for company in self.marketo.store.companies():
-            key = company.get("externalCompanyId")
-            if key in actual:
-                duplicates.append(str(key))
-            actual[str(key)] = company
+        duplicates: list[str] = []
+        for target, records in expected_by_object.items():
+            expected.update(records)
+            held = marketo.store.companies() if target == "companies" else marketo.store.custom_objects(target)
+            for record in held:
+                key = str(record.get(dedupe[target]))
+                if key in actual:
+                    duplicates.append(key)
+                actual[key] = record
         mismatched = {}
         for key in expected.keys() & actual.keys():
-            held = actual[key]
-            diff = {f: (v, held.get(f)) for f, v in expected[key].items() if not same_value(held.get(f), v)}
+            diff = {f: (v, actual[key].get(f)) for f, v in expected[key].items()
+                    if not same_value(actual[key].get(f), v)}
             if diff:
                 mismatched[key] = diff
         return Verification(expected=len(expected), actual=len(actual),
                             missing=sorted(expected.keys() - actual.keys()),
                             unexpected=sorted(actual.keys() - expected.keys()),
                             mismatched=mismatched, duplicates=duplicates)
+
+    def _pair(self, connection_id: str | None) -> tuple[VismaSandbox, MarketoSandbox, str | None]:
+        if connection_id is None or connection_id not in self._pairs:
+            return self.visma, self.marketo, self._extra_env.get("MAPPING_FILE")
+        return self._pairs[connection_id]
 
 
 @contextlib.contextmanager

@@ -176,3 +176,12 @@ def test_check_against_marketo_names_unknown_and_read_only_fields():
     with pytest.raises(MappingError, match="not a dedupe field"):
         check_against_marketo(_section({"company": {"source": "name"}}), _Described([_Field("company")], dedupe=[]),
                               "m.json")
+
+
+def test_check_against_marketo_points_crm_managed_companies_to_custom_objects():
+    from ml_connector.sync.mapping import check_against_marketo
+
+    crm_field = _Field("company")
+    crm_field.crm_managed = True
+    with pytest.raises(MappingError, match="native CRM sync.*custom object"):
+        check_against_marketo(_section({"company": {"source": "name"}}), _Described([crm_field]), "m.json")

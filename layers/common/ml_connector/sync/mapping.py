@@ -203,6 +203,9 @@ def check_against_marketo(mapping: EntityMapping, described: DescribedObject, or
         field = described.fields.get(name)
         if field is None:
             problems.append(f"field {name!r} does not exist on Marketo {described.name}")
+        elif getattr(field, "crm_managed", False):
+            problems.append(f"field {name!r} is managed by the instance's native CRM sync (the Company API is "
+                            "read-only there): map this entity to a custom object instead")
         elif not field.updateable:
             problems.append(f"field {name!r} is read-only on Marketo {described.name}")
     if problems:
