@@ -17,11 +17,18 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+# Marketo counts a call when it arrives, we when we send it; 2 % more spacing absorbs network jitter.
+JITTER_GUARD = 1.02
+
 
 class CallBudget(BaseModel):
     calls: int = Field(default=50, ge=1, le=100)
     window_seconds: float = Field(default=20.0, gt=0)
     concurrency: int = Field(default=5, ge=1, le=10)
+
+    @property
+    def guarded_window(self) -> float:
+        return self.window_seconds * JITTER_GUARD
 
 
 class CallLimiter(Protocol):
@@ -59,12 +66,12 @@ class LocalCallLimiter:
         """0 when a slot was taken, else how long to wait before trying again."""
         with self._lock:
             now = self._clock()
-            while self._starts and now - self._starts[0] >= self.budget.window_seconds:
+            while self._starts and now - self._starts[0] >= self.budget.guarded_window:
                 self._starts.popleft()
             if self._in_flight >= self.budget.concurrency:
                 return 0.05
             if len(self._starts) >= self.budget.calls:
-                return self._starts[0] + self.budget.window_seconds - now + 0.001
+                return self._starts[0] + self.budget.guarded_window - now + 0.001
             self._starts.append(now)
             self._in_flight += 1
             return 0.0

@@ -50,7 +50,7 @@ class DynamoCallLimiter:
     # -- rate ---------------------------------------------------------------------------------
     @property
     def interval(self) -> float:
-        return self.budget.window_seconds / self.budget.calls
+        return self.budget.guarded_window / self.budget.calls
 
     def _reserve_start(self) -> float:
         """Reserve the next free start time for this call; returns it (epoch seconds)."""
