@@ -31,6 +31,7 @@ from ml_connector.state.store import StateStore
 from ml_connector.sync.batching import chunked
 from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
 from ml_connector.sync.outbox import SqsOutbox
+from ml_connector.sync.payment import PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 from ml_connector.sync.preview import MarketoLookup, PreviewItem, PreviewSink
 from ml_connector.sync.writer import ChunkJob, Writer, write_chunk_to_marketo
@@ -131,8 +132,10 @@ class Runtime:
             try:
                 credentials = self.visma_credentials(connection)
                 client = self.visma_client(connection, credentials, time_left)
+                payments = (PaymentReader(client, connection.visma.page_size)
+                            if entity == "customer" and mapping.uses_payment else None)
                 reports.append(poller.poll_entity(connection, client, entity, company_id=credentials.company_id,
-                                                  mapping=mapping))
+                                                  mapping=mapping, payments=payments))
             except Exception as exc:
                 logger.exception("poll failed", extra={"connection": connection.id, "entity": entity})
                 reports.append(EntityPollReport(connection=connection.id, entity=entity,

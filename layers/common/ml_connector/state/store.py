@@ -10,6 +10,8 @@ pk                             sk                  holds
 ``REC#{connection}#{entity}``  ``{internalId}``    version and content hash last written to Marketo
 ``JOB#{connection}``           ``{jobId}``         chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``          ``{entity}#{ref}``  quarantined record: reason, raw payload
+``PAY#{connection}``           ``{customer number}`` payment facts (only customers with a non-zero fact)
+``LIMIT#{munchkin}``           ``RATE``/``LEASE#n`` shared Marketo call budget (marketo.shared_limiter)
 =============================  ==================  =============================================
 """
 
@@ -19,6 +21,7 @@ import json
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import boto3
@@ -162,6 +165,22 @@ class StateStore:
 
     def release(self, connection: str, entity: str, ref: str) -> None:
         self._table.delete_item(Key={"pk": f"QUAR#{connection}", "sk": f"{entity}#{ref}"})
+
+    # -- payment facts ------------------------------------------------------------------------
+    def payment_facts(self, connection: str) -> dict[str, dict[str, Any]]:
+        """Stored payment facts by customer number (customers with only zero facts have no item)."""
+        return {i["sk"]: {k: float(v) if isinstance(v, Decimal) else v for k, v in i.items() if k not in ("pk", "sk")}
+                for i in self._query(Key("pk").eq(f"PAY#{connection}"))}
+
+    def put_payment_facts(self, connection: str, facts: dict[str, dict[str, Any]]) -> None:
+        """Store changed facts; an all-zero entry removes the customer's item."""
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for number, values in facts.items():
+                key = {"pk": f"PAY#{connection}", "sk": number}
+                if any(values.values()):
+                    batch.put_item(Item={**key, **{k: Decimal(str(v)) for k, v in values.items()}})
+                else:
+                    batch.delete_item(Key=key)
 
     # -- helpers ----------------------------------------------------------------------------
     def _query(self, condition: Any) -> Iterator[dict[str, Any]]:

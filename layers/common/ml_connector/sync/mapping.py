@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ml_connector.config import SSM_PREFIX, ConfigError, VismaEntity, read_document
+from ml_connector.sync.payment import payment_status as payment_rule
 from ml_connector.sync.transforms import TRANSFORMS
 
 Record = dict[str, Any]
@@ -44,13 +45,9 @@ def get_path(record: Record, path: str) -> Any:
 
 
 def payment_status(record: Record) -> str:
-    """Connector-side payment status; see the README's "Payment status" section for the rule."""
-    status = record.get("status")
-    if status in ("CreditHold", "OnHold", "HoldPayments"):
-        return "on_hold"
-    if status == "Inactive":
-        return "inactive"
-    return "current"
+    """Connector-side payment status from the record's status and its payment facts (``_payment``);
+    see the README's "Payment status" section for the rule."""
+    return payment_rule(record.get("status"), record.get("_payment"))
 
 
 DERIVATIONS: dict[str, Callable[[Record], Any]] = {"payment_status": payment_status}
@@ -126,6 +123,12 @@ class EntityMapping(BaseModel):
         if self.dedupe_field in self.fields:
             raise ValueError(f"{self.dedupe_field!r} is the dedupe field; its value comes from key_template")
         return self
+
+    @property
+    def uses_payment(self) -> bool:
+        """Whether any field needs payment facts (so the poller reads invoices and balances)."""
+        return any(rule.derive == "payment_status" or (rule.source or "").startswith("_payment")
+                   for rule in self.fields.values())
 
     def key(self, *, company_id: str, entity: str, internal_id: int) -> str:
         return self.key_template.format(company_id=company_id, entity=entity, internal_id=internal_id)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from pydantic import BaseModel, ValidationError
 
@@ -32,7 +33,9 @@ from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso,
 from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
+from ml_connector.sync.payment import PaymentFacts, PaymentReader, changed_facts, merge_facts
 from ml_connector.visma.client import VismaClient
+from ml_connector.visma.errors import VismaError
 from ml_connector.visma.models import CustomerDto, SupplierDto, parse_visma_datetime
 
 MAX_PASSES = 3
@@ -48,7 +51,7 @@ class MessageSink(Protocol):
 
 
 class QueueSink:
-    """Enqueues each record version once: versions already enqueued (by internalId + timeStamp) are skipped."""
+    """Enqueues each record version once: versions already enqueued (internalId + timeStamp + content) are skipped."""
 
     def __init__(self, store: StateStore, outbox: SqsOutbox) -> None:
         self._store = store
@@ -56,10 +59,10 @@ class QueueSink:
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
         enqueued = self._store.get_enqueued(connection, entity, (m.internal_id for m in messages))
-        fresh = [m for m in messages if enqueued.get(m.internal_id) != m.visma_timestamp]
+        fresh = [m for m in messages if enqueued.get(m.internal_id) != m.enqueue_version]
         if fresh:
             self._outbox.send(fresh)
-            self._store.mark_enqueued(connection, entity, [(m.internal_id, m.visma_timestamp) for m in fresh])
+            self._store.mark_enqueued(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
         return len(fresh), len(messages) - len(fresh)
 
 
@@ -81,6 +84,7 @@ class EntityPollReport(BaseModel):
     watermark_before: str | None = None
     watermark_after: str | None = None
     visma_calls: int = 0
+    payment_refreshes: int = 0
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
 
@@ -90,6 +94,7 @@ class _Pass:
 
     def __init__(self) -> None:
         self.seen: set[int] = set()
+        self.numbers: set[str] = set()
         self.bad: set[str] = set()
         self.total = 0
         self.max_modified: datetime | None = None
@@ -124,6 +129,7 @@ class Poller:
         *,
         company_id: str,
         mapping: EntityMapping,
+        payments: PaymentReader | None = None,
     ) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
@@ -131,9 +137,12 @@ class Poller:
         since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
         calls_before = client.calls
-        context = EntityContext(connection, entity, company_id, mapping)
         try:
+            payment = self._payment_state(connection.id, payments, since) if payments else None
+            context = EntityContext(connection, entity, company_id, mapping, payment.current if payment else None)
             window = self._read_window(client, context, since, report)
+            if payment is not None and window.covered():
+                self._send_payment_changes(client, context, payment, window, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
@@ -207,9 +216,33 @@ class Poller:
             logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
             return None
         window.seen.add(message.internal_id)
+        window.numbers.add(message.number)
         if window.max_modified is None or message.modified_at > window.max_modified:
             window.max_modified = message.modified_at
         return message
+
+    def _payment_state(self, connection: str, reader: PaymentReader, since: datetime | None) -> PaymentState:
+        stored = {n: PaymentFacts.model_validate(v) for n, v in self._store.payment_facts(connection).items()}
+        overdue = reader.overdue(self._clock().date())
+        balances = reader.balances(since)
+        current = merge_facts(stored, overdue, balances)
+        return PaymentState(current=current, changed=changed_facts(stored, current))
+
+    def _send_payment_changes(self, client: VismaClient, ctx: EntityContext, payment: PaymentState,
+                              window: _Pass, report: EntityPollReport) -> None:
+        """Customers whose payment facts changed but whose record did not: fetch and send them too."""
+        for number in sorted(set(payment.changed) - window.numbers):
+            try:
+                raw = client.get(f"/v1/customer/{quote(number, safe='')}")
+            except VismaError as exc:
+                if exc.status != 404:
+                    raise
+                continue  # the customer is gone; its facts are still recorded below
+            report.payment_refreshes += 1
+            self._process_page([raw], ctx, _Pass(), report)
+            self._check_time()
+        if not self._dry_run:
+            self._store.put_payment_facts(ctx.connection.id, {n: f.model_dump() for n, f in payment.changed.items()})
 
     def _check_time(self) -> None:
         if self._time_left is not None and self._time_left() < self._margin:
@@ -231,6 +264,20 @@ class EntityContext:
     entity: VismaEntity
     company_id: str
     mapping: EntityMapping
+    # Payment facts by customer number, when the mapping uses them (customers only).
+    payment: dict[str, PaymentFacts] | None = None
+
+    def mapping_input(self, raw: dict[str, Any]) -> dict[str, Any]:
+        if self.payment is None:
+            return raw
+        facts = self.payment.get(str(raw.get("number")), PaymentFacts())
+        return {**raw, "_payment": facts.model_dump()}
+
+
+@dataclass(frozen=True)
+class PaymentState:
+    current: dict[str, PaymentFacts]
+    changed: dict[str, PaymentFacts]
 
 
 def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
@@ -247,7 +294,7 @@ def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
         key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
         modified_at=modified_at,
         visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
-        fields=ctx.mapping.map(raw, entity=ctx.entity, modified_at=modified_at),
+        fields=ctx.mapping.map(ctx.mapping_input(raw), entity=ctx.entity, modified_at=modified_at),
     )
 
 
