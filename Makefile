@@ -34,7 +34,9 @@ test: $(STAMP) $(SAM)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/common/ml_connector functions localrun sandbox
+	$(BIN)/mypy layers/common/ml_connector localrun sandbox
+	$(BIN)/mypy functions/poller/app.py
+	$(BIN)/mypy functions/writer/app.py
 
 validate: $(SAM)
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml

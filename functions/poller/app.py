@@ -24,10 +24,16 @@ class PollFailed(RuntimeError):
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     runtime = get_runtime()
     only = event.get("connections") if isinstance(event, dict) else None
-    reports = runtime.poll(time_left=lambda: context.get_remaining_time_in_millis() / 1000, connection_ids=only)
-    result = {"entities": [r.model_dump() for r in reports]}
+
+    def time_left() -> float:
+        return context.get_remaining_time_in_millis() / 1000
+
+    reports = runtime.poll(time_left=time_left, connection_ids=only)
+    reference = runtime.sync_reference(time_left=time_left, connection_ids=only)
+    result = {"entities": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference]}
     logger.info("poll finished", extra=result)
     failed = [f"{r.connection}/{r.entity}: {r.error}" for r in reports if r.error]
+    failed += [f"{r.connection}/reference: {r.error}" for r in reference if r.error]
     if failed:
         raise PollFailed("; ".join(failed))
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -34,6 +35,7 @@ from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.payment import PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 from ml_connector.sync.preview import MarketoLookup, PreviewItem, PreviewSink
+from ml_connector.sync.reference import ReferenceReport, ReferenceSync
 from ml_connector.sync.writer import ChunkJob, Writer, write_chunk_to_marketo
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.models import VismaCredentials
@@ -122,6 +124,29 @@ class Runtime:
             if connection_ids and connection.id not in connection_ids:
                 continue
             reports.extend(self._poll_connection(poller, connection, time_left))
+        return reports
+
+    def sync_reference(self, time_left: Callable[[], float] | None, connection_ids: list[str] | None = None,
+                       force: bool = False) -> list[ReferenceReport]:
+        """Reference data of each connection whose mapping asks for it, when its interval has passed."""
+        sync = ReferenceSync(self.store, clock=lambda: datetime.now(UTC))
+        reports = []
+        for connection in self.settings.connections:
+            section = load_mapping(connection.mapping).reference
+            if section is None or (connection_ids and connection.id not in connection_ids):
+                continue
+            if not force and not sync.due(connection.id, connection.reference_interval_minutes):
+                continue
+            try:
+                credentials = self.visma_credentials(connection)
+                visma = self.visma_client(connection, credentials, time_left)
+                marketo = self.marketo_client(connection.id)
+                marketo.set_time_left(time_left)
+                reports.append(sync.run(connection.id, visma, marketo, credentials.company_id, section))
+            except Exception as exc:
+                logger.exception("reference data sync failed", extra={"connection": connection.id})
+                error = f"{type(exc).__name__}: {exc}"
+                reports.append(ReferenceReport(connection=connection.id, ran=True, error=error))
         return reports
 
     def _poll_connection(self, poller: Poller, connection: ConnectionConfig,

@@ -11,6 +11,7 @@ pk                             sk                  holds
 ``JOB#{connection}``           ``{jobId}``         chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``          ``{entity}#{ref}``  quarantined record: reason, raw payload
 ``PAY#{connection}``           ``{customer number}`` payment facts (only customers with a non-zero fact)
+``REF#{connection}``           ``{reference key}`` content hash of reference data last written
 ``LIMIT#{munchkin}``           ``RATE``/``LEASE#n`` shared Marketo call budget (marketo.shared_limiter)
 =============================  ==================  =============================================
 """
@@ -165,6 +166,15 @@ class StateStore:
 
     def release(self, connection: str, entity: str, ref: str) -> None:
         self._table.delete_item(Key={"pk": f"QUAR#{connection}", "sk": f"{entity}#{ref}"})
+
+    # -- reference data ------------------------------------------------------------------------
+    def reference_hashes(self, connection: str) -> dict[str, str]:
+        return {i["sk"]: i["hash"] for i in self._query(Key("pk").eq(f"REF#{connection}"))}
+
+    def put_reference_hashes(self, connection: str, hashes: dict[str, str]) -> None:
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for key, value in hashes.items():
+                batch.put_item(Item={"pk": f"REF#{connection}", "sk": key, "hash": value})
 
     # -- payment facts ------------------------------------------------------------------------
     def payment_facts(self, connection: str) -> dict[str, dict[str, Any]]:

@@ -148,12 +148,24 @@ class EntityMapping(BaseModel):
         return self.model_copy(update={"fields": fields})
 
 
+class ReferenceMapping(BaseModel):
+    """Where reference data (classes, credit terms, payment methods) goes: one custom object."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target: str = Field(default="vismaReference_c", min_length=1)
+    dedupe_field: str = "vismaRefKey"
+    key_template: str = "visma-{company_id}-{type}-{code}"
+
+
 class MappingFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str | None = None
     customer: EntityMapping | None = None
     supplier: EntityMapping | None = None
+    # Optional: without it, reference data is not synced.
+    reference: ReferenceMapping | None = None
 
     def for_entity(self, entity: VismaEntity) -> EntityMapping | None:
         return self.customer if entity == "customer" else self.supplier
