@@ -12,7 +12,8 @@ from ml_connector.observability import logger, metrics, tracer
 from ml_connector.runtime import get_runtime, idempotency_config
 from ml_connector.sync.writer import InboundMessage
 
-processor = BatchProcessor(event_type=EventType.SQS)
+# An entirely failed batch is reported item by item too (not raised), so SQS retries each message.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 class RecordNotWritten(Exception):
@@ -37,5 +38,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         if record.message_id in report.failed_message_ids:
             raise RecordNotWritten(record.message_id)
 
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context, raise_on_entire_batch_failure=False)
+    response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+    return dict(response)
