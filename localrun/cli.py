@@ -7,6 +7,7 @@ messages), 2 bad usage or configuration. ``--json`` prints one JSON document for
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -37,7 +38,7 @@ def _table(title: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> Tab
 
 def _emit(args: argparse.Namespace, data: Any, render: Callable[[], None]) -> None:
     if args.json:
-        print(dumps(data))
+        print(dumps(data), file=console.file)
     else:
         render()
 
@@ -234,8 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["demo"]:
         return demo.main(argv[1:])
     args = _parser().parse_args(argv)
+    # Handlers run in-process print their logs and EMF metrics to stdout, as in Lambda; the command's
+    # own output keeps stdout to itself (so --json stays parseable) and the rest goes to stderr.
+    console.file = sys.stdout
     try:
-        return _dispatch(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return _dispatch(args)
     except (ConfigError, TargetError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE

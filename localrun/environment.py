@@ -11,6 +11,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from localrun.event_source import DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from localrun.target import Target
 from ml_connector.sync.mapping import load_mapping
+from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
@@ -40,6 +42,7 @@ class CycleReport:
     updated: int = 0
     skipped: int = 0
     unchanged: int = 0
+    reference_written: int = 0
     elapsed_s: float = 0.0
     poll: list[dict[str, Any]] = field(default_factory=list)
     drain: DrainStats | None = None
@@ -47,7 +50,7 @@ class CycleReport:
     def line(self) -> str:
         return (f"{self.label}: read {self.records_read} records, sent {self.messages_sent} messages, "
                 f"{self.marketo_calls} Marketo calls, {self.created} created, {self.updated} updated, "
-                f"{self.skipped} skipped, {self.elapsed_s:.1f}s")
+                f"{self.skipped} skipped, {self.reference_written} reference records, {self.elapsed_s:.1f}s")
 
 
 @dataclass
@@ -94,6 +97,8 @@ class LocalEnvironment:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> LocalEnvironment:
         self._stack.enter_context(_started(self.aws))
+        # moto keeps its state per process, shared by every server in it: start from a clean account.
+        self.aws.reset()
         self._stack.enter_context(_started(self.visma))
         self._stack.enter_context(_started(self.marketo))
         self.stack = deploy_template(self.aws, TEMPLATE, stack_name=STACK_NAME,
@@ -171,15 +176,23 @@ class LocalEnvironment:
         report = CycleReport(label=label, poll=poll["entities"], drain=drained,
                              elapsed_s=time.monotonic() - started)
         report.records_read = sum(e["records_read"] for e in poll["entities"])
+        report.reference_written = sum(r["written"] for r in poll.get("reference", []))
         report.messages_sent = sum(e["messages_sent"] for e in poll["entities"])
         for name in ("marketo_calls", "created", "updated", "skipped"):
             setattr(report, name, after[name] - before[name])
         return report
 
     def _marketo_counts(self) -> dict[str, int]:
-        stats = self.marketo.stats.snapshot()
-        return {"marketo_calls": stats["sync_calls"], "created": stats["records_created"],
-                "updated": stats["records_updated"], "skipped": stats["records_skipped"]}
+        """Sync calls and record outcomes for the entities' targets (reference data is reported apart)."""
+        mapping = load_mapping(self._extra_env.get("MAPPING_FILE"))
+        targets = {s.target for e in mapping.entities if (s := mapping.for_entity(e)) is not None}
+        counts = {"marketo_calls": 0, "created": 0, "updated": 0, "skipped": 0}
+        for name, stats in self.marketo.stats.snapshot()["by_object"].items():
+            if name in targets:
+                counts["marketo_calls"] += stats.get("sync_calls", 0)
+                for outcome in ("created", "updated", "skipped"):
+                    counts[outcome] += stats.get(f"records_{outcome}", 0)
+        return counts
 
     # -- more connections -------------------------------------------------------------------
     def add_connection(self, connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox,
@@ -226,11 +239,13 @@ class LocalEnvironment:
         for entity in mapping.entities:
             section = mapping.for_entity(entity)
             assert section is not None
+            facts = expected_payment_facts(visma) if entity == "customer" and section.uses_payment else None
             into = expected.setdefault(section.target, {})
             for raw in visma.store.records(entity):
                 modified = parse_visma_datetime(raw["lastModifiedDateTime"])
                 key = section.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
-                into[key] = {section.dedupe_field: key, **section.map(raw, entity=entity, modified_at=modified)}
+                source = raw if facts is None else {**raw, "_payment": facts.get(str(raw["number"]), ZERO_FACTS)}
+                into[key] = {section.dedupe_field: key, **section.map(source, entity=entity, modified_at=modified)}
         return expected
 
     def expected_companies(self) -> dict[str, dict[str, Any]]:
@@ -268,6 +283,26 @@ class LocalEnvironment:
         if connection_id is None or connection_id not in self._pairs:
             return self.visma, self.marketo, self._extra_env.get("MAPPING_FILE")
         return self._pairs[connection_id]
+
+
+ZERO_FACTS = PaymentFacts().model_dump()
+
+
+def expected_payment_facts(visma: VismaSandbox) -> dict[str, dict[str, Any]]:
+    """The payment facts the README's rule gives for the sandbox's current invoices and balances
+    (computed here from the sandbox's own state, not by the connector's reader)."""
+    today = datetime.now(UTC).date()
+    facts: dict[str, PaymentFacts] = {}
+    for invoice in visma.store.invoices(status="Open"):
+        due = date.fromisoformat(str(invoice["documentDueDate"])[:10])
+        if invoice["balance"] > 0 and due < today:
+            entry = facts.setdefault(str(invoice["customer"]["number"]), PaymentFacts())
+            entry.overdue_amount = round(entry.overdue_amount + invoice["balance"], 2)
+            entry.overdue_invoices += 1
+            entry.max_dunning_level = max(entry.max_dunning_level, int(invoice.get("dunningLetterLevel") or 0))
+    for row in visma.store.balances():
+        facts.setdefault(str(row["customer"]["number"]), PaymentFacts()).balance = round(float(row["balance"]), 2)
+    return {number: f.model_dump() for number, f in facts.items()}
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     writer = runtime.writer(time_left=lambda: context.get_remaining_time_in_millis() / 1000, idempotency=config)
     records = event.get("Records", [])
     report = writer.process([InboundMessage(r["messageId"], r.get("body", "")) for r in records])
-    logger.info("batch written", extra=report.summary())
+    logger.info("batch written", extra={"batch": report.summary()})
 
     def record_handler(record: SQSRecord) -> None:
         # Chunks were written above, many records per Marketo call; here we only report outcomes.

@@ -1,5 +1,5 @@
 """Marketo Engage sandbox: identity + REST (companies, custom objects) with Marketo's limits and error model."""
 
-from sandbox.marketo.api import MarketoSandbox
+from sandbox.marketo.server import MarketoSandbox
 
 __all__ = ["MarketoSandbox"]

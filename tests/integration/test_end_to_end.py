@@ -73,7 +73,8 @@ def test_watermarks_are_stored_per_entity(env, cycles):
     table = env.aws.client("dynamodb")
     items = table.query(TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
                         ExpressionAttributeValues={":pk": {"S": "WM#default"}})["Items"]
-    assert sorted(i["sk"]["S"] for i in items) == ["customer", "supplier"]
+    # customer and supplier watermarks, and when reference data was last synced
+    assert sorted(i["sk"]["S"] for i in items) == ["customer", "reference", "supplier"]
 
 
 def test_sample_sqs_event_and_its_redelivery(env, cycles):

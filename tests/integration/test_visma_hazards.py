@@ -44,7 +44,7 @@ def assert_converged_except(env, allowed: set[str]) -> None:
 
 
 def test_rows_shifting_between_pages_are_caught(env):
-    before = env.visma.store.edit_random(6, rng_seed=41, entity="customer")
+    before = env.visma.store.edit_random(60, rng_seed=41, entity="customer")  # a window of 3 pages
     env.visma.faults.edit_during_paging("customer", per_page=1)
     started = datetime.now(UTC)
     report = env.cycle("edits while paging")

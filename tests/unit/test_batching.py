@@ -62,3 +62,18 @@ def test_packed_messages_round_trip_and_compress():
     packed = pack_messages(messages)
     assert unpack_messages(packed) == messages
     assert len(packed) < sum(len(m.model_dump_json()) for m in messages) / 5
+
+
+def test_version_follows_the_rowversion_not_the_clock():
+    import base64
+
+    from ml_connector.sync.messages import version_key
+
+    early_clock = datetime(2026, 1, 1, tzinfo=UTC)
+    late_clock = datetime(2026, 1, 2, tzinfo=UTC)
+    older_row = base64.b64encode((500).to_bytes(8, "big")).decode()
+    newer_row = base64.b64encode((501).to_bytes(8, "big")).decode()
+    # Visma's clock stepped back between two changes: the rowversion still orders them.
+    assert version_key(newer_row, early_clock) > version_key(older_row, late_clock)
+    # Without a rowversion, the modification time decides.
+    assert version_key("", late_clock) > version_key("", early_clock)

@@ -46,9 +46,9 @@ ENV_KEYS = ("STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_C
             "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL")
 
 
-def read_secret(secret_id: str) -> dict[str, Any]:
+def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:
     """Secret JSON, cached per container for five minutes (so a rotation is picked up without a deploy)."""
-    value = parameters.get_secret(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
+    value = provider.get(secret_id, transform="json", max_age=SECRET_MAX_AGE_SECONDS)
     if not isinstance(value, dict):
         raise ConfigError(f"secret {secret_id}: expected a JSON object")
     return value
@@ -58,6 +58,9 @@ def read_secret(secret_id: str) -> dict[str, Any]:
 class Runtime:
     settings: RuntimeSettings
     store: StateStore
+    # Owned by the runtime (not Powertools' module-wide default), so a new runtime talks to the current endpoint.
+    secrets: parameters.SecretsProvider = field(default_factory=lambda: parameters.SecretsProvider(
+        boto3_client=boto3.client("secretsmanager")))
     _marketo: dict[str, MarketoClient] = field(default_factory=dict)
     _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
     # The current invocation's remaining-time callback; clients outlive invocations, deadlines do not.
@@ -65,7 +68,7 @@ class Runtime:
 
     # -- clients ----------------------------------------------------------------------------
     def visma_credentials(self, connection: ConnectionConfig) -> VismaCredentials:
-        return VismaCredentials.model_validate(read_secret(connection.visma.secret_id))
+        return VismaCredentials.model_validate(read_secret(self.secrets, connection.visma.secret_id))
 
     def visma_client(self, connection: ConnectionConfig, credentials: VismaCredentials,
                      time_left: Callable[[], float] | None) -> VismaClient:
@@ -76,7 +79,7 @@ class Runtime:
     def marketo_client(self, connection_id: str) -> MarketoClient:
         if connection_id not in self._marketo:
             m = self.settings.connection(connection_id).marketo
-            credentials = MarketoCredentials.model_validate(read_secret(m.secret_id))
+            credentials = MarketoCredentials.model_validate(read_secret(self.secrets, m.secret_id))
             budget = CallBudget(calls=m.calls_per_20s, window_seconds=20.0, concurrency=m.max_concurrency)
             limiter = DynamoCallLimiter(self.store.table, m.munchkin_id, budget)
             self._marketo[connection_id] = MarketoClient(m.munchkin_id, credentials,

@@ -45,6 +45,7 @@ def parse_utc_iso(value: str) -> datetime:
 class RecordState(BaseModel):
     internal_id: int
     written_modified_at: str | None = None
+    written_version: str | None = None  # messages.version_key: what the version guard compares
     written_ts: str | None = None
     written_hash: str | None = None
     marketo_id: str | None = None
@@ -127,17 +128,17 @@ class StateStore:
 
     def mark_written(
         self, connection: str, entity: str, internal_id: int, *, modified_at: datetime, visma_ts: str,
-        content_hash: str, marketo_id: str | None,
+        version: str, content_hash: str, marketo_id: str | None,
     ) -> bool:
         """Record what Marketo now holds, unless a newer version was written meanwhile (returns False then)."""
-        version = utc_iso(modified_at)
         try:
             self._table.update_item(
                 Key={"pk": f"REC#{connection}#{entity}", "sk": str(internal_id)},
-                UpdateExpression="SET writtenModifiedAt = :m, writtenTs = :t, writtenHash = :h, marketoId = :id",
-                ConditionExpression="attribute_not_exists(writtenModifiedAt) OR writtenModifiedAt <= :m",
-                ExpressionAttributeValues={":m": version, ":t": visma_ts, ":h": content_hash,
-                                           ":id": marketo_id},
+                UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
+                                 "writtenHash = :h, marketoId = :id",
+                ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
+                ExpressionAttributeValues={":m": utc_iso(modified_at), ":v": version, ":t": visma_ts,
+                                           ":h": content_hash, ":id": marketo_id},
             )
             return True
         except self._resource.meta.client.exceptions.ConditionalCheckFailedException:
@@ -231,6 +232,7 @@ def _record_state(item: dict[str, Any]) -> RecordState:
     return RecordState(
         internal_id=int(item["sk"]),
         written_modified_at=item.get("writtenModifiedAt"),
+        written_version=item.get("writtenVersion"),
         written_ts=item.get("writtenTs"),
         written_hash=item.get("writtenHash"),
         marketo_id=item.get("marketoId"),

@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import zlib
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ml_connector.config import VismaEntity
 
 SCHEMA_VERSION = 1
+
+
+def version_key(visma_timestamp: str, modified_at: datetime) -> str:
+    """A sortable record version. Visma's ``timeStamp`` is a SQL Server rowversion (8 bytes, base64), which
+    grows with every change database-wide whatever the clocks say; without one, the modification time."""
+    try:
+        raw = base64.b64decode(visma_timestamp, validate=True)
+    except (ValueError, binascii.Error):
+        raw = b""
+    if len(raw) == 8:
+        return f"rv{int.from_bytes(raw, 'big'):020d}"
+    return "tm" + modified_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def content_hash(fields: dict[str, Any]) -> str:
@@ -41,9 +54,17 @@ class SyncMessage(BaseModel):
     fields: dict[str, Any]
     content_hash: str
 
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_from_fields(cls, data: Any) -> Any:
+        """The hash is always computed from the fields, never trusted from the message body."""
+        if isinstance(data, dict) and isinstance(data.get("fields"), dict):
+            return {**data, "content_hash": content_hash(data["fields"])}
+        return data
+
     @classmethod
     def build(cls, **data: Any) -> SyncMessage:
-        return cls(content_hash=content_hash(data["fields"]), **data)
+        return cls.model_validate(data)
 
     @property
     def record_ref(self) -> str:
@@ -58,8 +79,12 @@ class SyncMessage(BaseModel):
     def marketo_record(self) -> dict[str, Any]:
         return {self.dedupe_field: self.key, **self.fields}
 
+    @property
+    def version(self) -> str:
+        return version_key(self.visma_timestamp, self.modified_at)
+
     def newer_than(self, other: SyncMessage) -> bool:
-        return (self.modified_at, self.visma_timestamp) > (other.modified_at, other.visma_timestamp)
+        return (self.version, self.modified_at) > (other.version, other.modified_at)
 
 
 def pack_messages(messages: Iterable[SyncMessage]) -> str:

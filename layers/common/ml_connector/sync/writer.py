@@ -174,8 +174,8 @@ class Writer:
             states = self._store.get_records(connection, entity, (i.message.internal_id for i in entity_items))
             for item in entity_items:
                 state = states.get(item.message.internal_id)
-                written = state.written_modified_at if state else None
-                if written and written > utc_iso(item.message.modified_at):
+                written = state.written_version if state else None
+                if written and written > item.message.version:
                     report.add(connection, "stale")
                 elif state and state.written_hash == item.message.content_hash:
                     report.add(connection, "unchanged")
@@ -243,7 +243,8 @@ class Writer:
             if status in ("created", "updated"):
                 counts[status] += 1
                 self._store.mark_written(connection, msg.entity, msg.internal_id, modified_at=msg.modified_at,
-                                         visma_ts=msg.visma_timestamp, content_hash=msg.content_hash,
+                                         visma_ts=msg.visma_timestamp, version=msg.version,
+                                         content_hash=msg.content_hash,
                                          marketo_id=str(result.get("id") or result.get("marketoGUID") or "") or None)
             else:
                 counts["skipped"] += 1

@@ -93,16 +93,20 @@ class VismaClient:
         """Walk a paged list endpoint in either shape (bare array with per-item metadata, or the
         ``{pageNumber, pageSize, totalCount, records}`` wrapper)."""
         number = 1
+        previous: list[dict[str, Any]] | None = None
         while True:
             body = self.get(path, {**(params or {}), "pageNumber": number, "pageSize": page_size})
             page = to_page(body, number)
-            if not page.records:
-                return
+            if not page.records or page.records == previous:
+                return  # empty, or an endpoint that ignores paging and sent the same list again
             yield page
-            effective = min(page_size, page.max_page_size or page_size)
-            # An unknown total (no metadata) means: walk on until an empty page.
-            if page.total_count and number * effective >= page.total_count:
-                return
+            if page.total_count:
+                effective = min(page_size, page.max_page_size or page_size)
+                if number * effective >= page.total_count:
+                    return
+            elif len(page.records) < page_size:
+                return  # no totals to go by (short reference lists): a short page is the last
+            previous = page.records
             number += 1
 
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000

@@ -1,0 +1,69 @@
+"""Counters a test or the demo reads to see what the sandbox was asked and what it answered."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+from sandbox.marketo.schema import COMPANY
+
+COUNTERS = ("sync_calls", "query_calls", "describe_calls", "records_created", "records_updated", "records_skipped",
+            "calls_total", "calls_counted", "token_requests", "token_in_url_refused")
+
+
+class Stats:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+        self._errors: Counter[str] = Counter()
+        self._http_errors: Counter[str] = Counter()
+        self._skipped: Counter[str] = Counter()
+        self._by_object: dict[str, Counter[str]] = {}
+        self._max_concurrency = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            for counter in (self._counts, self._errors, self._http_errors, self._skipped):
+                counter.clear()
+            self._by_object.clear()
+            self._max_concurrency = 0
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def error(self, code: str) -> None:
+        """A response-level code answered (``success: false``)."""
+        with self._lock:
+            self._errors[code] += 1
+
+    def http_error(self, status: int) -> None:
+        with self._lock:
+            self._http_errors[str(status)] += 1
+
+    def records(self, results: list[dict[str, Any]], api_name: str) -> None:
+        """Tally a sync call's per-record results, in all and per object (companies or a custom object)."""
+        with self._lock:
+            # Named as the client names targets: "companies" or a custom object's API name.
+            per_object = self._by_object.setdefault("companies" if api_name == COMPANY else api_name, Counter())
+            per_object["sync_calls"] += 1
+            for result in results:
+                self._counts[f"records_{result['status']}"] += 1
+                per_object[f"records_{result['status']}"] += 1
+                if result["status"] == "skipped":
+                    self._skipped[result["reasons"][0]["code"]] += 1
+
+    def concurrency(self, in_flight: int) -> None:
+        with self._lock:
+            self._max_concurrency = max(self._max_concurrency, in_flight)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            data: dict[str, Any] = {name: self._counts[name] for name in COUNTERS}
+            data["errors_by_code"] = dict(self._errors)
+            data["http_errors_by_status"] = dict(self._http_errors)
+            data["skipped_by_code"] = dict(self._skipped)
+            data["max_concurrency_seen"] = self._max_concurrency
+            data["by_object"] = {name: dict(counts) for name, counts in self._by_object.items()}
+        return data

@@ -1,0 +1,119 @@
+"""The records of one sandbox instance: sync (createOnly / updateOnly / createOrUpdate) and lookup.
+
+A sync call is applied under one lock, record by record in input order, so concurrent writers see
+each call as a whole and results line up with the input (``seq``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.marketo.errors import Skip
+from sandbox.marketo.schema import COMPANY, ObjectSchema
+
+Record = dict[str, Any]
+Key = tuple[str, ...]
+
+
+class _Table:
+    """Records of one object type in creation order, indexed by id and by dedupe key."""
+
+    def __init__(self, schema: ObjectSchema) -> None:
+        self.schema = schema
+        self.rows: dict[str, Record] = {}  # str(id field) -> record
+        self.by_key: dict[Key, str] = {}  # dedupe key -> str(id field)
+
+    def find(self, dedupe_by: str, key: Key) -> Record | None:
+        row_id = key[0] if dedupe_by == "idField" else self.by_key.get(key)
+        return self.rows.get(row_id) if row_id is not None else None
+
+    def add(self, record: Record) -> None:
+        row_id = str(record[self.schema.id_field])
+        self.rows[row_id] = record
+        self.by_key[tuple(str(record[name]) for name in self.schema.dedupe_fields)] = row_id
+
+
+class MarketoStore:
+    def __init__(self, schemas: dict[str, ObjectSchema], seed: int = 0) -> None:
+        self.schemas = schemas
+        self._tables = {name: _Table(schema) for name, schema in schemas.items()}
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1001)
+        self._rng = random.Random(seed)  # marketoGUIDs are reproducible for a given seed and call order
+
+    # -- what tests, the demo and the local environment read --------------------------------------------
+    def companies(self) -> list[Record]:
+        return self.records(COMPANY)
+
+    def custom_objects(self, api_name: str) -> list[Record]:
+        return self.records(api_name)
+
+    def records(self, api_name: str) -> list[Record]:
+        table = self._tables[api_name]
+        with self._lock:
+            return [copy.deepcopy(row) for row in table.rows.values()]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tables = {name: _Table(schema) for name, schema in self.schemas.items()}
+
+    # -- API operations -------------------------------------------------------------------------------
+    def sync(self, api_name: str, inputs: list[Any], action: str, dedupe_by: str) -> list[Record]:
+        """One result per input, in input order: ``{seq, <id field>, status}`` or ``{seq, status, reasons}``."""
+        table = self._tables[api_name]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        claimed: set[Key] = set()
+        with self._lock:
+            return [{"seq": seq, **self._sync_one(table, raw, action, dedupe_by, claimed, now)}
+                    for seq, raw in enumerate(inputs)]
+
+    def find(self, api_name: str, fields: list[str], wanted: set[Key]) -> list[Record]:
+        """Copies of the records whose ``fields`` values are one of ``wanted``, in creation order."""
+        table = self._tables[api_name]
+        with self._lock:
+            return [copy.deepcopy(row) for row in table.rows.values()
+                    if tuple("" if row.get(f) is None else str(row[f]) for f in fields) in wanted]
+
+    # -- sync, one record ---------------------------------------------------------------------------------
+    def _sync_one(self, table: _Table, raw: Any, action: str, dedupe_by: str, claimed: set[Key],
+                  now: str) -> Record:
+        schema = table.schema
+        try:
+            index, key = schema.lookup(raw, dedupe_by, action)
+            key_fields = [schema.id_field] if index == "idField" else schema.dedupe_fields
+            if key in claimed:
+                # The first record with a key claims it, even when it is skipped for another reason.
+                raise Skip("1036", f"Duplicate value for {', '.join(key_fields)}")
+            claimed.add(key)
+            values = schema.clean(raw, key_fields)
+            existing = table.find(index, key)
+            if existing is None:
+                return self._create(table, values, action, index, now)
+            return self._update(table, existing, values, action, now)
+        except Skip as skip:
+            return skip.result()
+
+    def _create(self, table: _Table, values: Record, action: str, index: str, now: str) -> Record:
+        schema = table.schema
+        if action == "updateOnly" or index == "idField":  # an id can only name an existing record
+            raise Skip("1004", f"{schema.display_name} not found")
+        ident: int | str = (next(self._ids) if schema.id_field == "id"
+                            else str(uuid.UUID(int=self._rng.getrandbits(128), version=4)))
+        table.add({schema.id_field: ident, **values, "createdAt": now, "updatedAt": now})
+        return {schema.id_field: ident, "status": "created"}
+
+    @staticmethod
+    def _update(table: _Table, existing: Record, values: Record, action: str, now: str) -> Record:
+        schema = table.schema
+        if action == "createOnly":
+            raise Skip("1005", f"{schema.display_name} already exists")
+        values.pop(schema.id_field, None)
+        existing.update(values)
+        existing["updatedAt"] = now  # even when nothing changed: Marketo still answers "updated"
+        return {schema.id_field: existing[schema.id_field], "status": "updated"}

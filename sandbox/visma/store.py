@@ -1,0 +1,352 @@
+"""The sandbox company's records: compact rows, generated into full DTOs on demand, under one lock.
+
+A row keeps only what filtering and stamping need (ids, country, stamps, rowversion, the changes made
+since generation); the full record is regenerated from the seed when served. That keeps 100k records
+in a few tens of MB and makes creating them take well under a few seconds.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from random import Random
+from typing import Any
+
+from sandbox.visma.clock import SandboxClock, day_floor, format_stamp, local_offset_minutes, parse_served_stamp
+from sandbox.visma.data import (
+    ENTITIES,
+    Generator,
+    Invoice,
+    Record,
+    encode_rowversion,
+    internal_id_of,
+    number_of,
+    rowversion_at,
+    standard_offset,
+)
+from sandbox.visma.query import DateCondition, ListFilter, page_slice
+
+FIELD_NAMES = ("number", "name", "status", "corporateId", "vatRegistrationId", "email", "phone")
+
+
+@dataclass(slots=True)
+class Row:
+    entity: str
+    internal_id: int | None  # None: a raw record without an int internalId (served after the others)
+    index: int | None  # generator index; None for raw records
+    country: str
+    modified_ms: int
+    created_ms: int | None
+    rowversion: int
+    offset: bool  # lastModifiedDateTime served with a local UTC offset
+    seq: int
+    changes: Record | None = None
+    raw: Record | None = None
+    cached: tuple[Any, ...] | None = None  # FIELD_NAMES values, dropped on every change
+
+    def sort_key(self) -> tuple[int, int]:
+        return (0, self.internal_id) if self.internal_id is not None else (1, self.seq)
+
+
+def deep_merge(target: Record, changes: Mapping[str, Any]) -> Record:
+    """Merge nested dicts key by key; any other value (None included) replaces."""
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            deep_merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+def _entity(entity: str) -> str:
+    if entity not in ENTITIES:
+        raise ValueError(f"unknown entity {entity!r}; use one of {ENTITIES}")
+    return entity
+
+
+class VismaStore:
+    def __init__(self, generator: Generator, clock: SandboxClock, customers: int, suppliers: int) -> None:
+        self._gen = generator
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._rows: dict[str, list[Row]] = {e: [] for e in ENTITIES}
+        self._by_id: dict[str, dict[int, Row]] = {e: {} for e in ENTITIES}
+        self._seeded = {"customer": customers, "supplier": suppliers}
+        self._next_index = dict(self._seeded)
+        self._seq = 0
+        self._rowversion = 0
+        self._today_ms = day_floor(clock.now_ms())  # invoices are dated relative to the start day
+        self._invoices: list[Invoice] | None = None
+        self._invoice_groups: dict[int, list[Invoice]] | None = None
+        for entity, count in self._seeded.items():
+            for index in range(count):
+                _, core = generator.core(entity, index)
+                row = self._new_row(entity, internal_id_of(entity, index), index, core.country,
+                                    core.modified_ms, core.created_ms, rowversion_at(core.modified_ms, index))
+                self._rows[entity].append(row)
+                self._by_id[entity][internal_id_of(entity, index)] = row
+                self._rowversion = max(self._rowversion, row.rowversion)
+
+    # -- public helpers (tests, local runs) -----------------------------------------------------
+    def records(self, entity: str) -> list[Record]:
+        """Every record exactly as served (without metadata), ordered by internalId."""
+        with self._lock:
+            return [self._materialize(row) for row in self._rows[_entity(entity)]]
+
+    def record(self, entity: str, internal_id: int) -> Record:
+        with self._lock:
+            return self._materialize(self._row(entity, internal_id))
+
+    def find(self, entity: str, number: str) -> Record:
+        """One record by its number, as served (KeyError when there is none)."""
+        with self._lock:
+            return self._materialize(self._by_number(_entity(entity), number))
+
+    def edit_random(self, n: int, rng_seed: int, entity: str | None = None) -> list[tuple[str, int]]:
+        """Edit ``n`` distinct generated records (of both entities when ``entity`` is None)."""
+        rng = Random(rng_seed)
+        with self._lock:
+            entities = ENTITIES if entity is None else (_entity(entity),)
+            population = [row for e in entities for row in self._rows[e] if row.raw is None]
+            if n > len(population):
+                raise ValueError(f"cannot edit {n} records: only {len(population)} are editable")
+            chosen = rng.sample(population, n)
+            for row in chosen:
+                self._edit(row, rng)
+            return [(row.entity, row.internal_id) for row in chosen if row.internal_id is not None]
+
+    def insert(self, entity: str, **overrides: Any) -> int:
+        """A new generated record, created and modified now; ``overrides`` are deep-merged into it."""
+        if "internalId" in overrides:
+            raise ValueError("internalId is assigned by the store; use put_raw for a record with a chosen id")
+        with self._lock:
+            index = self._next_index[_entity(entity)]
+            self._next_index[entity] = index + 1
+            _, core = self._gen.core(entity, index)
+            now = self._clock.now_ms()
+            ids = self._by_id[entity]
+            internal_id = max(internal_id_of(entity, index), max(ids, default=0) + 1)
+            row = self._new_row(entity, internal_id, index, core.country, now, now, self._next_rowversion(now))
+            row.changes = deep_merge({}, overrides) if overrides else None
+            self._add(row)
+            return internal_id
+
+    def update(self, entity: str, internal_id: int, **changes: Any) -> None:
+        """Deep-merge ``changes`` into a record and stamp it now (a raw record keeps its own stamps)."""
+        with self._lock:
+            row = self._row(entity, internal_id)
+            if row.raw is not None:
+                deep_merge(row.raw, changes)
+                self._stamp_raw(row)
+            else:
+                self._change(row, changes)
+
+    def put_raw(self, entity: str, raw: Record) -> int | None:
+        """Serve ``raw`` verbatim (malformed records included): in internalId order when it has an int
+        one (replacing a record with that id), else after every other record. Filters read its stamps
+        when they parse, else the moment it was put."""
+        with self._lock:
+            internal_id = raw.get("internalId")
+            key = internal_id if isinstance(internal_id, int) and not isinstance(internal_id, bool) else None
+            existing = self._by_id[_entity(entity)].get(key) if key is not None else None
+            if existing is not None:
+                self._rows[entity].remove(existing)
+            row = self._new_row(entity, key, None, "", 0, None, 0)
+            row.raw = copy.deepcopy(raw)
+            self._stamp_raw(row)
+            self._add(row)
+            return key
+
+    def contacts(self, customer_number: str) -> list[Record]:
+        """The contact persons of a customer (KeyError for an unknown number)."""
+        with self._lock:
+            row = self._by_number("customer", customer_number)
+            if row.index is None or row.internal_id is None:
+                return []
+            return self._gen.contacts(row.index, row.internal_id, customer_number)
+
+    def balances(self, modified: DateCondition | None = None) -> list[Record]:
+        with self._lock:
+            return [self._balance_dto(row, last) for row, last in self._balance_rows(modified)]
+
+    def invoices(self, *, customer_number: str | None = None, status: str | None = None,
+                 due: DateCondition | None = None, modified: DateCondition | None = None) -> list[Record]:
+        with self._lock:
+            return self._invoice_dtos(self._select_invoices(customer_number, status, due, modified))
+
+    # -- serving (the API handlers) -------------------------------------------------------------
+    def page(self, entity: str, flt: ListFilter, bounds: tuple[int, int]) -> tuple[int, list[Record]]:
+        """(filtered total, the records in ``bounds`` of the filtered list)."""
+        with self._lock:
+            matching = [row for row in self._rows[_entity(entity)] if flt.matches(row, self._fields)]
+            return len(matching), [self._materialize(row) for row in page_slice(matching, bounds)]
+
+    def edit_outside(self, entity: str, flt: ListFilter, count: int) -> list[int]:
+        """Edit the ``count`` lowest-id records outside the filter window: stamped now they enter a
+        ``>``/``>=`` window before the reader's position, shifting the rows after them."""
+        with self._lock:
+            outside = (row for row in self._rows[_entity(entity)]
+                       if row.raw is None and not flt.matches(row, self._fields))
+            chosen = [row for _, row in zip(range(count), outside, strict=False)]
+            rng = self._gen.rng("paging-edit", self._rowversion)
+            for row in chosen:
+                self._edit(row, rng)
+            return [row.internal_id for row in chosen if row.internal_id is not None]
+
+    def balance_page(self, modified: DateCondition | None, bounds: tuple[int, int]) -> tuple[int, list[Record]]:
+        with self._lock:
+            rows = self._balance_rows(modified)
+            return len(rows), [self._balance_dto(row, last) for row, last in page_slice(rows, bounds)]
+
+    def invoice_page(self, bounds: tuple[int, int], **criteria: Any) -> tuple[int, list[Record]]:
+        with self._lock:
+            selected = self._select_invoices(**criteria)
+            return len(selected), self._invoice_dtos(page_slice(selected, bounds))
+
+    # -- rows -------------------------------------------------------------------------------------
+    def _new_row(self, entity: str, internal_id: int | None, index: int | None, country: str,
+                 modified_ms: int, created_ms: int | None, rowversion: int) -> Row:
+        self._seq += 1
+        offset = index is not None and self._gen.offset_shaped(entity, index)
+        return Row(entity, internal_id, index, country, modified_ms, created_ms, rowversion, offset, self._seq)
+
+    def _add(self, row: Row) -> None:
+        bisect.insort(self._rows[row.entity], row, key=Row.sort_key)
+        if row.internal_id is not None:
+            self._by_id[row.entity][row.internal_id] = row
+
+    def _row(self, entity: str, internal_id: int) -> Row:
+        try:
+            return self._by_id[_entity(entity)][internal_id]
+        except KeyError:
+            raise KeyError(f"no {entity} with internalId {internal_id}") from None
+
+    def _next_rowversion(self, now_ms: int) -> int:
+        self._rowversion = max(self._rowversion + 1, rowversion_at(now_ms, 0))
+        return self._rowversion
+
+    def _edit(self, row: Row, rng: Random) -> None:
+        self._change(row, self._gen.edit(row.entity, self._materialize(row), rng))
+
+    def _change(self, row: Row, changes: Mapping[str, Any]) -> None:
+        row.changes = deep_merge(row.changes or {}, changes)
+        row.modified_ms = self._clock.now_ms()
+        row.rowversion = self._next_rowversion(row.modified_ms)
+        row.cached = None
+
+    def _stamp_raw(self, row: Row) -> None:
+        assert row.raw is not None
+        now = self._clock.now_ms()
+        modified = parse_served_stamp(row.raw.get("lastModifiedDateTime"))
+        row.modified_ms = modified if modified is not None else now
+        row.created_ms = parse_served_stamp(row.raw.get("createdDateTime"))
+        row.rowversion = self._next_rowversion(now)
+        row.cached = None
+
+    def _materialize(self, row: Row) -> Record:
+        if row.raw is not None:
+            return copy.deepcopy(row.raw)
+        assert row.index is not None and row.internal_id is not None
+        record = self._gen.record(row.entity, row.index, row.internal_id, number_of(row.entity, row.index))
+        if row.changes:
+            deep_merge(record, row.changes)
+        offset = local_offset_minutes(row.modified_ms, standard_offset(row.country)) if row.offset else None
+        record["internalId"] = row.internal_id
+        record["lastModifiedDateTime"] = format_stamp(row.modified_ms, offset)
+        if "createdDateTime" in record and row.created_ms is not None:
+            record["createdDateTime"] = format_stamp(row.created_ms)
+        record["timeStamp"] = encode_rowversion(row.rowversion)
+        return record
+
+    def _number(self, row: Row) -> Any:
+        """The record's number without generating it, unless it was changed or the record is raw."""
+        source = row.raw if row.raw is not None else row.changes
+        if source is not None and "number" in source:
+            return source["number"]
+        return number_of(row.entity, row.index) if row.index is not None else None
+
+    def _fields(self, row: Row) -> dict[str, Any]:
+        """The filterable fields, cached per row until it changes."""
+        if row.cached is None:
+            record = self._materialize(row)
+            contact = record.get("mainContact")
+            contact = contact if isinstance(contact, dict) else {}
+            row.cached = (self._number(row), record.get("name"), record.get("status"), record.get("corporateId"),
+                          record.get("vatRegistrationId"), contact.get("email"), contact.get("phone1"))
+        return dict(zip(FIELD_NAMES, row.cached, strict=True))
+
+    def _by_number(self, entity: str, number: str) -> Row:
+        for row in self._rows[entity]:
+            if self._number(row) == number:
+                return row
+        raise KeyError(f"no {entity} with number {number!r}")
+
+    def _customer_ref(self, row: Row | None, *, with_id: bool = False) -> Record:
+        fields = self._fields(row) if row is not None else {}
+        ref = {"number": fields.get("number"), "name": fields.get("name")}
+        return {"internalId": row.internal_id if row else None, **ref} if with_id else ref
+
+    # -- balances and invoices ------------------------------------------------------------------------
+    def _all_invoices(self) -> list[Invoice]:
+        """Generated on first use (only runs that ask for invoices pay for them)."""
+        if self._invoices is None:
+            self._invoices = [
+                invoice
+                for index in range(self._seeded["customer"])
+                for invoice in self._gen.invoices(index, internal_id_of("customer", index), self._today_ms)
+            ]
+        return self._invoices
+
+    def _invoices_by_customer(self) -> dict[int, list[Invoice]]:
+        if self._invoice_groups is None:
+            grouped: dict[int, list[Invoice]] = defaultdict(list)
+            for invoice in self._all_invoices():
+                grouped[invoice.customer_id].append(invoice)
+            self._invoice_groups = dict(grouped)
+        return self._invoice_groups
+
+    def _select_invoices(self, customer_number: str | None = None, status: str | None = None,
+                         due: DateCondition | None = None, modified: DateCondition | None = None) -> list[Invoice]:
+        customer_id: int | None = None
+        if customer_number is not None:
+            try:
+                customer_id = self._by_number("customer", customer_number).internal_id
+            except KeyError:
+                return []
+        return [i for i in self._all_invoices()
+                if (customer_id is None or i.customer_id == customer_id)
+                and (status is None or i.status == status)
+                and (due is None or due.holds(i.due_ms))
+                and (modified is None or modified.holds(i.modified_ms))]
+
+    def _invoice_dtos(self, invoices: Iterable[Invoice]) -> list[Record]:
+        customers = self._by_id["customer"]
+        return [invoice.dto(self._customer_ref(customers.get(invoice.customer_id))) for invoice in invoices]
+
+    def _balance_rows(self, modified: DateCondition | None) -> list[tuple[Row, int]]:
+        """Customers with the moment their balance last changed (latest invoice, else creation)."""
+        grouped = self._invoices_by_customer()
+        result = []
+        for row in self._rows["customer"]:
+            if row.raw is not None or row.internal_id is None:
+                continue
+            invoices = grouped.get(row.internal_id, [])
+            last = max((i.modified_ms for i in invoices), default=row.created_ms or row.modified_ms)
+            if modified is None or modified.holds(last):
+                result.append((row, last))
+        return result
+
+    def _balance_dto(self, row: Row, last_ms: int) -> Record:
+        assert row.index is not None and row.internal_id is not None
+        invoices = self._invoices_by_customer().get(row.internal_id, [])
+        seeded = row.index < self._seeded["customer"]
+        totals = self._gen.balance_totals(row.index) if seeded else dict.fromkeys(
+            ("totalOrder", "totalLoan", "totalSalePeriod", "totalSaleYear", "totalDiscountPeriod",
+             "totalDiscountYear"), 0.0)
+        return {"customer": self._customer_ref(row, with_id=True),
+                "balance": round(sum(i.balance for i in invoices if i.status == "Open"), 2),
+                **totals, "lastModified": format_stamp(last_ms)}
