@@ -20,6 +20,7 @@ import copy
 import io
 import json
 import logging
+import socket
 import threading
 import time
 import warnings
@@ -56,6 +57,11 @@ class _QuietHandler(MotoRequestHandler):
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         return None
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in separate writes; without this, Nagle + delayed ACK add ~40 ms a call.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _quiet_moto() -> None:

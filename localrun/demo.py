@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 from localrun.environment import ROOT, LocalEnvironment
@@ -25,6 +26,9 @@ def run(seed: int = 7, customers: int = 2000, suppliers: int = 500, edits: int =
         print(f"Edited {len(edited)} records in the Visma sandbox.")
         second = env.cycle("Cycle 2 (changes) ")
         print(second.line())
+        statuses = Counter(c.get("vismaPaymentStatus") for c in env.marketo.store.companies()
+                           if c.get("vismaEntity") == "customer")
+        print("Customers by payment status in Marketo: " + ", ".join(f"{k} {v}" for k, v in statuses.most_common()))
         verification = env.verify()
         print(verification.summary())
         print(f"Lambda logs and metrics (EMF): {Path(DEMO_LOG).relative_to(ROOT)}")

@@ -12,7 +12,7 @@ import copy
 import threading
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from random import Random
 from typing import Any
 
@@ -160,6 +160,21 @@ class VismaStore:
             self._stamp_raw(row)
             self._add(row)
             return key
+
+    def settle_invoices(self, customer_number: str) -> int:
+        """The customer pays: its open invoices close (balance 0, stamped now) while the customer record
+        itself does not change. Returns how many invoices closed."""
+        with self._lock:
+            internal_id = self._by_number("customer", customer_number).internal_id
+            now = self._clock.now_ms()
+            invoices = self._all_invoices()
+            closed = 0
+            for position, invoice in enumerate(invoices):
+                if invoice.customer_id == internal_id and invoice.status == "Open":
+                    invoices[position] = replace(invoice, status="Closed", balance=0.0, modified_ms=now)
+                    closed += 1
+            self._invoice_groups = None  # regrouped on next use
+            return closed
 
     def contacts(self, customer_number: str) -> list[Record]:
         """The contact persons of a customer (KeyError for an unknown number)."""

@@ -6,7 +6,9 @@ Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRIC
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -14,7 +16,18 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "ml-connector")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "MlConnector")
 
-logger = Logger(service=SERVICE)
+class _CurrentStdout:
+    """Writes to whatever sys.stdout is at the time: the same in Lambda, and lets local runs (demo, CLI)
+    redirect the functions' logs to a file the way CloudWatch would collect them."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+logger = Logger(service=SERVICE, logger_handler=logging.StreamHandler(_CurrentStdout()))  # type: ignore[arg-type]
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 

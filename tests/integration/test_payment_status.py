@@ -1,0 +1,55 @@
+"""Payment status end to end: derived from status, overdue invoices and balances, and re-sent when only
+the payment situation changes (the customer record itself untouched)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from localrun.environment import LocalEnvironment, expected_payment_facts
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    with LocalEnvironment(seed=41, customers=150, suppliers=10,
+                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
+        environment.cycle("full load")
+        yield environment
+
+
+def companies(env):
+    return {c["vismaNumber"]: c for c in env.marketo.store.companies() if c["vismaEntity"] == "customer"}
+
+
+def test_full_load_carries_every_payment_status(env):
+    statuses = Counter(c["vismaPaymentStatus"] for c in companies(env).values())
+    assert {"current", "overdue", "in_dunning", "open_balance", "on_hold"} <= set(statuses), statuses
+    assert env.verify().ok, env.verify().summary()
+
+
+def test_a_payment_resends_the_unchanged_customer(env):
+    facts = expected_payment_facts(env.visma)
+    overdue = sorted(n for n, f in facts.items() if f["overdue_invoices"] and
+                     companies(env)[n]["vismaStatus"] == "Active")[:3]
+    assert len(overdue) == 3
+    records_before = {n: env.visma.store.find("customer", n)["timeStamp"] for n in overdue}
+    for number in overdue:
+        assert env.visma.store.settle_invoices(number) > 0
+    report = env.cycle("payments arrived")
+    customer = next(e for e in report.poll if e["entity"] == "customer")
+    assert customer["payment_refreshes"] == 3  # fetched although their records did not change
+    assert {n: env.visma.store.find("customer", n)["timeStamp"] for n in overdue} == records_before
+    after = companies(env)
+    assert {after[n]["vismaPaymentStatus"] for n in overdue} == {"current"}
+    assert all(after[n]["vismaBalance"] == 0 and after[n]["vismaOverdueAmount"] == 0 for n in overdue)
+    assert report.updated == 3
+    assert env.verify().ok, env.verify().summary()
+
+
+def test_no_payment_change_means_no_refresh(env):
+    report = env.cycle("quiet")
+    customer = next(e for e in report.poll if e["entity"] == "customer")
+    assert customer["payment_refreshes"] == 0 and report.marketo_calls == 0
