@@ -135,14 +135,17 @@ def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     runtime = get_runtime()
     with console.status("Polling Visma ..."):
         reports = runtime.poll(time_left=None)
+        reference = runtime.sync_reference(time_left=None)
     with console.status("Writing to Marketo ..."):
         drained = Operations(runtime).drain()
-    data = {"poll": [r.model_dump() for r in reports], "write": drained.model_dump()}
+    data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference],
+            "write": drained.model_dump()}
     _emit(args, data, lambda: console.print(
         f"Read {sum(r.records_read for r in reports)} records, sent {sum(r.messages_sent for r in reports)} "
         f"messages; wrote {drained.created} created, {drained.updated} updated, {drained.skipped} skipped, "
         f"{drained.failed} failed."))
-    return EXIT_PROBLEM if drained.failed or any(r.error for r in reports) else EXIT_OK
+    errors_seen = any(r.error for r in reports) or any(r.error for r in reference)
+    return EXIT_PROBLEM if drained.failed or errors_seen else EXIT_OK
 
 
 def _sync_sandboxes(args: argparse.Namespace) -> int:
@@ -239,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     # own output keeps stdout to itself (so --json stays parseable) and the rest goes to stderr.
     console.file = sys.stdout
     try:
-        with contextlib.redirect_stdout(sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr), _no_metric_carryover():
             return _dispatch(args)
     except (ConfigError, TargetError) as exc:
         errors.print(f"[red]error:[/red] {exc}")
@@ -251,6 +254,18 @@ def main(argv: list[str] | None = None) -> int:
             errors.print(f"[red]error:[/red] {exc}")
             return EXIT_PROBLEM
         raise
+
+
+@contextlib.contextmanager
+def _no_metric_carryover() -> Any:
+    """Commands that run the domain code in-process add to Powertools' shared metric set, which only a
+    Lambda handler flushes; dropping them here keeps them out of the next handler's EMF document."""
+    try:
+        yield
+    finally:
+        from ml_connector.observability import metrics
+
+        metrics.clear_metrics()
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -84,3 +85,62 @@ def test_missing_local_stack_is_a_usage_error(tmp_path, capsys):
     code = main(["status", "--target-file", str(tmp_path / "none.json")])
     assert code == EXIT_USAGE
     assert "ml-connector local up" in capsys.readouterr().err
+
+
+def test_failed_chunk_is_recorded_and_replayed(env, target_file, capsys):
+    run(capsys, "sync", "--once", "--target-file", target_file)  # settled first (also when run alone)
+    edited = env.visma.store.edit_random(2, rng_seed=8)
+    env.marketo.faults.inject("609", times=1, path_contains="/companies.json")  # not retryable: the chunk fails
+    code, data = run(capsys, "sync", "--once", "--target-file", target_file)
+    assert code == EXIT_PROBLEM and data["write"]["failed"] == 2
+    code, status = run(capsys, "status", "--target-file", target_file)
+    failed = [j for j in status["recent_jobs"] if j["status"] == "failed"]
+    assert failed and "609" in failed[0]["error"]
+    code, data = run(capsys, "replay", failed[0]["job_id"], "--target-file", target_file)
+    assert code == EXIT_OK and data["requeued"] == 2
+    code, data = run(capsys, "sync", "--once", "--target-file", target_file)
+    assert code == EXIT_OK and data["write"]["failed"] == 0
+    assert env.verify().ok, env.verify().summary()
+    assert len(edited) == 2
+
+
+def test_quarantine_list_and_retry_of_a_bad_visma_record(env, target_file, capsys):
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")  # inside the next poll's window
+    env.visma.store.put_raw("customer", {"internalId": 99_999, "number": "99999", "name": None,
+                                         "lastModifiedDateTime": now})
+    run(capsys, "sync", "--once", "--target-file", target_file)
+    code, entries = run(capsys, "quarantine", "list", "--target-file", target_file)
+    bad = [e for e in entries if e["ref"] == "99999"]
+    assert code == EXIT_OK and bad and bad[0]["stage"] == "poller" and "name" in bad[0]["reason"]
+    code, data = run(capsys, "quarantine", "retry", "--target-file", target_file)
+    assert code == EXIT_PROBLEM and data["still_invalid"] >= 1  # the record itself is still broken
+
+
+def test_ping_against_the_sandboxes_passes(capsys):
+    code, checks = run(capsys, "ping")
+    assert code == EXIT_OK
+    assert [c["name"] for c in checks] == ["Visma Connect token", "Visma customer list (ipp-company-id)",
+                                           "Marketo token", "Marketo company describe"]
+    assert all(c["ok"] for c in checks)
+
+
+def test_ping_names_what_fails_and_never_prints_a_secret(tmp_path, capsys):
+    from sandbox.marketo import MarketoSandbox
+    from sandbox.visma import VismaSandbox
+
+    with VismaSandbox(seed=2, customers=3, suppliers=1) as visma, MarketoSandbox() as marketo:
+        wrong = "wrong-visma-secret-123"
+        creds = {"visma": {**visma.credentials, "client_secret": wrong, "base_url": visma.url,
+                           "token_url": visma.token_url},
+                 "marketo": {**marketo.credentials, "munchkin_id": marketo.munchkin_id,
+                             "endpoint_override": marketo.url}}
+        path = tmp_path / "creds.json"
+        path.write_text(json.dumps(creds))
+        code = main(["--json", "ping", "--credentials", str(path)])
+        captured = capsys.readouterr()
+    checks = json.loads(captured.out)
+    assert code == EXIT_PROBLEM
+    assert [c["ok"] for c in checks] == [False, False, True, True]
+    assert "refused the token request" in checks[0]["detail"]
+    everything = captured.out + captured.err
+    assert wrong not in everything and marketo.credentials["client_secret"] not in everything

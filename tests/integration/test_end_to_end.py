@@ -142,3 +142,11 @@ def test_metrics_are_emitted_as_emf_with_dimensions(env, cycles):
     assert sum(written) >= CUSTOMERS + SUPPLIERS + EDITS
     lag = _metric_values(docs, "SyncLagSeconds", {"service", "connection", "entity"})
     assert lag and all(v >= 0 for v in lag)
+
+
+def test_writer_and_client_metrics_in_emf(env, cycles):
+    docs = _emf_documents(env)
+    sync_calls = _metric_values(docs, "MarketoSyncCalls", {"service", "connection"})
+    assert sum(sync_calls) >= cycles["first"].marketo_calls + cycles["second"].marketo_calls
+    assert _metric_values(docs, "TokenRefreshes", {"service", "system"}), "no token refresh metric"
+    assert sum(_metric_values(docs, "RecordsEnqueued", {"service", "connection", "entity"})) >= CUSTOMERS + SUPPLIERS

@@ -112,13 +112,24 @@ class RuntimeSettings(_Strict):
 SSM_PREFIX = "ssm:"
 
 
+_ssm_providers: dict[str, Any] = {}
+
+
 def read_document(source: str) -> str:
     """A config document: ``ssm:/name`` (SSM Parameter Store, cached 5 minutes) or a file path."""
-    if source.startswith(SSM_PREFIX):
-        from aws_lambda_powertools.utilities import parameters
+    if not source.startswith(SSM_PREFIX):
+        return Path(source).read_text(encoding="utf-8")
+    import boto3
+    from aws_lambda_powertools.utilities import parameters
 
-        return str(parameters.get_parameter(source[len(SSM_PREFIX):], max_age=300))
-    return Path(source).read_text(encoding="utf-8")
+    # One provider (and cache) per endpoint, so local runs against a new emulator never reuse a stale client.
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    if endpoint not in _ssm_providers:
+        _ssm_providers[endpoint] = parameters.SSMProvider(boto3_client=boto3.client("ssm"))
+    try:
+        return str(_ssm_providers[endpoint].get(source[len(SSM_PREFIX):], max_age=300))
+    except parameters.exceptions.GetParameterError as exc:
+        raise OSError(f"cannot read SSM parameter {source[len(SSM_PREFIX):]}: {exc}") from exc
 
 
 def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:

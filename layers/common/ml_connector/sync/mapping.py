@@ -190,7 +190,7 @@ def load_mapping(path: str | Path | None = None) -> MappingFile:
     try:
         data = json.loads(read_document(str(file)))
     except OSError as exc:
-        raise MappingError(f"mapping {file}: cannot read ({exc.strerror})") from exc
+        raise MappingError(f"mapping {file}: cannot read ({exc.strerror or exc})") from exc
     except json.JSONDecodeError as exc:
         raise MappingError(f"mapping {file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     return parse_mapping(data, str(file))
