@@ -27,8 +27,20 @@ def table() -> Iterator[Any]:
         yield aws.session().resource("dynamodb", endpoint_url=aws.endpoint_url).Table("state")
 
 
+class RecordingLimiter(DynamoCallLimiter):
+    """Keeps the start times the shared schedule handed out (what the rate guarantee is about)."""
+
+    reserved: list[float] = []
+
+    def _reserve_start(self) -> float:
+        start = super()._reserve_start()
+        RecordingLimiter.reserved.append(start)
+        return start
+
+
 def run_callers(table: Any, budget: CallBudget, callers: int, calls_each: int, hold: float
                 ) -> tuple[list[float], int]:
+    RecordingLimiter.reserved = []
     starts: list[float] = []
     in_flight = 0
     peak = 0
@@ -36,7 +48,7 @@ def run_callers(table: Any, budget: CallBudget, callers: int, calls_each: int, h
 
     def caller(n: int) -> None:
         nonlocal in_flight, peak
-        limiter = DynamoCallLimiter(table, f"inst-{budget.calls}-{budget.concurrency}", budget)  # one per container
+        limiter = RecordingLimiter(table, f"inst-{budget.calls}-{budget.concurrency}", budget)  # one per container
         for _ in range(calls_each):
             with limiter.slot(lambda s, _why: time.sleep(max(s, 0))):
                 with lock:
@@ -69,8 +81,12 @@ def test_rate_holds_across_limiter_instances(table: Any) -> None:
     budget = CallBudget(calls=10, window_seconds=1.0, concurrency=10)
     starts, _ = run_callers(table, budget, callers=6, calls_each=5, hold=0.0)
     assert len(starts) == 30
-    # Clock reads around the reservation add a few ms of jitter; the schedule itself spaces starts 0.1 s apart.
-    assert most_in_any_window(starts, 0.95) <= 10
+    # Six limiters, one schedule: every start handed out is at least window/calls after the one before,
+    # so no window of 1 s holds more than 10 starts, whoever made the calls.
+    reserved = sorted(RecordingLimiter.reserved)
+    assert len(reserved) == 30
+    assert min(b - a for a, b in zip(reserved, reserved[1:], strict=False)) >= 0.1 * 0.999
+    assert most_in_any_window(reserved, 1.0) <= 10
     assert starts[-1] - starts[0] >= 2.5  # 30 calls at 10/s take about 2.9 s
 
 
