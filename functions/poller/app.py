@@ -28,9 +28,11 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     def time_left() -> float:
         return context.get_remaining_time_in_millis() / 1000
 
+    requeued = runtime.requeue_deferred(connection_ids=only)
     reports = runtime.poll(time_left=time_left, connection_ids=only)
     reference = runtime.sync_reference(time_left=time_left, connection_ids=only)
-    result = {"entities": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference]}
+    result = {"entities": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference],
+              "requeued_after_quota_reset": requeued}
     logger.info("poll finished", extra=result)
     failed = [f"{r.connection}/{r.entity}: {r.error}" for r in reports if r.error]
     failed += [f"{r.connection}/reference: {r.error}" for r in reference if r.error]

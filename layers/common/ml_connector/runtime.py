@@ -28,9 +28,10 @@ from ml_connector.marketo.limits import CallBudget
 from ml_connector.marketo.models import MarketoCredentials
 from ml_connector.marketo.shared_limiter import DynamoCallLimiter
 from ml_connector.observability import logger
-from ml_connector.state.store import StateStore
+from ml_connector.state.store import StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.batching import chunked
 from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
+from ml_connector.sync.messages import unpack_messages
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.payment import PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
@@ -128,6 +129,28 @@ class Runtime:
                 continue
             reports.extend(self._poll_connection(poller, connection, time_left))
         return reports
+
+    def requeue_deferred(self, connection_ids: list[str] | None = None) -> int:
+        """Chunks parked by the writer when Marketo's daily quota ran out go back to the queue once the
+        quota has reset. Returns how many messages were sent."""
+        if not self.settings.sync_queue_url:
+            raise ConfigError("SYNC_QUEUE_URL: required by the poller")
+        outbox = SqsOutbox(self.settings.sync_queue_url)
+        now = datetime.now(UTC)
+        sent = 0
+        for connection in self.settings.connections:
+            if connection_ids and connection.id not in connection_ids:
+                continue
+            for job in self.store.deferred_jobs(connection.id):
+                if job.retry_after and parse_utc_iso(job.retry_after) > now or not job.messages:
+                    continue
+                messages = unpack_messages(job.messages)
+                outbox.send(messages)
+                self.store.put_job(job.model_copy(update={"status": "requeued (quota reset)", "at": utc_iso(now)}))
+                sent += len(messages)
+        if sent:
+            logger.info("deferred chunks sent again after the Marketo quota reset", extra={"messages": sent})
+        return sent
 
     def sync_reference(self, time_left: Callable[[], float] | None, connection_ids: list[str] | None = None,
                        force: bool = False) -> list[ReferenceReport]:

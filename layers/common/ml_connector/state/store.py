@@ -65,6 +65,8 @@ class JobRecord(BaseModel):
     at: str
     # The chunk's messages (zlib + base64), kept for failed jobs so an operator can replay them.
     messages: str | None = None
+    # Deferred jobs (Marketo daily quota): when the poller sends them to the queue again.
+    retry_after: str | None = None
 
 
 class QuarantineEntry(BaseModel):
@@ -167,6 +169,19 @@ class StateStore:
 
     def release(self, connection: str, entity: str, ref: str) -> None:
         self._table.delete_item(Key={"pk": f"QUAR#{connection}", "sk": f"{entity}#{ref}"})
+
+    # -- Marketo daily quota --------------------------------------------------------------------
+    def block_marketo(self, munchkin_id: str, until: datetime) -> None:
+        """No writer calls this instance before ``until`` (its daily quota is used up)."""
+        self._table.put_item(Item={"pk": f"LIMIT#{munchkin_id}", "sk": "QUOTA", "until": utc_iso(until)})
+
+    def marketo_blocked_until(self, munchkin_id: str) -> datetime | None:
+        item = self._table.get_item(Key={"pk": f"LIMIT#{munchkin_id}", "sk": "QUOTA"}).get("Item")
+        until = parse_utc_iso(item["until"]) if item else None
+        return until if until and until > datetime.now(UTC) else None
+
+    def deferred_jobs(self, connection: str) -> list[JobRecord]:
+        return [j for j in self.jobs(connection) if j.status == "deferred"]
 
     # -- reference data ------------------------------------------------------------------------
     def reference_hashes(self, connection: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -49,6 +49,7 @@ class _Item:
     message: SyncMessage
 
 
+CST = timezone(timedelta(hours=-6), "CST")
 METRIC_BY_OUTCOME = {
     "created": "RecordsWritten", "updated": "RecordsWritten", "skipped": "RecordsQuarantined",
     "stale": "RecordsStale", "unchanged": "RecordsSkippedUnchanged", "superseded": "RecordsSuperseded",
@@ -70,6 +71,7 @@ class WriteReport:
     jobs: list[str] = field(default_factory=list)
     failed_message_ids: set[str] = field(default_factory=set)
     quota_exhausted: bool = False
+    deferred: int = 0
     by_connection: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
     def add(self, connection: str, outcome: str, count: int = 1) -> None:
@@ -95,6 +97,13 @@ def job_id_for(connection: str, marketo_object: str, messages: Iterable[SyncMess
     versions = sorted(f"{m.key}@{m.visma_timestamp}@{m.content_hash}" for m in messages)
     digest = hashlib.sha256("|".join([connection, marketo_object, *versions]).encode("utf-8")).hexdigest()
     return digest[:32]
+
+
+def next_quota_reset(now: datetime) -> datetime:
+    """Marketo's daily quota resets at 12:00 AM CST (UTC-6, fixed); plus a minute for clock differences."""
+    central = now.astimezone(CST)
+    midnight = (central + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return (midnight + timedelta(minutes=1)).astimezone(UTC)
 
 
 def write_chunk_to_marketo(client: MarketoClient, job: ChunkJob) -> list[dict[str, Any]]:
@@ -128,9 +137,6 @@ class Writer:
         for item in self._parse(inbound, report):
             groups[(item.message.connection, item.message.marketo_object)].append(item)
         for (connection, marketo_object), items in groups.items():
-            if report.quota_exhausted:
-                report.failed_message_ids.update(i.message_id for i in items)
-                continue
             self._write_group(connection, marketo_object, items, report)
         self._emit_metrics(report)
         return report
@@ -212,15 +218,20 @@ class Writer:
         def packed() -> str:
             return pack_messages(i.message for i in chunk)
 
+        munchkin = self._settings.connection(connection).marketo.munchkin_id
+        blocked = self._store.marketo_blocked_until(munchkin)
+        if blocked is not None:
+            self._defer(job, base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
+            return True
         try:
             results = self._write_chunk(job=job)
         except MarketoQuotaExceeded as exc:
-            report.quota_exhausted = True
-            report.failed_message_ids.update(i.message_id for i in chunk)
-            self._store.put_job(JobRecord(**base, status="deferred", error=str(exc), messages=packed()))
+            reset = next_quota_reset(datetime.now(UTC))
+            self._store.block_marketo(munchkin, reset)
+            self._defer(job, base, packed(), reset, str(exc), report)
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
             emit("MarketoQuotaExhausted", 1, connection=connection)
-            return False
+            return True
         except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
             report.failed_message_ids.update(i.message_id for i in chunk)
             self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
@@ -230,6 +241,15 @@ class Writer:
         counts = self._apply_results(connection, chunk, results, report)
         self._store.put_job(JobRecord(**base, status="done", **counts))
         return True
+
+    def _defer(self, job: ChunkJob, base: dict[str, Any], packed: str, until: datetime, error: str,
+               report: WriteReport) -> None:
+        """Park the chunk in DynamoDB until the quota resets; its SQS messages count as handled, so they
+        never reach the dead-letter queue. The poller sends them again after ``until``."""
+        report.quota_exhausted = True
+        report.deferred += len(base["message_ids"])
+        self._store.put_job(JobRecord(**base, status="deferred", error=error, messages=packed,
+                                      retry_after=utc_iso(until)))
 
     def _apply_results(
         self, connection: str, chunk: list[_Item], results: list[dict[str, Any]], report: WriteReport
