@@ -106,3 +106,37 @@ def test_a_crashed_holder_does_not_leak_its_slot(table: Any) -> None:
     assert not survivor._try_lease(0)  # noqa: SLF001
     clock[0] += 181  # past the lease expiry
     assert survivor._try_lease(0)  # noqa: SLF001
+
+
+def test_separate_writers_stay_under_the_instance_limits(table: Any) -> None:
+    """Four writer containers, each with its own client and limiter, one Marketo instance at its limits:
+    no 606 or 615 at all, every record written."""
+    from ml_connector.marketo.client import MarketoClient, forget_tokens
+    from ml_connector.marketo.models import MarketoCredentials
+    from sandbox.marketo import MarketoSandbox
+
+    forget_tokens()
+    with MarketoSandbox(rate_limit=(10, 1.0), max_concurrency=2, latency=0.05) as marketo:
+        budget = CallBudget(calls=9, window_seconds=1.0, concurrency=2)
+        errors: list[BaseException] = []
+
+        def writer(n: int) -> None:
+            client = MarketoClient(marketo.munchkin_id, MarketoCredentials.model_validate(marketo.credentials),
+                                   endpoint_override=marketo.url,
+                                   limiter=DynamoCallLimiter(table, "separate-writers", budget))
+            try:
+                for i in range(4):
+                    client.sync_companies([{"externalCompanyId": f"w{n}-{i}", "company": f"W{n} {i}"}])
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        stats = marketo.stats.snapshot()
+    assert not errors
+    assert stats["records_created"] == 16
+    assert "606" not in stats["errors_by_code"] and "615" not in stats["errors_by_code"], stats["errors_by_code"]
+    assert stats["max_concurrency_seen"] <= 2
