@@ -131,6 +131,24 @@ class Poller:
         mapping: EntityMapping,
         payments: PaymentReader | None = None,
     ) -> EntityPollReport:
+        # Every log line of this entity's poll carries its connection and entity.
+        logger.append_keys(connection=connection.id, entity=entity)
+        try:
+            return self._poll_entity(connection, client, entity, company_id=company_id, mapping=mapping,
+                                     payments=payments)
+        finally:
+            logger.remove_keys(["connection", "entity"])
+
+    def _poll_entity(
+        self,
+        connection: ConnectionConfig,
+        client: VismaClient,
+        entity: VismaEntity,
+        *,
+        company_id: str,
+        mapping: EntityMapping,
+        payments: PaymentReader | None,
+    ) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None

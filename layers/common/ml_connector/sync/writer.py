@@ -205,13 +205,22 @@ class Writer:
                 return
 
     def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> bool:
-        """Write one chunk; False means stop writing (daily quota gone)."""
+        """Write one chunk; False means stop writing. Its log lines carry the connection and job ID."""
+        logger.append_keys(connection=connection, marketo_object=marketo_object)
+        try:
+            return self._write_chunk_logged(connection, marketo_object, chunk, report)
+        finally:
+            logger.remove_keys(["connection", "marketo_object", "job_id"])
+
+    def _write_chunk_logged(self, connection: str, marketo_object: str, chunk: list[_Item],
+                            report: WriteReport) -> bool:
         job = ChunkJob(
             job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
             connection=connection, marketo_object=marketo_object,
             records=[i.message.marketo_record() for i in chunk],
         )
         report.jobs.append(job.job_id)
+        logger.append_keys(job_id=job.job_id)
         base = {"job_id": job.job_id, "connection": connection, "marketo_object": marketo_object,
                 "records": len(chunk), "message_ids": [i.message_id for i in chunk], "at": utc_iso(datetime.now(UTC))}
 

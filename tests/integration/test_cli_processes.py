@@ -1,0 +1,49 @@
+"""The installed `ml-connector` command as separate processes: `local up` serving a stack that other
+commands target, stopped with Ctrl-C; and `demo` at a small size."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from localrun.cli import EXIT_OK, main
+
+pytestmark = pytest.mark.integration
+COMMAND = str(Path(sys.executable).parent / "ml-connector")
+
+
+def test_local_up_serves_other_commands_until_interrupted(tmp_path):
+    up = subprocess.Popen([COMMAND, "local", "up", "--customers", "25", "--suppliers", "5"], cwd=tmp_path,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    target = tmp_path / ".local" / "target.json"
+    try:
+        deadline = time.monotonic() + 90
+        while not target.exists() and up.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert target.exists(), up.stderr.read() if up.poll() is not None else "local up did not start"
+        sync = subprocess.run([COMMAND, "--json", "sync", "--once"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert sync.returncode == EXIT_OK, sync.stderr[-2000:]
+        assert json.loads(sync.stdout)["write"]["created"] == 30
+        status = subprocess.run([COMMAND, "--json", "status"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+        assert status.returncode == EXIT_OK
+        assert {e["entity"] for e in json.loads(status.stdout)["entities"]} == {"customer", "supplier"}
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(timeout=30)
+    assert code == EXIT_OK
+    assert not target.exists()
+
+
+def test_demo_command_verifies_what_it_moved(capsys):
+    assert main(["demo", "--customers", "30", "--suppliers", "5", "--edits", "3"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Cycle 2 (changes) : read" in out and "sent 3 messages" in out
+    assert "OK: Marketo holds exactly the mapped Visma data (35 companies, 0 duplicates)" in out
