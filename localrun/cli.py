@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from localrun import demo
@@ -136,8 +137,11 @@ def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     with console.status("Polling Visma ..."):
         reports = runtime.poll(time_left=None)
         reference = runtime.sync_reference(time_left=None)
-    with console.status("Writing to Marketo ..."):
-        drained = Operations(runtime).drain()
+    ops = Operations(runtime)
+    with Progress(TextColumn("Writing to Marketo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=args.json) as progress:
+        task = progress.add_task("write", total=ops.queue_depth() or None)
+        drained = ops.drain(on_batch=lambda n: progress.advance(task, n))
     data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference],
             "write": drained.model_dump()}
     _emit(args, data, lambda: console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,8 +126,13 @@ class Operations:
         return len(messages)
 
     # -- queue ------------------------------------------------------------------------------
-    def drain(self, *, batch_size: int = 300, visibility_timeout: int = 120) -> DrainSummary:
-        """Feed the sync queue to the writer in batches until it is empty (what the SQS event source does)."""
+    def queue_depth(self) -> int:
+        return self._depth(self._queue_url)
+
+    def drain(self, *, batch_size: int = 300, visibility_timeout: int = 120,
+              on_batch: Callable[[int], None] | None = None) -> DrainSummary:
+        """Feed the sync queue to the writer in batches until it is empty (what the SQS event source does);
+        ``on_batch(messages)`` reports progress."""
         writer = self._runtime.writer(time_left=None)
         summary = DrainSummary()
         while True:
@@ -141,6 +147,8 @@ class Operations:
             done = [m for m in batch if m["MessageId"] not in report.failed_message_ids]
             self._delete(done)
             summary.failed += len(batch) - len(done)
+            if on_batch is not None:
+                on_batch(len(batch))
             if not done:
                 # Nothing moved: leave the rest to the queue's own retries and DLQ.
                 return summary
