@@ -58,6 +58,11 @@ class Tokens:
         if expiry <= now:
             raise MarketoError("602")
 
+    def issued(self) -> list[str]:
+        """Every token handed out so far (tests check that none leaks into logs or output)."""
+        with self._lock:
+            return list(self._expiry)
+
     def expire_all(self) -> None:
         with self._lock:
             past = self._clock() - 1

@@ -74,6 +74,9 @@ class MarketoSandbox:
     def crm_enabled(self, value: bool) -> None:
         self._api.crm_enabled = value
 
+    def issued_tokens(self) -> list[str]:
+        return self.tokens.issued()
+
     def expire_tokens(self) -> None:
         """Every issued token is expired: the next REST call with one answers 602."""
         self.tokens.expire_all()

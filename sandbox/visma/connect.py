@@ -97,6 +97,11 @@ class TokenService:
         with self._lock:
             return self._tokens.get(token)
 
+    def issued(self) -> list[str]:
+        """Every token handed out so far (tests check that none leaks into logs or output)."""
+        with self._lock:
+            return list(self._tokens)
+
     def expire_all(self) -> None:
         with self._lock:
             for token in self._tokens.values():

@@ -103,6 +103,9 @@ class VismaSandbox:
         return self._tokens.identity.customer_tenant
 
     # -- switches -----------------------------------------------------------------------------------
+    def issued_tokens(self) -> list[str]:
+        return self._tokens.issued()
+
     def expire_tokens(self) -> None:
         """Every token issued so far is expired: the next ERP call with one answers 401."""
         self._tokens.expire_all()
