@@ -150,3 +150,19 @@ def test_slows_down_before_the_hourly_budget_runs_out() -> None:
             client.get("/v1/customer", {"pageSize": 1})
         assert sleeps, "no pacing although the remaining budget fell below 10 %"
         assert all(0 < s <= 60 for s in sleeps)
+
+
+def test_contacts_carry_their_consent_flags(visma: VismaSandbox) -> None:
+    client = client_for(visma)
+    numbers = [r["number"] for r in visma.store.records("customer")[:40]]
+    contacts = {n: client.contacts(n) for n in numbers}
+    assert all(contacts.values())  # every customer has at least one contact
+    served = {n: visma.store.contacts(n) for n in numbers}
+    for number, parsed in contacts.items():
+        assert [c.contactId for c in parsed] == [c["contactId"] for c in served[number]]
+        for model, raw in zip(parsed, served[number], strict=True):
+            assert model.opted_out == bool(raw["noMarketing"] or raw["noMassMail"] or raw["doNotEmail"])
+    assert any(c.opted_out for cs in contacts.values() for c in cs)
+    assert any(not c.opted_out for cs in contacts.values() for c in cs)
+    with pytest.raises(VismaError, match="404"):
+        client.contacts("no-such-customer")

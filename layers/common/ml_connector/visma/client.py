@@ -17,13 +17,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import requests
+from pydantic import ValidationError
 
 from ml_connector.observability import emit, logger
 from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
 from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded, error_message
-from ml_connector.visma.models import VismaCredentials, VismaPage, format_visma_datetime
+from ml_connector.visma.models import ContactDto, VismaCredentials, VismaPage, format_visma_datetime
 
 DEFAULT_BASE_URL = "https://api.finance.visma.net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
@@ -113,6 +115,18 @@ class VismaClient:
                 ) -> Iterator[dict[str, Any]]:
         for page in self.pages(path, params, page_size):
             yield from page.records
+
+    def contacts(self, customer_number: str) -> list[ContactDto]:
+        """A customer's contact persons with their consent flags (``noMarketing``, ``noMassMail``,
+        ``doNotEmail``); a malformed contact is left out rather than failing the customer."""
+        body = self.get(f"/v1/customer/{quote(customer_number, safe='')}/contact")
+        contacts = []
+        for raw in body if isinstance(body, list) else []:
+            try:
+                contacts.append(ContactDto.model_validate(raw))
+            except ValidationError:
+                logger.warning("malformed Visma contact skipped", extra={"customer": customer_number})
+        return contacts
 
     # -- one call ----------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
