@@ -77,3 +77,15 @@ def test_version_follows_the_rowversion_not_the_clock():
     assert version_key(newer_row, early_clock) > version_key(older_row, late_clock)
     # Without a rowversion, the modification time decides.
     assert version_key("", late_clock) > version_key("", early_clock)
+
+
+@pytest.mark.parametrize(("now", "reset"), [
+    # 12:00 AM CST is 06:00 UTC; a minute is added for clock differences.
+    (datetime(2026, 11, 25, 5, 59, tzinfo=UTC), datetime(2026, 11, 25, 6, 1, tzinfo=UTC)),
+    (datetime(2026, 11, 25, 6, 30, tzinfo=UTC), datetime(2026, 11, 26, 6, 1, tzinfo=UTC)),
+    (datetime(2026, 12, 31, 23, 0, tzinfo=UTC), datetime(2027, 1, 1, 6, 1, tzinfo=UTC)),
+])
+def test_marketo_quota_resets_at_midnight_cst(now, reset):
+    from ml_connector.sync.writer import next_quota_reset
+
+    assert next_quota_reset(now) == reset
