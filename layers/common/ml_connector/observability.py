@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
@@ -32,6 +34,16 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 
 
+@contextmanager
+def log_context(**keys: str) -> Iterator[None]:
+    """Every log line inside the block carries these keys (connection, entity, job ID ...)."""
+    logger.append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.remove_keys(list(keys))
+
+
 def emit(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
     """One data point, twice: under the service alone (what alarms watch) and with its detail dimensions
     (connection, entity, code ...) for the dashboard. Callers aggregate per chunk or per poll, because EMF
@@ -44,4 +56,4 @@ def emit(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensi
                 metric.add_dimension(name=key, value=str(dim_value))
 
 
-__all__ = ["logger", "metrics", "tracer", "emit", "MetricUnit"]
+__all__ = ["logger", "metrics", "tracer", "emit", "log_context", "MetricUnit"]

@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -33,27 +31,20 @@ from ml_connector.marketo.limits import CallLimiter, LocalCallLimiter
 from ml_connector.marketo.models import MarketoCredentials, ObjectDescription, SyncResult
 from ml_connector.observability import emit, logger
 from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
+from ml_connector.tokens import Token, TokenCache
 
-TOKEN_REFRESH_AHEAD = 60.0
 MAX_ATTEMPTS = 6
 # Sync Custom Objects may run 120 s on Marketo's side; other calls 60 s or less.
 WRITE_TIMEOUT = 125.0
 READ_TIMEOUT = 35.0
 
 
-@dataclass
-class _Token:
-    value: str
-    expires_at: float
 
-
-_tokens: dict[tuple[str, str], _Token] = {}
-_tokens_lock = threading.Lock()
+_tokens = TokenCache()
 
 
 def forget_tokens() -> None:
-    with _tokens_lock:
-        _tokens.clear()
+    _tokens.clear()
 
 
 def instance_url(munchkin_id: str, endpoint_override: str | None = None) -> str:
@@ -213,28 +204,19 @@ class MarketoClient:
         return (self.base_url, self._credentials.client_id)
 
     def _token(self) -> str:
-        with _tokens_lock:
-            cached = _tokens.get(self._key())
-        if cached is not None and time.monotonic() < cached.expires_at:
-            return cached.value
-        token = self._fetch_token()
-        with _tokens_lock:
-            _tokens[self._key()] = token
-        return token.value
+        return _tokens.get(self._key(), self._fetch_token)
 
     def _drop_token(self) -> None:
-        with _tokens_lock:
-            _tokens.pop(self._key(), None)
+        _tokens.drop(self._key())
 
-    def _fetch_token(self) -> _Token:
+    def _fetch_token(self) -> Token:
         for _ in range(3):
             data = self._identity()
             lifetime = float(data.get("expires_in") or 0)
             if lifetime > 5:
                 self.token_refreshes += 1
                 emit("TokenRefreshes", 1, system="marketo")
-                ahead = min(TOKEN_REFRESH_AHEAD, lifetime / 2)
-                return _Token(str(data["access_token"]), time.monotonic() + lifetime - ahead)
+                return Token.issued(str(data["access_token"]), lifetime)
             # Identity hands back the current token until it expires: wait it out, then ask again.
             self._wait(lifetime + 1, "Marketo token about to expire")
         raise MarketoAuthError("identity", "Marketo kept returning an expiring token")

@@ -27,7 +27,7 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import ConnectionConfig, VismaEntity
-from ml_connector.observability import MetricUnit, emit, logger
+from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.mapping import EntityMapping
@@ -131,24 +131,11 @@ class Poller:
         mapping: EntityMapping,
         payments: PaymentReader | None = None,
     ) -> EntityPollReport:
-        # Every log line of this entity's poll carries its connection and entity.
-        logger.append_keys(connection=connection.id, entity=entity)
-        try:
-            return self._poll_entity(connection, client, entity, company_id=company_id, mapping=mapping,
-                                     payments=payments)
-        finally:
-            logger.remove_keys(["connection", "entity"])
+        with log_context(connection=connection.id, entity=entity):
+            return self._poll_entity(connection, client, entity, company_id, mapping, payments)
 
-    def _poll_entity(
-        self,
-        connection: ConnectionConfig,
-        client: VismaClient,
-        entity: VismaEntity,
-        *,
-        company_id: str,
-        mapping: EntityMapping,
-        payments: PaymentReader | None,
-    ) -> EntityPollReport:
+    def _poll_entity(self, connection: ConnectionConfig, client: VismaClient, entity: VismaEntity, company_id: str,
+                     mapping: EntityMapping, payments: PaymentReader | None) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None

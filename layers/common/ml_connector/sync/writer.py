@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from ml_connector.config import RuntimeSettings
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
-from ml_connector.observability import emit, logger
+from ml_connector.observability import emit, log_context, logger
 from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.messages import SyncMessage, pack_messages
@@ -199,28 +199,21 @@ class Writer:
                     report.failed_message_ids.update(i.message_id for i in rest)
                 logger.warning("writer out of time; remaining chunks go back to the queue")
                 return
-            if not self._write_one(connection, marketo_object, chunk, report):
-                for rest in chunks[index + 1 :]:
-                    report.failed_message_ids.update(i.message_id for i in rest)
-                return
+            self._write_one(connection, marketo_object, chunk, report)
 
-    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> bool:
-        """Write one chunk; False means stop writing. Its log lines carry the connection and job ID."""
-        logger.append_keys(connection=connection, marketo_object=marketo_object)
-        try:
-            return self._write_chunk_logged(connection, marketo_object, chunk, report)
-        finally:
-            logger.remove_keys(["connection", "marketo_object", "job_id"])
-
-    def _write_chunk_logged(self, connection: str, marketo_object: str, chunk: list[_Item],
-                            report: WriteReport) -> bool:
+    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> None:
+        """Write (or, with the daily quota gone, park) one chunk; its log lines carry the connection and job ID."""
         job = ChunkJob(
             job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
             connection=connection, marketo_object=marketo_object,
             records=[i.message.marketo_record() for i in chunk],
         )
         report.jobs.append(job.job_id)
-        logger.append_keys(job_id=job.job_id)
+        with log_context(connection=connection, job_id=job.job_id):
+            self._write_job(job, connection, chunk, report)
+
+    def _write_job(self, job: ChunkJob, connection: str, chunk: list[_Item], report: WriteReport) -> None:
+        marketo_object = job.marketo_object
         base = {"job_id": job.job_id, "connection": connection, "marketo_object": marketo_object,
                 "records": len(chunk), "message_ids": [i.message_id for i in chunk], "at": utc_iso(datetime.now(UTC))}
 
@@ -231,7 +224,7 @@ class Writer:
         blocked = self._store.marketo_blocked_until(munchkin)
         if blocked is not None:
             self._defer(job, base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
-            return True
+            return
         try:
             results = self._write_chunk(job=job)
         except MarketoQuotaExceeded as exc:
@@ -240,16 +233,15 @@ class Writer:
             self._defer(job, base, packed(), reset, str(exc), report)
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
             emit("MarketoQuotaExhausted", 1, connection=connection)
-            return True
+            return
         except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
             report.failed_message_ids.update(i.message_id for i in chunk)
             self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
             emit("ChunkWriteFailures", 1, connection=connection)
-            return True
+            return
         counts = self._apply_results(connection, chunk, results, report)
         self._store.put_job(JobRecord(**base, status="done", **counts))
-        return True
 
     def _defer(self, job: ChunkJob, base: dict[str, Any], packed: str, until: datetime, error: str,
                report: WriteReport) -> None:

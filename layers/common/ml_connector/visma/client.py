@@ -11,10 +11,8 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +22,7 @@ from pydantic import ValidationError
 
 from ml_connector.observability import emit, logger
 from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
+from ml_connector.tokens import Token, TokenCache
 from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded, error_message
 from ml_connector.visma.models import ContactDto, VismaCredentials, VismaPage, format_visma_datetime
 
@@ -31,28 +30,17 @@ DEFAULT_BASE_URL = "https://api.finance.visma.net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
 ENTITY_PATHS = {"customer": "/v1/customer", "supplier": "/v1/supplier"}
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
-TOKEN_REFRESH_AHEAD = 60.0
 # Below this share of the hourly budget, calls are spread over the time left in the window.
 RATE_RESERVE = 0.1
 
 
-@dataclass
-class _Token:
-    value: str
-    expires_at: float
 
-    def fresh(self) -> bool:
-        return time.monotonic() < self.expires_at
-
-
-_tokens: dict[tuple[str, str, str], _Token] = {}
-_tokens_lock = threading.Lock()
+_tokens = TokenCache()
 
 
 def forget_tokens() -> None:
     """Drop the container's cached tokens (tests, credential rotation)."""
-    with _tokens_lock:
-        _tokens.clear()
+    _tokens.clear()
 
 
 class VismaClient:
@@ -199,20 +187,12 @@ class VismaClient:
         return (self._token_url, self._credentials.client_id, self._credentials.tenant_id)
 
     def _token(self) -> str:
-        with _tokens_lock:
-            cached = _tokens.get(self._key())
-        if cached is not None and cached.fresh():
-            return cached.value
-        token = self._fetch_token()
-        with _tokens_lock:
-            _tokens[self._key()] = token
-        return token.value
+        return _tokens.get(self._key(), self._fetch_token)
 
     def _drop_token(self) -> None:
-        with _tokens_lock:
-            _tokens.pop(self._key(), None)
+        _tokens.drop(self._key())
 
-    def _fetch_token(self) -> _Token:
+    def _fetch_token(self) -> Token:
         c = self._credentials
         form = {"grant_type": "client_credentials", "client_id": c.client_id,
                 "client_secret": c.client_secret.get_secret_value(), "scope": c.scope, "tenant_id": c.tenant_id}
@@ -232,8 +212,7 @@ class VismaClient:
         self.token_refreshes += 1
         emit("TokenRefreshes", 1, system="visma")
         lifetime = float(data.get("expires_in") or 3600)
-        ahead = min(TOKEN_REFRESH_AHEAD, lifetime / 2)
-        return _Token(str(data["access_token"]), time.monotonic() + lifetime - ahead)
+        return Token.issued(str(data["access_token"]), lifetime)
 
     # -- errors ------------------------------------------------------------------------------
     def _unauthorized(self, response: requests.Response) -> VismaAuthError:
