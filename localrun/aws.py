@@ -64,6 +64,82 @@ class _QuietHandler(MotoRequestHandler):
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+@dataclass
+class _ArmedAwsFault:
+    target: str  # the X-Amz-Target operation, e.g. "DynamoDB_20120810.UpdateItem"
+    body_contains: str | None
+    remaining: int
+    status: int
+    error: dict[str, str]
+    skip: int = 0  # matching calls to let through first
+
+
+class AwsFaults:
+    """Switchable AWS-side faults in front of moto: the next matching calls get an error answer and moto
+    never sees them. Used to crash a handler at a chosen point (e.g. a state write after Marketo accepted
+    a chunk, or an SQS send mid-window) with an error the SDK does not retry, as a killed process would
+    leave things. Matching is on the JSON protocol's X-Amz-Target and a substring of the request body."""
+
+    def __init__(self) -> None:
+        self._armed: list[_ArmedAwsFault] = []
+        self._lock = threading.Lock()
+        self.fired: dict[str, int] = {}
+
+    def fail_next(self, target: str, *, times: int = 1, after: int = 0, body_contains: str | None = None,
+                  status: int = 400, error_type: str = "AccessDeniedException",
+                  message: str = "injected fault") -> None:
+        """Fail ``times`` matching calls once ``after`` matching calls have gone through."""
+        if times < 1 or after < 0:
+            raise ValueError("times must be at least 1 and after at least 0")
+        prefix = target.split(".", 1)[0]
+        namespace = "com.amazonaws.sqs" if prefix == "AmazonSQS" else f"com.amazonaws.{prefix.lower()}"
+        with self._lock:
+            self._armed.append(_ArmedAwsFault(target, body_contains, times, status,
+                                              {"__type": f"{namespace}#{error_type}", "message": message},
+                                              after))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._armed.clear()
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(a.remaining for a in self._armed)
+
+    def take(self, target: str, body: bytes) -> _ArmedAwsFault | None:
+        with self._lock:
+            for armed in self._armed:
+                if armed.target == target and (armed.body_contains is None
+                                               or armed.body_contains.encode("utf-8") in body):
+                    if armed.skip:
+                        armed.skip -= 1
+                        return None
+                    armed.remaining -= 1
+                    if armed.remaining == 0:
+                        self._armed.remove(armed)
+                    self.fired[target] = self.fired.get(target, 0) + 1
+                    return armed
+        return None
+
+    def middleware(self, app: Callable[..., Any]) -> Callable[..., Any]:
+        def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            target = environ.get("HTTP_X_AMZ_TARGET", "")
+            if not target or not self._armed:
+                return app(environ, start_response)
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            armed = self.take(target, body)
+            if armed is None:
+                return app(environ, start_response)
+            payload = json.dumps(armed.error).encode("utf-8")
+            start_response(f"{armed.status} Injected", [("Content-Type", "application/x-amz-json-1.0"),
+                                                        ("Content-Length", str(len(payload)))])
+            return [payload]
+
+        return wsgi
+
+
 def _quiet_moto() -> None:
     # moto logs once per unsupported resource kind; we create those kinds directly (see deploy_template).
     logging.getLogger("moto").setLevel(logging.ERROR)
@@ -81,11 +157,12 @@ class LocalAws:
         self._clients: dict[str, Any] = {}
         self._session: boto3.session.Session | None = None
         self._lock = threading.Lock()
+        self.faults = AwsFaults()
 
     def start(self) -> LocalAws:
         if self._server is None:
             _quiet_moto()
-            app = DomainDispatcherApplication(create_backend_app)
+            app = self.faults.middleware(DomainDispatcherApplication(create_backend_app))
             self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=_QuietHandler)
             self.port = self._server.server_port
             self.endpoint_url = f"http://127.0.0.1:{self.port}"

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from localrun.aws import DeployedStack, LocalAws, deploy_template
-from localrun.event_source import DrainStats, SqsEventSource
+from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from localrun.target import Target
+from ml_connector.state.store import StateStore
 from ml_connector.sync.mapping import load_mapping
 from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
@@ -160,11 +161,43 @@ class LocalEnvironment:
         with self._captured():
             return invoke(self.stack, "PollerFunction", payload, env=self.env(), template_path=TEMPLATE)
 
-    def drain(self, **kwargs: Any) -> DrainStats:
+    def drain(self, *, chaos: DeliveryChaos | None = None, **kwargs: Any) -> DrainStats:
         assert self.stack is not None
-        source = SqsEventSource(self.stack, "WriterFunction", env=self.env(), template_path=TEMPLATE)
+        source = SqsEventSource(self.stack, "WriterFunction", env=self.env(), template_path=TEMPLATE, chaos=chaos)
         with self._captured():
             return source.drain(**kwargs)
+
+    def state_store(self) -> StateStore:
+        """The connector's state table, read through the connector's own data-access class."""
+        resource = self.aws.session().resource("dynamodb", endpoint_url=self.aws.endpoint_url)
+        return StateStore(self.resource("StateTable"), resource=resource)
+
+    def queue_depth(self, logical_id: str = "SyncQueue") -> int:
+        """Visible plus in-flight messages of one of the stack's queues."""
+        attrs = self.aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.resource(logical_id),
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def pass_quota_reset(self) -> None:
+        """Midnight US Central passes: Marketo resets its daily quota, and our block and the chunks parked
+        until the reset come due (their times are moved to the past, as the clock would)."""
+        self.marketo.reset_quota()
+        store = self.state_store()
+        past = "2000-01-01T00:00:00.000000Z"
+        if store.marketo_blocked_until(self.marketo.munchkin_id) is not None:
+            store.table.update_item(Key={"pk": f"LIMIT#{self.marketo.munchkin_id}", "sk": "QUOTA"},
+                                    UpdateExpression="SET #u = :past", ExpressionAttributeNames={"#u": "until"},
+                                    ExpressionAttributeValues={":past": past})
+        for connection in self._connection_ids():
+            for job in store.deferred_jobs(connection):
+                store.table.update_item(Key={"pk": f"JOB#{connection}", "sk": job.job_id},
+                                        UpdateExpression="SET retry_after = :past",
+                                        ExpressionAttributeValues={":past": past})
+
+    def _connection_ids(self) -> list[str]:
+        assert self.stack is not None
+        return [self.stack.parameters["ConnectionId"], *self._pairs]
 
     # -- cycles -----------------------------------------------------------------------------
     def cycle(self, label: str) -> CycleReport:

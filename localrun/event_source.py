@@ -12,7 +12,9 @@ dead-letter queue after maxReceiveCount receives.
 from __future__ import annotations
 
 import base64
+import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +41,45 @@ class DrainStats(BaseModel):
     errors: list[str] = Field(default_factory=list)  # "ExceptionType: message", one per batch that raised
 
 
+@dataclass
+class DeliveryChaos:
+    """What standard SQS is allowed to do and the plain drain never does: deliver a message more than once
+    (at-least-once) and out of order. Held-back messages stay in flight (received, not deleted) and arrive
+    in a later batch, behind newer messages; a duplicated batch is delivered again after it was handled."""
+
+    rng: random.Random
+    duplicate_rate: float = 0.0
+    reorder_rate: float = 0.0
+    duplicated_batches: int = 0
+    duplicated_messages: int = 0
+    held_back: int = 0
+    duplicate_errors: list[str] = field(default_factory=list)
+    _held: list[dict[str, Any]] = field(default_factory=list)
+
+    def arrange(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This batch as delivered: shuffled, with some messages held for later and earlier held ones added."""
+        released, self._held = self._held, []
+        if len(messages) > 1 and self.rng.random() < self.reorder_rate:
+            self.rng.shuffle(messages)
+            cut = self.rng.randint(1, len(messages) - 1)
+            messages, self._held = messages[:cut], messages[cut:]
+            self.held_back += len(self._held)
+        return messages + released
+
+    def release(self) -> list[dict[str, Any]]:
+        """Messages still held when the queue runs dry."""
+        released, self._held = self._held, []
+        return released
+
+    def duplicate(self) -> bool:
+        return self.rng.random() < self.duplicate_rate
+
+
 class SqsEventSource:
     def __init__(self, stack: DeployedStack, function_logical_id: str = "WriterFunction", *,
                  env: dict[str, str] | None = None, batch_size: int | None = None,
-                 batching_window_s: float = 0.0, template_path: str | Path | None = None) -> None:
+                 batching_window_s: float = 0.0, template_path: str | Path | None = None,
+                 chaos: DeliveryChaos | None = None) -> None:
         mapping = stack.event_source_mapping(function_logical_id)
         self.stack = stack
         self.function_logical_id = function_logical_id
@@ -55,6 +92,7 @@ class SqsEventSource:
         self.batching_window_s = batching_window_s
         self.report_item_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
         self._sqs = stack.aws.client("sqs")
+        self.chaos = chaos
 
     def drain(self, *, max_batches: int | None = None, idle_polls: int = 1) -> DrainStats:
         """Invoke the handler batch after batch until ``idle_polls`` polls in a row find the queue empty."""
@@ -62,6 +100,8 @@ class SqsEventSource:
         idle = 0
         while max_batches is None or stats.batches < max_batches:
             messages = self._collect()
+            if self.chaos is not None:
+                messages = self.chaos.arrange(messages) if messages else self.chaos.release()
             if not messages:
                 idle += 1
                 if idle >= idle_polls:
@@ -110,6 +150,20 @@ class SqsEventSource:
         self._batched("change_message_visibility_batch", kept, lambda m: {"VisibilityTimeout": 0})
         stats.succeeded += len(done)
         stats.failed += len(kept)
+        if self.chaos is not None and done and self.chaos.duplicate():
+            self._deliver_again(done)
+
+    def _deliver_again(self, messages: list[dict[str, Any]]) -> None:
+        """SQS delivers already-handled messages once more; the outcome does not matter to the queue (they
+        were deleted), only what the handler does with them."""
+        assert self.chaos is not None
+        self.chaos.duplicated_batches += 1
+        self.chaos.duplicated_messages += len(messages)
+        event = {"Records": [self._record(m) for m in messages]}
+        try:
+            invoke(self.stack, self.function_logical_id, event, env=self.env, template_path=self.template_path)
+        except Exception as exc:  # noqa: BLE001 - a failed duplicate changes nothing: its messages are gone
+            self.chaos.duplicate_errors.append(f"{type(exc).__name__}: {exc}")
 
     def _failed_ids(self, result: Any, messages: list[dict[str, Any]]) -> set[str]:
         """Message ids the handler reported as failed; an unusable report fails the batch, as in Lambda."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class SandboxServer:
     def start(self) -> None:
         if self._server is not None:
             return
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+        server = _QuietServer(("127.0.0.1", self._port), self._handler_class())
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name=f"{self.name}-sandbox", daemon=True)
@@ -152,3 +153,11 @@ class SandboxServer:
             do_GET = do_POST = do_PUT = do_DELETE = _serve  # noqa: N815 - BaseHTTPRequestHandler's names
 
         return _Handler
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that gave up (its timeout, an injected dropped connection) is normal here, not a traceback.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)

@@ -1,4 +1,4 @@
-"""Marketo Engage sandbox: identity + REST (companies, custom objects) with Marketo's limits and error model."""
+"""Marketo Engage sandbox: identity + REST (companies, custom objects, leads) with Marketo's limits and error model."""
 
 from sandbox.marketo.server import MarketoSandbox
 

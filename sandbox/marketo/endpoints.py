@@ -1,5 +1,5 @@
-"""The REST endpoints (reference §5-6): describe, sync and query for Company and custom objects, the
-custom object type list and daily usage. A handler returns the success body's ``result`` (and paging
+"""The REST endpoints (reference §5-7): describe, sync and query for Company, custom objects and Leads,
+the custom object type list and daily usage. A handler returns the success body's ``result`` (and paging
 keys) or raises MarketoError for a response-level failure; the server adds auth, limits and the envelope.
 """
 
@@ -17,8 +17,8 @@ from sandbox.http import Request
 from sandbox.marketo.auth import SCOPE
 from sandbox.marketo.errors import MarketoError
 from sandbox.marketo.limits import Limits
-from sandbox.marketo.schema import COMPANY, ObjectSchema
-from sandbox.marketo.stats import Stats
+from sandbox.marketo.schema import COMPANY, LeadSchema, ObjectSchema
+from sandbox.marketo.stats import LEADS, Stats
 from sandbox.marketo.store import Key, MarketoStore, Record
 
 Body = dict[str, Any]
@@ -28,6 +28,9 @@ ACTIONS = ("createOrUpdate", "createOnly", "updateOnly")
 DEDUPE_BY = ("dedupeFields", "idField")
 CST = timezone(timedelta(hours=-6))  # the daily quota resets at 12:00 AM CST
 CUSTOM_OBJECT = r"/rest/v1/customobjects/(?P<api>[A-Za-z0-9_]+)"
+LEAD_ACTIONS = ("createOrUpdate", "createOnly", "updateOnly", "createDuplicate")  # [SWAG SyncLeadRequest]
+LEAD_DEFAULT_FIELDS = ["email", "updatedAt", "createdAt", "lastName", "firstName"]  # plus id [LEADS]
+PARTITIONS = ("Default",)  # the one lead partition of an instance without partitions set up
 
 
 class RestApi:
@@ -44,6 +47,10 @@ class RestApi:
             ("GET", CUSTOM_OBJECT + r"/describe\.json", lambda r: self.describe(self._custom(r))),
             ("GET", CUSTOM_OBJECT + r"\.json", lambda r: self.query(self._custom(r), r)),
             ("POST", CUSTOM_OBJECT + r"\.json", lambda r: self.sync_or_query(self._custom(r), r)),
+            ("GET", r"/rest/v1/leads/describe\.json", self.describe_leads),
+            ("GET", r"/rest/v1/leads/describe2\.json", self.describe_leads2),
+            ("GET", r"/rest/v1/leads\.json", self.query_leads),
+            ("POST", r"/rest/v1/leads\.json", self.sync_or_query_leads),
             ("GET", r"/rest/v1/stats/usage\.json", self.usage),
         ]
 
@@ -83,13 +90,7 @@ class RestApi:
         body = _json_body(request)
         if self.crm_enabled and api_name == COMPANY:
             raise MarketoError("1018", "CRM Enabled: the Company API is read-only while native CRM sync is on")
-        inputs = body.get("input")
-        if not inputs:
-            raise MarketoError("701", "input cannot be blank")
-        if not isinstance(inputs, list):
-            raise MarketoError("1003", "input must be an array of records")
-        if len(inputs) > MAX_BATCH:
-            raise MarketoError("1003", f"Batch size exceeds {MAX_BATCH}")
+        inputs = _inputs(body)
         action = _choice(body, "action", ACTIONS)
         dedupe_by = _choice(body, "dedupeBy", DEDUPE_BY)
         self.stats.add("sync_calls")
@@ -108,6 +109,61 @@ class RestApi:
         matches = self.store.find(api_name, names, wanted)
         page = matches[offset:offset + size]
         body: Body = {"result": [{"seq": seq, **_project(schema, row, fields)} for seq, row in enumerate(page)]}
+        if offset + size < len(matches):
+            body["nextPageToken"] = _page_token(offset + size)
+        return body
+
+    # -- leads (reference §7) ----------------------------------------------------------------------------
+    def describe_leads(self, request: Request) -> Body:
+        """Describe Lead: one ``LeadAttribute`` per field (superseded by Describe Lead2, still served)."""
+        self.stats.add("describe_calls")
+        return {"result": self.store.lead_schema.describe()}
+
+    def describe_leads2(self, request: Request) -> Body:
+        self.stats.add("describe_calls")
+        return {"result": [self.store.lead_schema.describe2(self.crm_enabled)]}
+
+    def sync_or_query_leads(self, request: Request) -> Body:
+        if request.query.get("_method", "").upper() == "GET":
+            return self.query_leads(request)
+        return self.sync_leads(request)
+
+    def sync_leads(self, request: Request) -> Body:
+        """Sync Leads. Leads stay writable with a native CRM sync on: it is the way in for people then."""
+        body = _json_body(request)
+        inputs = _inputs(body)
+        action = _choice(body, "action", LEAD_ACTIONS)
+        lookup_field = _lead_field(self.store.lead_schema, body.get("lookupField") or "email", "Lookup field")
+        partition = body.get("partitionName")
+        if partition not in (None, "", *PARTITIONS):
+            raise MarketoError("1003", f"Invalid partitionName '{partition}'")
+        self.stats.add("sync_calls")
+        results = self.store.sync_leads(inputs, action, lookup_field)
+        self.stats.records(results, LEADS)
+        return {"result": results}
+
+    def query_leads(self, request: Request) -> Body:
+        """Get Leads by Filter Type: ``{id, <fields>}`` per lead (no ``seq``), 300 a page, ``nextPageToken``."""
+        self.stats.add("query_calls")
+        params = _query_params(request)
+        schema = self.store.lead_schema
+        if not params.get("filterType"):
+            raise MarketoError("701", "filterType cannot be blank")
+        filter_type = _lead_field(schema, params["filterType"], "filterType")
+        values = _values(params.get("filterValues"))
+        if not values:
+            raise MarketoError("701", "filterValues cannot be blank")
+        if len(values) > MAX_BATCH:
+            raise MarketoError("1003", f"filterValues exceeds {MAX_BATCH} values")
+        fields = _values(params.get("fields")) or LEAD_DEFAULT_FIELDS
+        for name in fields:
+            if name not in schema.fields:
+                raise MarketoError("1006", f"Field '{name}' not found")
+        size = _batch_size(params.get("batchSize"))
+        offset = _page_offset(params.get("nextPageToken"))
+        matches = self.store.find_leads(filter_type, values)
+        body: Body = {"result": [{"id": row["id"], **{name: row[name] for name in fields if row.get(name) is not None}}
+                                 for row in matches[offset:offset + size]]}
         if offset + size < len(matches):
             body["nextPageToken"] = _page_token(offset + size)
         return body
@@ -143,6 +199,28 @@ def _query_params(request: Request) -> dict[str, Any]:
     if request.body:
         params.update(_json_body(request) if _is_json(request) else request.form())
     return params
+
+
+def _inputs(body: dict[str, Any]) -> list[Any]:
+    """A sync call's ``input``: 701 when blank, 1003 when not an array or over 300 records."""
+    inputs = body.get("input")
+    if not inputs:
+        raise MarketoError("701", "input cannot be blank")
+    if not isinstance(inputs, list):
+        raise MarketoError("1003", "input must be an array of records")
+    if len(inputs) > MAX_BATCH:
+        raise MarketoError("1003", f"Batch size exceeds {MAX_BATCH}")
+    return inputs
+
+
+def _lead_field(schema: LeadSchema, raw: Any, what: str) -> str:
+    """A lead field to look up or filter by: 1006 when there is no such field, 1011 when it is not searchable."""
+    name = str(raw)
+    if name not in schema.fields:
+        raise MarketoError("1006", f"Field '{name}' not found")
+    if name not in schema.searchable():
+        raise MarketoError("1011", f"{what} '{name}' not supported")
+    return name
 
 
 def _values(raw: Any) -> list[str]:

@@ -172,15 +172,21 @@ class ObjectSchema:
 
     def clean(self, record: dict[str, Any], key_fields: list[str]) -> dict[str, Any]:
         """The record's values as Marketo would store them; Skip(1006/1003/1001) for the first problem."""
-        cleaned = {}
-        for name, value in record.items():
-            spec = self.fields.get(name)
-            if spec is None:
-                raise Skip("1006", f"Field '{name}' not found")
-            if not spec.updateable and name not in key_fields:
-                raise Skip("1003", f"Field '{name}' is not updateable")
-            cleaned[name] = spec.clean(value)
-        return cleaned
+        return clean_record(self.fields, record, key_fields)
+
+
+def clean_record(fields: dict[str, FieldSpec], record: dict[str, Any], key_fields: list[str]) -> dict[str, Any]:
+    """A sync input's values as Marketo would store them: unknown field 1006, a non-updateable field
+    other than the record's key 1003, a bad value 1001 (the first problem found)."""
+    cleaned = {}
+    for name, value in record.items():
+        spec = fields.get(name)
+        if spec is None:
+            raise Skip("1006", f"Field '{name}' not found")
+        if not spec.updateable and name not in key_fields:
+            raise Skip("1003", f"Field '{name}' is not updateable")
+        cleaned[name] = spec.clean(value)
+    return cleaned
 
 
 # -- the schemas the sandbox ships ------------------------------------------------------------------
@@ -278,3 +284,98 @@ def build_schemas(company_fields: dict[str, Any] | None,
         if spec is not None:
             schemas[api_name] = custom_object_schema(api_name, spec)
     return schemas
+
+
+# -- leads (reference §7) ----------------------------------------------------------------------------
+
+LEAD = "lead"  # the store's name for the Lead object; not a custom object and not in ``build_schemas``
+LEAD_READ_ONLY = frozenset({"id", "createdAt", "updatedAt"})  # describe: ``rest.readOnly: true``
+# name, dataType, length, display name, describe id. Marketo's standard lead fields the connector
+# touches, then the instance's custom fields (ids from 10000 up, as custom fields get high ids).
+LEAD_FIELDS: list[tuple[str, str, int | None, str, int]] = [
+    ("id", "integer", None, "Id", 1),
+    ("company", "string", 255, "Company Name", 2),  # id 2 as in the Describe Lead sample [LEADS]
+    ("email", "email", 255, "Email Address", 3),
+    ("firstName", "string", 255, "First Name", 4),
+    ("lastName", "string", 255, "Last Name", 5),
+    ("title", "string", 255, "Job Title", 6),
+    ("phone", "phone", 255, "Phone Number", 7),
+    ("mobilePhone", "phone", 255, "Mobile Phone Number", 8),
+    ("city", "string", 255, "City", 9),
+    ("country", "string", 255, "Country", 10),
+    ("leadSource", "string", 255, "Lead Source", 11),
+    ("unsubscribed", "boolean", None, "Unsubscribed", 12),
+    ("unsubscribedReason", "string", 255, "Unsubscribed Reason", 13),
+    ("marketingSuspended", "boolean", None, "Marketing Suspended", 14),
+    ("externalCompanyId", "string", 100, "External Company Id", 15),
+    ("createdAt", "datetime", None, "Created At", 16),
+    ("updatedAt", "datetime", None, "Updated At", 17),
+    ("vismaCustomerNumber", "string", 255, "Visma Customer Number", 10001),
+    ("vismaContactId", "string", 255, "Visma Contact Id", 10002),
+]
+# Booleans a new lead starts with when the sync does not send them (a new person is subscribed).
+LEAD_DEFAULTS: dict[str, Any] = {"unsubscribed": False, "marketingSuspended": False}
+
+
+@dataclass
+class LeadSchema:
+    """The Lead object: fields, describe ids and the fields a sync may look leads up by / a query filter on.
+
+    Get Leads by Filter Type accepts ``id``, ``email`` and any custom string, email or integer field [SWAG
+    getLeadsByFilterUsingGET]; Sync Leads' ``lookupField`` takes the same set here (``id`` only with
+    updateOnly, reference §7)."""
+
+    fields: dict[str, FieldSpec]
+    field_ids: dict[str, int]
+    custom: frozenset[str]
+
+    def searchable(self) -> list[str]:
+        return ["email", "id", *(name for name in self.fields if name in self.custom
+                                 and self.fields[name].data_type in ("string", "email", "integer"))]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Describe Lead (``describeUsingGET_2``): ``LeadAttribute`` entries with REST and SOAP names."""
+        entries = []
+        for name, spec in self.fields.items():
+            entry: dict[str, Any] = {"id": self.field_ids[name], "displayName": spec.label or display_name(name),
+                                     "dataType": spec.data_type}
+            if spec.length is not None:
+                entry["length"] = spec.length
+            read_only = name in LEAD_READ_ONLY
+            entry["rest"] = {"name": name, "readOnly": read_only}
+            entry["soap"] = {"name": name[:1].upper() + name[1:], "readOnly": read_only}
+            entries.append(entry)
+        return entries
+
+    def describe2(self, crm_enabled: bool) -> dict[str, Any]:
+        """Describe Lead2 (``describeUsingGET_6``): one ``LeadAttribute2`` with ``name: "API Lead"``."""
+        return {"name": "API Lead", "searchableFields": [[name] for name in self.searchable()],
+                "fields": [{"name": name, "displayName": spec.label or display_name(name),
+                            "dataType": spec.data_type, **({"length": spec.length} if spec.length else {}),
+                            "updateable": spec.updateable, "crmManaged": crm_enabled and name not in self.custom
+                            and name not in LEAD_READ_ONLY}
+                           for name, spec in self.fields.items()]}
+
+    def clean(self, record: dict[str, Any], key_fields: list[str]) -> dict[str, Any]:
+        return clean_record(self.fields, record, key_fields)
+
+
+def lead_schema(overrides: dict[str, Any] | None = None) -> LeadSchema:
+    """The Lead object; ``overrides`` adds custom fields or replaces fields (name -> spec) or removes them
+    (name -> None). The standard system fields ``id``, ``createdAt`` and ``updatedAt`` stay."""
+    fields = {name: FieldSpec(name, data_type, length, name not in LEAD_READ_ONLY, label)
+              for name, data_type, length, label, _ in LEAD_FIELDS}
+    ids = {name: ident for name, *_, ident in LEAD_FIELDS}
+    custom = {name for name in fields if name.startswith("visma")}
+    for name, spec in (overrides or {}).items():
+        if name in LEAD_READ_ONLY:
+            raise ValueError(f"lead field '{name}' is a system field")
+        if spec is None:
+            fields.pop(name, None)
+            custom.discard(name)
+            continue
+        fields[name] = FieldSpec.from_dict(name, spec)
+        if name not in ids:
+            ids[name] = max(ids.values()) + 1
+            custom.add(name)
+    return LeadSchema(fields, ids, frozenset(custom))

@@ -1,4 +1,4 @@
-"""The Marketo sandbox: identity and REST endpoints for companies and custom objects on 127.0.0.1.
+"""The Marketo sandbox: identity and REST endpoints for companies, custom objects and leads on 127.0.0.1.
 
 Every REST call goes through the same pipeline, in Marketo's order as far as the reference tells it:
 gateway limits (HTTP 414/413) -> token (header only; 600/601/602) -> instance limits (607/606/615) ->
@@ -20,7 +20,7 @@ from sandbox.marketo.endpoints import Handler, RestApi
 from sandbox.marketo.errors import NOT_COUNTED, MarketoError, envelope
 from sandbox.marketo.faults import TIMEOUT_AFTER_APPLY, Faults
 from sandbox.marketo.limits import Limits
-from sandbox.marketo.schema import build_schemas
+from sandbox.marketo.schema import build_schemas, lead_schema
 from sandbox.marketo.stats import Stats
 from sandbox.marketo.store import MarketoStore
 
@@ -32,10 +32,11 @@ class MarketoSandbox:
     def __init__(self, munchkin_id: str = "123-ABC-456", *, token_ttl: float = 3600, port: int = 0,
                  rate_limit: tuple[int, float] = (100, 20.0), max_concurrency: int = 10, daily_quota: int = 50_000,
                  latency: float | tuple[float, float] = 0.0, company_fields: dict[str, Any] | None = None,
-                 custom_objects: dict[str, Any] | None = None, crm_enabled: bool = False, seed: int = 0) -> None:
+                 custom_objects: dict[str, Any] | None = None, lead_fields: dict[str, Any] | None = None,
+                 crm_enabled: bool = False, seed: int = 0) -> None:
         self.munchkin_id = munchkin_id
         self.credentials = make_credentials(munchkin_id, seed)
-        self.store = MarketoStore(build_schemas(company_fields, custom_objects), seed)
+        self.store = MarketoStore(build_schemas(company_fields, custom_objects), seed, lead_schema(lead_fields))
         self.stats = Stats()
         self.faults = Faults()
         self.limits = Limits(rate_limit, max_concurrency, daily_quota)

@@ -9,7 +9,9 @@ from typing import Any
 from sandbox.marketo.schema import COMPANY
 
 COUNTERS = ("sync_calls", "query_calls", "describe_calls", "records_created", "records_updated", "records_skipped",
+            "leads_created", "leads_updated", "leads_skipped",
             "calls_total", "calls_counted", "token_requests", "token_in_url_refused")
+LEADS = "leads"  # by_object name of the Lead object, as the client names the target
 
 
 class Stats:
@@ -43,7 +45,8 @@ class Stats:
             self._http_errors[str(status)] += 1
 
     def records(self, results: list[dict[str, Any]], api_name: str) -> None:
-        """Tally a sync call's per-record results, in all and per object (companies or a custom object)."""
+        """Tally a sync call's per-record results, in all and per object (companies, leads or a custom
+        object); lead results are also counted as ``leads_<status>``."""
         with self._lock:
             # Named as the client names targets: "companies" or a custom object's API name.
             per_object = self._by_object.setdefault("companies" if api_name == COMPANY else api_name, Counter())
@@ -51,6 +54,8 @@ class Stats:
             for result in results:
                 self._counts[f"records_{result['status']}"] += 1
                 per_object[f"records_{result['status']}"] += 1
+                if api_name == LEADS:
+                    self._counts[f"leads_{result['status']}"] += 1
                 if result["status"] == "skipped":
                     self._skipped[result["reasons"][0]["code"]] += 1
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sandbox.marketo.errors import Skip
-from sandbox.marketo.schema import COMPANY, ObjectSchema
+from sandbox.marketo.schema import COMPANY, LEAD_DEFAULTS, LeadSchema, ObjectSchema, lead_schema
 
 Record = dict[str, Any]
 Key = tuple[str, ...]
@@ -40,11 +40,14 @@ class _Table:
 
 
 class MarketoStore:
-    def __init__(self, schemas: dict[str, ObjectSchema], seed: int = 0) -> None:
+    def __init__(self, schemas: dict[str, ObjectSchema], seed: int = 0, leads: LeadSchema | None = None) -> None:
         self.schemas = schemas
+        self.lead_schema = leads or lead_schema()
         self._tables = {name: _Table(schema) for name, schema in schemas.items()}
+        self._leads: dict[int, Record] = {}  # id -> lead, in creation order
         self._lock = threading.Lock()
         self._ids = itertools.count(1001)
+        self._lead_ids = itertools.count(1)  # leads are numbered apart from companies
         self._rng = random.Random(seed)  # marketoGUIDs are reproducible for a given seed and call order
 
     # -- what tests, the demo and the local environment read --------------------------------------------
@@ -59,9 +62,24 @@ class MarketoStore:
         with self._lock:
             return [copy.deepcopy(row) for row in table.rows.values()]
 
+    def leads(self) -> list[Record]:
+        """Every lead, in creation order (copies)."""
+        with self._lock:
+            return [copy.deepcopy(row) for row in self._leads.values()]
+
+    def lead_by_email(self, email: str) -> Record | None:
+        """The first lead (by creation) with this email, matched as Marketo dedupes email: ignoring case."""
+        wanted = _lead_key("email", email)
+        with self._lock:
+            for row in self._leads.values():
+                if row.get("email") is not None and _lead_key("email", row["email"]) == wanted:
+                    return copy.deepcopy(row)
+        return None
+
     def clear(self) -> None:
         with self._lock:
             self._tables = {name: _Table(schema) for name, schema in self.schemas.items()}
+            self._leads.clear()
 
     # -- API operations -------------------------------------------------------------------------------
     def sync(self, api_name: str, inputs: list[Any], action: str, dedupe_by: str) -> list[Record]:
@@ -117,3 +135,67 @@ class MarketoStore:
         existing.update(values)
         existing["updatedAt"] = now  # even when nothing changed: Marketo still answers "updated"
         return {schema.id_field: existing[schema.id_field], "status": "updated"}
+
+    # -- leads (reference §7) -----------------------------------------------------------------------------
+    def sync_leads(self, inputs: list[Any], action: str, lookup_field: str) -> list[Record]:
+        """One result per input, in input order and without ``seq``: ``{id, status}`` or ``{status, reasons}``.
+
+        Records are applied one after another, so a later record in the call sees what an earlier one
+        wrote (the same email twice creates once, then updates)."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self._lock:
+            return [self._sync_lead(raw, action, lookup_field, now) for raw in inputs]
+
+    def find_leads(self, field: str, values: list[str]) -> list[Record]:
+        """Copies of the leads whose ``field`` is one of ``values`` (email ignoring case), in creation order."""
+        wanted = {_lead_key(field, value) for value in values}
+        with self._lock:
+            return [copy.deepcopy(row) for row in self._leads.values()
+                    if row.get(field) is not None and _lead_key(field, row[field]) in wanted]
+
+    def _sync_lead(self, raw: Any, action: str, lookup_field: str, now: str) -> Record:
+        try:
+            if not isinstance(raw, dict):
+                raise Skip("1003", "Invalid input record: expected a JSON object")
+            if action == "createDuplicate":  # no lookup: always a new lead
+                return self._create_lead(self.lead_schema.clean(raw, []), now)
+            if lookup_field == "id" and action != "updateOnly":
+                raise Skip("1003", f"lookupField 'id' is not allowed with action {action}")
+            if "id" in raw and lookup_field != "id":
+                raise Skip("1003", "Invalid data: 'id' is only a lookup key, with updateOnly")
+            if raw.get(lookup_field) in (None, ""):
+                raise Skip("1003", f"Value for lookup field '{lookup_field}' not specified")
+            values = self.lead_schema.clean(raw, [lookup_field])
+            key = _lead_key(lookup_field, raw[lookup_field])
+            matches = [row for row in self._leads.values()
+                       if row.get(lookup_field) is not None and _lead_key(lookup_field, row[lookup_field]) == key]
+            if action == "createOnly":
+                if matches:
+                    raise Skip("1005", "Lead already exists")
+                return self._create_lead(values, now)
+            if len(matches) > 1:
+                raise Skip("1007", "Multiple lead match lookup criteria")
+            if not matches:
+                if action == "updateOnly" or lookup_field == "id":
+                    raise Skip("1004", "Lead not found")
+                return self._create_lead(values, now)
+            existing = matches[0]
+            values.pop("id", None)
+            existing.update(values)  # stored as sent: unsubscribed false re-subscribes the person
+            existing["updatedAt"] = now
+            return {"id": existing["id"], "status": "updated"}
+        except Skip as skip:
+            return skip.result()
+
+    def _create_lead(self, values: Record, now: str) -> Record:
+        ident = next(self._lead_ids)
+        defaults = {name: value for name, value in LEAD_DEFAULTS.items() if name in self.lead_schema.fields}
+        self._leads[ident] = {"id": ident, **defaults, **values, "createdAt": now, "updatedAt": now}
+        return {"id": ident, "status": "created"}
+
+
+def _lead_key(field: str, value: Any) -> str:
+    """How a lookup or filter value is compared: email ignoring case and surrounding blanks (**inference**
+    from Marketo treating ``Jo@X.com`` and ``jo@x.com`` as one person), anything else as its text."""
+    text = str(value)
+    return text.strip().lower() if field == "email" else text

@@ -47,17 +47,7 @@ def test_quota_defers_then_resumes_after_the_reset(env):
     assert not env.verify().ok  # Marketo is behind until the reset
 
     # Midnight US Central passes: Marketo resets the quota; our block and the parked jobs come due.
-    env.marketo.reset_quota()
-    table = env.aws.client("dynamodb")
-    block = {"pk": {"S": "LIMIT#123-ABC-456"}, "sk": {"S": "QUOTA"}}
-    table.update_item(TableName=env.resource("StateTable"), Key=block,
-                      UpdateExpression="SET #u = :past", ExpressionAttributeNames={"#u": "until"},
-                      ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000000Z"}})
-    for job in state_items(env, "JOB#default"):
-        if job["status"]["S"] == "deferred":
-            table.update_item(TableName=env.resource("StateTable"), Key={"pk": job["pk"], "sk": job["sk"]},
-                              UpdateExpression="SET retry_after = :past",
-                              ExpressionAttributeValues={":past": {"S": "2000-01-01T00:00:00.000000Z"}})
+    env.pass_quota_reset()
     resumed = env.cycle("after the reset")
     assert resumed.updated == 8
     assert env.verify().ok, env.verify().summary()

@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 VismaEntity = Literal["customer", "supplier"]
-MUNCHKIN_PATTERN = re.compile(r"^\d{3}-[A-Z]{3}-\d{3}$")
+# \Z, not $: "$" also matches before a trailing newline, which would end up in the REST host name.
+MUNCHKIN_PATTERN = re.compile(r"^\d{3}-[A-Z]{3}-\d{3}\Z")
 LOOPBACK_HOSTS = {"localhost"}
 
 
@@ -48,6 +49,8 @@ class VismaSettings(_Strict):
     page_size: Annotated[int, Field(ge=1, le=10_000)] = 1000
     # Re-read this much before the watermark: covers clock skew and rows committed during a poll.
     overlap_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
+    # Per-request timeout; a timed-out request is retried with backoff like a 5xx.
+    request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 60.0
 
     @field_validator("base_url", "token_url")
     @classmethod
@@ -102,6 +105,17 @@ class RuntimeSettings(_Strict):
     safety_margin_seconds: Annotated[float, Field(ge=0)] = 20.0
     job_ttl_days: Annotated[int, Field(ge=1)] = 14
 
+    @field_validator("connections")
+    @classmethod
+    def _unique_ids(cls, value: tuple[ConnectionConfig, ...]) -> tuple[ConnectionConfig, ...]:
+        seen: set[str] = set()
+        for conn in value:
+            if conn.id in seen:
+                raise ValueError(f"duplicate connection id {conn.id!r}: each connection needs its own id "
+                                 "(its watermarks, record state and quarantine are kept under it)")
+            seen.add(conn.id)
+        return value
+
     def connection(self, connection_id: str) -> ConnectionConfig:
         for conn in self.connections:
             if conn.id == connection_id:
@@ -145,7 +159,8 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
                     conn["mapping"] = str(base / conn["mapping"])
         return list(connections)
     visma: dict[str, Any] = {"secret_id": env.get("VISMA_SECRET_ID", "")}
-    for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL")):
+    for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL"),
+                      ("request_timeout_seconds", "VISMA_REQUEST_TIMEOUT_SECONDS")):
         if env.get(name):
             visma[key] = env[name]
     if env.get("VISMA_SEND_COMPANY_HEADER"):

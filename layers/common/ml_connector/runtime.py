@@ -75,7 +75,8 @@ class Runtime:
                      time_left: Callable[[], float] | None) -> VismaClient:
         v = connection.visma
         return VismaClient(credentials, base_url=v.base_url, token_url=v.token_url,
-                           send_company_header=v.send_company_header, time_left=time_left)
+                           send_company_header=v.send_company_header, timeout=v.request_timeout_seconds,
+                           time_left=time_left)
 
     def marketo_client(self, connection_id: str) -> MarketoClient:
         if connection_id not in self._marketo:

@@ -46,7 +46,8 @@ def format_visma_datetime(value: datetime) -> str:
 class VismaCredentials(BaseModel):
     """The Visma secret: a Visma Connect service app approved for one company tenant."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must never echo the secret's JSON (client_secret included).
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     client_id: str = Field(min_length=1)
     client_secret: SecretStr
