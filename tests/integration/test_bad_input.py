@@ -11,8 +11,8 @@ quarantined by the poller with a reason naming the field, the rest of the page i
   number, ``lastModifiedDateTime`` not a date-time, ``numberOfEmployees`` a text, ``mainContact`` a string
   and (supplier) ``mainAddress`` a string where an object is expected;
 * a lone UTF-16 surrogate (JSON ``"\\ud800"``) in ``name``: it cannot be encoded as UTF-8 (not for SQS,
-  DynamoDB or Marketo), so the record must be quarantined naming the surrogate (or written with U+FFFD) while
-  the rest of the page is written (xfail: today the quarantine write itself fails the whole poll).
+  DynamoDB or Marketo), so the record is quarantined naming the field ("not a valid unicode string") while
+  the rest of the page is written.
 
 Odd but harmless Visma records -- NOT quarantined, written to Marketo exactly:
 
@@ -27,7 +27,7 @@ Odd but harmless Visma records -- NOT quarantined, written to Marketo exactly:
 
 No crash loop: a second cycle completes, moves the watermark past the bad records and adds no quarantine
 entry; after the bad records are fixed in Visma the next cycle writes them (and their quarantine entries
-should be cleared -- xfail). Each bad record should count once in the report/metric (xfail).
+are cleared). Each bad record counts once in the report/metric.
 
 Malformed SQS messages, mixed with good ones in one batch to the writer handler and through the real queue:
 not JSON, empty body, ``null``, JSON of the wrong schema, unknown ``schema_version``, a missing field,
@@ -44,9 +44,9 @@ with a trailing newline.
 Bad credentials: a wrong Visma secret fails the poll naming Visma; a Visma secret without ``client_id`` names
 the field and never prints the secret; a wrong Marketo secret fails the writer's chunks naming Marketo and
 keeps the messages in the queue for retry (not quarantined, not dead-lettered), and they are written once the
-secret is right; a Marketo secret without ``client_id`` must name the field and not print the secret (xfail);
+secret is right; a Marketo secret without ``client_id`` must name the field and not print the secret;
 a Marketo outage (wrong secret) when a container starts must not leave its mapping without describe's field
-lengths (xfail); ``ping`` reports the failing side.
+lengths; ``ping`` reports the failing side.
 """
 
 from __future__ import annotations
@@ -274,9 +274,6 @@ def test_every_malformed_record_is_quarantined_with_its_reason(env, planted, cyc
     assert _entity_report(first, "supplier")["quarantined"] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a bad customer whose payment facts changed is fetched again by "
-                   "poller.Poller._send_payment_changes (its number is not in window.numbers) and counted twice "
-                   "in the report and the RecordsQuarantined metric")
 def test_each_bad_record_is_counted_once(cycles):
     customer = _entity_report(cycles["first"], "customer")
     assert customer["quarantined"] == 10, customer
@@ -346,17 +343,12 @@ def test_fixed_records_are_written_by_the_next_cycle(env, planted, cycles):
     assert set(cycles["third_companies"]) == set(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the poller never releases a record's quarantine entry when a later "
-                   "version of the record validates and is sent (poller.Poller._to_message)")
 def test_fixed_records_leave_the_quarantine(env, planted, cycles):
     remaining = cycles["third_quarantine"]
     assert [e["ref"] for e in remaining.values()] == [next(e["ref"] for e in remaining.values()
                                                            if BAD_ID_NUMBER in e["raw"])]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a lone surrogate in a Visma record crashes the poll: "
-                   "poller.Poller._to_message stores the raw record with json.dumps(ensure_ascii=False), which "
-                   "DynamoDB cannot store, so the quarantine write fails the whole entity every cycle")
 def test_lone_surrogate_is_quarantined_without_failing_the_page(env, cycles):
     store = env.visma.store
     original = store.records("customer")[2]  # a good record, written in the first cycle, not planted on
@@ -372,7 +364,8 @@ def test_lone_surrogate_is_quarantined_without_failing_the_page(env, cycles):
         # Quarantined naming the surrogate, or written with the surrogate replaced: never sent as is.
         entry = quarantine(env).get(f"customer#{original['internalId']}")
         written = companies[company_key(env, "customer", original["internalId"])]["company"]
-        assert (entry is not None and "surrogate" in entry["reason"]) or written == SURROGATE_NAME.replace(
+        named = entry is not None and "name" in entry["reason"] and "unicode" in entry["reason"]
+        assert named or written == SURROGATE_NAME.replace(
             "\ud800", "\ufffd")
     finally:
         store.put_raw("customer", original)  # as it was (and as Marketo holds it): no longer in any window
@@ -661,10 +654,6 @@ def test_wrong_marketo_secret_keeps_the_messages_for_retry(env, cycles, restore_
             env.visma.store.record(entity, internal_id)["name"].strip()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: runtime.Runtime._checked returns the mapping unchecked when Marketo's "
-                   "describe fails (here: wrong Marketo secret) and Runtime.mappings caches it for the container, "
-                   "so describe's lengths are not applied: an overlong billingStreet is sent whole, Marketo skips "
-                   "the record (1001) and it is quarantined")
 def test_marketo_outage_at_start_does_not_drop_describe_lengths(env, cycles, restore_secrets):
     customer = env.visma.store.records("customer")[5]
     street = ("Lange gate 7, bakhuset " * 50)[:600]
@@ -680,9 +669,6 @@ def test_marketo_outage_at_start_does_not_drop_describe_lengths(env, cycles, res
     assert f"customer#{customer['internalId']}" not in quarantine(env)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: MarketoCredentials (marketo/models.py) echoes the secret's JSON, "
-                   "client_secret included (its first and last characters), in its validation error, which the "
-                   "poller raises and the writer stores in the job record; needs hide_input_in_errors=True")
 def test_marketo_secret_without_client_id_names_the_field_and_hides_the_secret(env, cycles, restore_secrets):
     secret = env.marketo.credentials["client_secret"]
     _put_secret(env, "MarketoCredentialsSecret", {"client_secret": secret})

@@ -92,20 +92,26 @@ class Runtime:
 
     def mappings(self, connection: ConnectionConfig) -> dict[VismaEntity, EntityMapping]:
         """The connection's mapping per enabled entity, loaded and validated once per container."""
-        if connection.id not in self._mappings:
-            mapping_file = load_mapping(connection.mapping)
-            mappings: dict[VismaEntity, EntityMapping] = {}
-            for entity in connection.entities:
-                section = mapping_file.for_entity(entity)
-                if section is None:
-                    raise MappingError(f"mapping {connection.mapping or 'default'}: no section for enabled entity "
-                                       f"{entity!r} of connection {connection.id!r}")
-                mappings[entity] = self._checked(connection, section)
+        if connection.id in self._mappings:
+            return self._mappings[connection.id]
+        mapping_file = load_mapping(connection.mapping)
+        mappings: dict[VismaEntity, EntityMapping] = {}
+        all_checked = True
+        for entity in connection.entities:
+            section = mapping_file.for_entity(entity)
+            if section is None:
+                raise MappingError(f"mapping {connection.mapping or 'default'}: no section for enabled entity "
+                                   f"{entity!r} of connection {connection.id!r}")
+            checked = self._checked(connection, section)
+            all_checked = all_checked and checked is not None
+            mappings[entity] = checked or section
+        # Kept only once checked: describe also supplies field lengths, so an unchecked mapping is retried.
+        if all_checked:
             self._mappings[connection.id] = mappings
-        return self._mappings[connection.id]
+        return mappings
 
-    def _checked(self, connection: ConnectionConfig, section: EntityMapping) -> EntityMapping:
-        """Check a mapping section against Marketo's describe; an unreachable Marketo only skips the check."""
+    def _checked(self, connection: ConnectionConfig, section: EntityMapping) -> EntityMapping | None:
+        """The section checked against Marketo's describe; None when Marketo could not be asked."""
         origin = connection.mapping or "default"
         try:
             client = self.marketo_client(connection.id)
@@ -114,7 +120,7 @@ class Runtime:
         except (MarketoError, requests.RequestException) as exc:
             logger.warning("could not describe the Marketo target; mapping checked at load only",
                            extra={"connection": connection.id, "target": section.target, "error": str(exc)})
-            return section
+            return None
         return check_against_marketo(section, described, origin)
 
     # -- services ---------------------------------------------------------------------------

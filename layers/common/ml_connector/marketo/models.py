@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 class MarketoCredentials(BaseModel):
     """The Marketo secret: a LaunchPoint custom service's client id and secret."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # hide_input_in_errors: a validation error must never echo the secret's JSON (client_secret included).
+    model_config = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
     client_id: str = Field(min_length=1)
     client_secret: SecretStr

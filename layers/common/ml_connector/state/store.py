@@ -77,6 +77,13 @@ class QuarantineEntry(BaseModel):
     reason: str
     raw: str
     at: str
+    # The record version Marketo refused (writer stage); a later written version resolves the entry.
+    version: str | None = None
+
+
+class QuarantineMark(BaseModel):
+    stage: str
+    version: str | None = None
 
 
 class StateStore:
@@ -167,6 +174,11 @@ class StateStore:
     def quarantined(self, connection: str) -> list[QuarantineEntry]:
         return [QuarantineEntry.model_validate(_plain(i)) for i in self._query(Key("pk").eq(f"QUAR#{connection}"))]
 
+    def quarantine_index(self, connection: str) -> dict[str, QuarantineMark]:
+        """Every quarantined record of a connection by ``entity#ref``, without the stored payloads."""
+        items = self._query(Key("pk").eq(f"QUAR#{connection}"), projection=("sk", "stage", "version"))
+        return {i["sk"]: QuarantineMark(stage=i.get("stage", ""), version=i.get("version")) for i in items}
+
     def release(self, connection: str, entity: str, ref: str) -> None:
         self._table.delete_item(Key={"pk": f"QUAR#{connection}", "sk": f"{entity}#{ref}"})
 
@@ -209,8 +221,11 @@ class StateStore:
                     batch.delete_item(Key=key)
 
     # -- helpers ----------------------------------------------------------------------------
-    def _query(self, condition: Any) -> Iterator[dict[str, Any]]:
+    def _query(self, condition: Any, projection: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition}
+        if projection:
+            names = {f"#p{i}": name for i, name in enumerate(projection)}
+            kwargs.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
         while True:
             page = self._table.query(**kwargs)
             yield from page.get("Items", [])

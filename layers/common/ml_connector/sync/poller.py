@@ -120,6 +120,7 @@ class Poller:
         self._time_left = time_left
         self._margin = safety_margin
         self._clock = clock
+        self._quarantined: set[str] = set()  # refs of this entity the poller quarantined earlier
 
     def poll_entity(
         self,
@@ -142,6 +143,9 @@ class Poller:
         since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
         calls_before = client.calls
+        self._quarantined = set() if self._dry_run else {
+            key.split("#", 1)[1] for key, mark in self._store.quarantine_index(connection.id).items()
+            if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
             payment = self._payment_state(connection.id, payments, since) if payments else None
             context = EntityContext(connection, entity, company_id, mapping, payment.current if payment else None)
@@ -199,6 +203,14 @@ class Poller:
             sent, skipped = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
             report.messages_sent += sent
             report.already_enqueued += skipped
+            self._release_fixed(ctx, candidates)
+
+    def _release_fixed(self, ctx: EntityContext, sent: dict[int, SyncMessage]) -> None:
+        """A record quarantined by an earlier poll that now validates (fixed in Visma) leaves the quarantine."""
+        for ref in self._quarantined & {str(i) for i in sent}:
+            self._store.release(ctx.connection.id, ctx.entity, ref)
+            self._quarantined.discard(ref)
+            logger.info("quarantined record fixed in Visma and sent", extra={"entity": ctx.entity, "ref": ref})
 
     def _to_message(
         self, raw: dict[str, Any], ctx: EntityContext, window: _Pass, report: EntityPollReport
@@ -208,10 +220,14 @@ class Poller:
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
             window.bad.add(ref)
+            if isinstance(raw, dict) and raw.get("number") is not None:
+                window.numbers.add(str(raw["number"]))  # read in this window: no payment refresh for it
             report.quarantined += 1
             entry = QuarantineEntry(
                 connection=ctx.connection.id, entity=ctx.entity, ref=ref, stage="poller",
-                reason=_reason(exc), raw=json.dumps(raw, default=str, ensure_ascii=False)[:100_000],
+                reason=_reason(exc),
+                # ASCII escapes: a lone surrogate from Visma must not make the quarantine write itself fail.
+                raw=json.dumps(raw, default=str)[:100_000],
                 at=utc_iso(self._clock()),
             )
             if self._dry_run:
@@ -313,5 +329,7 @@ def _record_ref(raw: Any) -> str:
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    return str(exc)
+        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    else:
+        reason = str(exc)
+    return reason.encode("utf-8", "backslashreplace").decode("utf-8")  # storable whatever Visma sent

@@ -30,7 +30,7 @@ from ml_connector.config import RuntimeSettings
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.observability import emit, log_context, logger
-from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, utc_iso
+from ml_connector.state.store import JobRecord, QuarantineEntry, QuarantineMark, StateStore, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.messages import SyncMessage, pack_messages
 
@@ -130,9 +130,11 @@ class Writer:
         # Replaced by the handler with the Powertools-idempotent version of the same call.
         self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
         self._time_left = time_left
+        self._quarantine_index: dict[str, dict[str, QuarantineMark]] = {}
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
+        self._quarantine_index = {}  # read again per batch: other writers quarantine and release too
         groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
         for item in self._parse(inbound, report):
             groups[(item.message.connection, item.message.marketo_object)].append(item)
@@ -263,6 +265,7 @@ class Writer:
             msg = item.message
             if status in ("created", "updated"):
                 counts[status] += 1
+                self._release_resolved(connection, msg)
                 self._store.mark_written(connection, msg.entity, msg.internal_id, modified_at=msg.modified_at,
                                          visma_ts=msg.visma_timestamp, version=msg.version,
                                          content_hash=msg.content_hash,
@@ -281,8 +284,19 @@ class Writer:
         self._store.quarantine(QuarantineEntry(
             connection=connection, entity=msg.entity, ref=str(msg.internal_id), stage="writer",
             reason=f"Marketo skipped the record: {reason}", raw=msg.model_dump_json(), at=utc_iso(datetime.now(UTC)),
+            version=msg.version,
         ))
         logger.warning("Marketo skipped a record", extra={"ref": msg.record_ref, "reason": reason})
+
+    def _release_resolved(self, connection: str, msg: SyncMessage) -> None:
+        """Marketo accepted this version: an earlier refusal of an older (or the same) version is resolved."""
+        if connection not in self._quarantine_index:
+            self._quarantine_index[connection] = self._store.quarantine_index(connection)
+        key = f"{msg.entity}#{msg.internal_id}"
+        mark = self._quarantine_index[connection].get(key)
+        if mark is not None and mark.stage == "writer" and (mark.version or "") <= msg.version:
+            self._store.release(connection, msg.entity, str(msg.internal_id))
+            del self._quarantine_index[connection][key]
 
     def _out_of_time(self) -> bool:
         return self._time_left is not None and self._time_left() < self._settings.safety_margin_seconds
