@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,8 +20,10 @@ from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from localrun.target import Target
+from ml_connector.config import VismaEntity
 from ml_connector.state.store import StateStore
-from ml_connector.sync.mapping import load_mapping
+from ml_connector.sync.mapping import MappingFile, NoMarketoKey, load_mapping
+from ml_connector.sync.messages import version_key
 from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
 from ml_connector.visma.models import parse_visma_datetime
@@ -264,21 +267,17 @@ class LocalEnvironment:
 
     # -- verification -----------------------------------------------------------------------
     def expected_records(self, connection_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
-        """Per Marketo object: key -> the mapped fields of the current Visma state."""
+        """Per Marketo object: key -> the mapped fields of the current Visma state (computed from the
+        sandbox's own data, not by the connector)."""
         visma, _, mapping_path = self._pair(connection_id)
-        company_id = visma.credentials["company_id"]
         mapping = load_mapping(mapping_path)
         expected: dict[str, dict[str, dict[str, Any]]] = {}
         for entity in mapping.entities:
             section = mapping.for_entity(entity)
             assert section is not None
-            facts = expected_payment_facts(visma) if entity == "customer" and section.uses_payment else None
             into = expected.setdefault(section.target, {})
-            for raw in visma.store.records(entity):
-                modified = parse_visma_datetime(raw["lastModifiedDateTime"])
-                key = section.key(company_id=company_id, entity=entity, internal_id=raw["internalId"])
-                source = raw if facts is None else {**raw, "_payment": facts.get(str(raw["number"]), ZERO_FACTS)}
-                into[key] = {section.dedupe_field: key, **section.map(source, entity=entity, modified_at=modified)}
+            for key, record in _expected_entity(visma, mapping, entity):
+                into[key] = record
         return expected
 
     def expected_companies(self) -> dict[str, dict[str, Any]]:
@@ -288,15 +287,14 @@ class LocalEnvironment:
         """Marketo holds exactly the mapped Visma data of the connection (every target object)."""
         _, marketo, mapping_path = self._pair(connection_id)
         expected_by_object = self.expected_records(connection_id)
-        dedupe = {s.target: s.dedupe_field for e in ("customer", "supplier")
-                  if (s := load_mapping(mapping_path).for_entity(e)) is not None}
+        mapping = load_mapping(mapping_path)
+        dedupe = {s.target: s.dedupe_field for e in mapping.entities if (s := mapping.for_entity(e)) is not None}
         expected: dict[str, dict[str, Any]] = {}
         actual: dict[str, dict[str, Any]] = {}
         duplicates: list[str] = []
         for target, records in expected_by_object.items():
             expected.update(records)
-            held = marketo.store.companies() if target == "companies" else marketo.store.custom_objects(target)
-            for record in held:
+            for record in _held(marketo, target):
                 key = str(record.get(dedupe[target]))
                 if key in actual:
                     duplicates.append(key)
@@ -319,6 +317,59 @@ class LocalEnvironment:
 
 
 ZERO_FACTS = PaymentFacts().model_dump()
+
+
+def _held(marketo: MarketoSandbox, target: str) -> list[dict[str, Any]]:
+    if target == "companies":
+        return marketo.store.companies()
+    if target == "leads":
+        return marketo.store.leads()
+    return marketo.store.custom_objects(target)
+
+
+def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity
+                     ) -> list[tuple[str, dict[str, Any]]]:
+    """(key, mapped record) for every record of an entity; for two records with one key (contacts sharing
+    an e-mail address) the newest version wins, as the writer's version guard decides."""
+    section = mapping.for_entity(entity)
+    assert section is not None
+    company_id = visma.credentials["company_id"]
+    extra = _synthetic_sources(visma, mapping, entity)
+    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+    raws = visma.store.all_contacts() if entity == "contact" else visma.store.records(entity)
+    for raw in raws:
+        source = {**raw, **extra(raw)}
+        try:
+            key = section.key(company_id=company_id, entity=entity, internal_id=raw.get("internalId", 0),
+                              record=source)
+        except NoMarketoKey:
+            continue
+        modified = parse_visma_datetime(raw["lastModifiedDateTime"])
+        version = version_key(str(raw.get("timeStamp") or ""), modified)
+        if key not in newest or version > newest[key][0]:
+            newest[key] = (version, {section.dedupe_field: key,
+                                     **section.map(source, entity=entity, modified_at=modified)})
+    return [(key, record) for key, (_, record) in newest.items()]
+
+
+def _synthetic_sources(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity
+                       ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """What the poller adds to a raw record: payment facts (customers), the company key (contacts)."""
+    section = mapping.for_entity(entity)
+    customers = mapping.customer
+    if entity == "customer" and section is not None and section.uses_payment:
+        facts = expected_payment_facts(visma)
+        return lambda raw: {"_payment": facts.get(str(raw["number"]), ZERO_FACTS)}
+    if entity == "contact" and customers is not None and customers.target == "companies":
+        company_id = visma.credentials["company_id"]
+        ids = {str(c["number"]): c["internalId"] for c in visma.store.records("customer")}
+
+        def company_key(raw: dict[str, Any]) -> dict[str, Any]:
+            internal_id = ids.get(str(raw.get("businessAccount")))
+            return {"_company_key": None if internal_id is None else customers.key(
+                company_id=company_id, entity="customer", internal_id=internal_id)}
+        return company_key
+    return lambda raw: {}
 
 
 def expected_payment_facts(visma: VismaSandbox) -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sandbox.http import Handler, Request, Response
 from sandbox.visma.clock import parse_served_stamp
+from sandbox.visma.data import ENTITIES
 from sandbox.visma.errors import ApiError, bad_request
 from sandbox.visma.faults import Faults
 from sandbox.visma.query import (
@@ -29,18 +30,34 @@ from sandbox.visma.reference import (
     SUPPLIER_CLASSES,
     SUPPLIER_STATUSES,
 )
-from sandbox.visma.store import VismaStore
+from sandbox.visma.store import CONTACT, VismaStore
 
 INVOICE_STATUSES = ("Hold", "Balanced", "Voided", "Scheduled", "Open", "Closed", "PendingPrint", "PendingEmail",
                     "CreditHold", "CcHold", "Reserved")
-# Equality filters per entity (customers also filter on mainContact email / phone1).
-EQUALITY_FILTERS = {"customer": ("corporateId", "vatRegistrationId", "email", "phone"),
-                    "supplier": ("corporateId", "vatRegistrationId")}
-STATUSES = {"customer": CUSTOMER_STATUSES, "supplier": SUPPLIER_STATUSES}
+# Filters per list (customers also filter on mainContact email / phone1; contacts, ContactController's
+# "Get a range of Contacts" (CR302000), on businessAccount, email, active and displayName by equality).
+LIST_FILTERS: dict[str, dict[str, Any]] = {
+    "customer": {"statuses": CUSTOMER_STATUSES, "equality": ("corporateId", "vatRegistrationId", "email", "phone"),
+                 "created": True},
+    "supplier": {"statuses": SUPPLIER_STATUSES, "equality": ("corporateId", "vatRegistrationId"), "created": False},
+    CONTACT: {"statuses": (), "equality": ("businessAccount", "email", "active", "displayName"), "created": False,
+              "name": False, "booleans": ("active",)},
+}
 
 
 def _ok(body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(200, body, headers or {})
+
+
+def _tagged(record: dict[str, Any]) -> Response:
+    """One record with its rowversion as ``ETag``."""
+    return _ok(record, {"ETag": f'"{record.get("timeStamp")}"'})
+
+
+def _contact_id(raw: str) -> int:
+    if not raw.isdigit():
+        raise KeyError(raw)  # an id that cannot exist: not found, like an unknown one
+    return int(raw)
 
 
 def _enum(request: Request, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -67,6 +84,8 @@ class ErpApi:
             (r"/v1/supplier/?", self._list("supplier")),
             (r"/v1/customer/(?P<number>[^/]+)", self._one("customer")),
             (r"/v1/supplier/(?P<number>[^/]+)", self._one("supplier")),
+            (r"/v1/contact/?", self._list(CONTACT)),
+            (r"/v1/contact/(?P<contactId>[^/]+)", self.contact),
             (r"/v1/creditTerm/?", self.credit_terms),
             (r"/v1/paymentmethod/?", self._small_list(PAYMENT_METHODS)),
             (r"/v1/customerinvoice/?", self.invoices),
@@ -76,8 +95,7 @@ class ErpApi:
     # -- customers and suppliers ----------------------------------------------------------------
     def _list(self, entity: str) -> Handler:
         def handle(request: Request) -> Response:
-            flt = list_filter(request.query, statuses=STATUSES[entity], equality=EQUALITY_FILTERS[entity],
-                              created=entity == "customer")
+            flt = list_filter(request.query, **LIST_FILTERS[entity])
             page = self._page(request)
             total, items = self.store.page(entity, flt, page.bounds(self.faults.duplicates))
             self._after_page(entity, request.path, flt, page)
@@ -90,27 +108,32 @@ class ErpApi:
         edits = self.faults.paging_edits(entity, path)
         if edits:
             self.store.edit_outside(entity, flt, edits)
-        if page.number == 1 and self.faults.grow_total:
+        if page.number == 1 and self.faults.grow_total and entity in ENTITIES:
             self.store.insert(entity, **({"status": flt.status} if flt.status else {}))
 
     def _one(self, entity: str) -> Handler:
         def handle(request: Request) -> Response:
             record = self._lookup(lambda: self.store.find(entity, request.params["number"]), entity,
                                   request.params["number"])
-            return _ok(record, {"ETag": f'"{record.get("timeStamp")}"'})
+            return _tagged(record)
 
         return handle
+
+    def contact(self, request: Request) -> Response:
+        """``GET /v1/contact/{contactId}``: one contact (404 for an unknown or non-numeric id)."""
+        raw = request.params["contactId"]
+        return _tagged(self._lookup(lambda: self.store.contact(_contact_id(raw)), CONTACT, raw, key="id"))
 
     def contacts(self, request: Request) -> Response:
         number = request.params["number"]
         return _ok(self._lookup(lambda: self.store.contacts(number), "customer", number))
 
     @staticmethod
-    def _lookup(read: Callable[[], Any], entity: str, number: str) -> Any:
+    def _lookup(read: Callable[[], Any], entity: str, number: str, key: str = "number") -> Any:
         try:
             return read()
         except KeyError:
-            raise ApiError(404, f"{entity.capitalize()} with number {number} not found.") from None
+            raise ApiError(404, f"{entity.capitalize()} with {key} {number} not found.") from None
 
     # -- reference data, balances, invoices ----------------------------------------------------
     def _small_list(self, items: list[dict[str, Any]]) -> Handler:

@@ -261,29 +261,33 @@ class Generator:
     def contacts(self, index: int, internal_id: int, number: str) -> list[Record]:
         """1-3 contact persons of a customer; about 15 % carry at least one consent flag."""
         _, core, ident = self.identity("customer", index)
-        country = COUNTRIES[core.country]
+        return [_contact_dto(draw, CONTACT_ID_BLOCK + internal_id * 4 + k, number, ident.domain,
+                             rowversion_at(draw.modified_ms, k))
+                for k, draw in enumerate(self._contact_draws(index, core))]
+
+    def contact_stamps(self, index: int) -> list[int]:
+        """The lastModifiedDateTime (ms) of each of ``contacts(index, ...)``, without building them."""
+        _, core = self.core("customer", index)
+        return [draw.modified_ms for draw in self._contact_draws(index, core)]
+
+    def new_contact(self, index: int, contact_id: int, number: str) -> Record:
+        """One more contact person of customer ``index`` (stamps are set by the store)."""
+        _, core, ident = self.identity("customer", index)
+        rng = self.rng("contact-insert", contact_id)
+        draw = _draw_contact(rng, COUNTRIES[core.country], core.created_ms, self.base_ms)
+        return _contact_dto(draw, contact_id, number, ident.domain, 0)
+
+    def _contact_draws(self, index: int, core: Core) -> list[ContactDraw]:
         rng = self.rng("contacts", index)
-        result = []
-        for k in range(rng.choice((1, 1, 2, 2, 3))):
-            first, last = rng.choice(country.first_names), rng.choice(country.last_names)
-            flags = _consent_flags(rng)
-            modified = core.created_ms + int(rng.random() * (self.base_ms - core.created_ms))
-            result.append({
-                "contactId": CONTACT_ID_BLOCK + internal_id * 4 + k,
-                "displayName": f"{first} {last}",
-                "active": rng.random() < 0.93,
-                "title": rng.choice(TITLES),
-                "firstName": first,
-                "lastName": last,
-                "position": rng.choice(POSITIONS),
-                "businessAccount": number,
-                "email": f"{ascii_slug(first)}.{ascii_slug(last)}@{ident.domain}",
-                "phone1": _phone(rng, country, rng.choice(country.cities)),
-                **flags,
-                "lastModifiedDateTime": format_stamp(modified),
-                "timeStamp": encode_rowversion(rowversion_at(modified, k)),
-            })
-        return result
+        country = COUNTRIES[core.country]
+        return [_draw_contact(rng, country, core.created_ms, self.base_ms)
+                for _ in range(rng.choice((1, 1, 2, 2, 3)))]
+
+    def edit_contact(self, current: Record, country_code: str, rng: Random) -> Record:
+        """Changes to one aspect of a contact (name and e-mail, role, phone, one consent flag, active),
+        guaranteed to differ from ``current``."""
+        country = COUNTRIES.get(country_code, COUNTRIES[DOMESTIC_COUNTRY])
+        return _CONTACT_EDITS[rng.choice(_CONTACT_EDIT_KINDS)](rng, current, country)
 
     def invoices(self, index: int, customer_id: int, today_ms: int) -> list[Invoice]:
         """Invoices of a seeded customer, dated relative to the sandbox's start day: some closed, some
@@ -321,6 +325,54 @@ class Generator:
         return {"totalOrder": round(rng.uniform(0, 150_000), 2), "totalLoan": 0.0,
                 "totalSalePeriod": round(sale_year * rng.uniform(0, 0.2), 2), "totalSaleYear": sale_year,
                 "totalDiscountPeriod": 0.0, "totalDiscountYear": round(sale_year * rng.uniform(0, 0.01), 2)}
+
+
+@dataclass(frozen=True, slots=True)
+class ContactDraw:
+    """One contact person's random draws, in the order they are taken from the stream."""
+
+    first: str
+    last: str
+    flags: dict[str, bool]
+    modified_ms: int
+    active: bool
+    title: str | None
+    position: str
+    phone: str
+
+
+def _draw_contact(rng: Random, country: Country, created_ms: int, base_ms: int) -> ContactDraw:
+    first, last = rng.choice(country.first_names), rng.choice(country.last_names)
+    flags = _consent_flags(rng)
+    modified = created_ms + int(rng.random() * (base_ms - created_ms))
+    active = rng.random() < 0.93
+    title, position = rng.choice(TITLES), rng.choice(POSITIONS)
+    return ContactDraw(first, last, flags, modified, active, title, position,
+                       _phone(rng, country, rng.choice(country.cities)))
+
+
+def _contact_dto(draw: ContactDraw, contact_id: int, number: str, domain: str, rowversion: int) -> Record:
+    return {
+        "contactId": contact_id,
+        "displayName": f"{draw.first} {draw.last}",
+        "active": draw.active,
+        "title": draw.title,
+        "firstName": draw.first,
+        "lastName": draw.last,
+        "position": draw.position,
+        "businessAccount": number,
+        "businessAccountType": "Customer",
+        "email": _contact_email(draw.first, draw.last, domain),
+        "phone1": draw.phone,
+        "doNotFax": False,
+        **draw.flags,
+        "lastModifiedDateTime": format_stamp(draw.modified_ms),
+        "timeStamp": encode_rowversion(rowversion),
+    }
+
+
+def _contact_email(first: str, last: str, domain: str) -> str:
+    return f"{ascii_slug(first)}.{ascii_slug(last)}@{domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -564,3 +616,36 @@ def _edit_employees(rng: Random, entity: str, current: Record, country: Country)
 _EDITS = {"name": _edit_name, "status": _edit_status, "class": _edit_class, "terms": _edit_terms,
           "address": _edit_address, "contact": _edit_contact, "employees": _edit_employees}
 _EDIT_KINDS = list(_EDITS)
+
+
+# -- contact edits ------------------------------------------------------------------------------
+def _edit_contact_name(rng: Random, current: Record, country: Country) -> Record:
+    first, last = _fresh(lambda: _person(rng, country), (current.get("firstName"), current.get("lastName")))
+    domain = str(current.get("email") or "@post.example").strip().rsplit("@", 1)[-1] or "post.example"
+    return {"firstName": first, "lastName": last, "displayName": f"{first} {last}",
+            "email": _contact_email(first, last, domain)}
+
+
+def _edit_contact_role(rng: Random, current: Record, country: Country) -> Record:
+    changes: Record = {"position": _different(rng, list(POSITIONS), current.get("position"))}
+    if rng.random() < 0.5:
+        changes["title"] = _different(rng, list(TITLES), current.get("title"))
+    return changes
+
+
+def _edit_contact_phone(rng: Random, current: Record, country: Country) -> Record:
+    return {"phone1": _fresh(lambda: _phone(rng, country, rng.choice(country.cities)), current.get("phone1"))}
+
+
+def _edit_contact_consent(rng: Random, current: Record, country: Country) -> Record:
+    flag = rng.choice(("noMarketing", "noMassMail", "doNotEmail"))
+    return {flag: not current.get(flag)}
+
+
+def _edit_contact_active(rng: Random, current: Record, country: Country) -> Record:
+    return {"active": not current.get("active")}
+
+
+_CONTACT_EDITS = {"name": _edit_contact_name, "role": _edit_contact_role, "phone": _edit_contact_phone,
+                  "consent": _edit_contact_consent, "active": _edit_contact_active}
+_CONTACT_EDIT_KINDS = list(_CONTACT_EDITS)

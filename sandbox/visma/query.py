@@ -97,6 +97,11 @@ class ListFilter:
     equals: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
+    def is_empty(self) -> bool:
+        """Nothing to filter on: every row matches."""
+        return self.modified is None and self.created is None and not self.reads_fields
+
+    @property
     def reads_fields(self) -> bool:
         return self.status is not None or self.name_contains is not None or bool(self.equals)
 
@@ -118,18 +123,28 @@ class ListFilter:
 
 
 def list_filter(query: Mapping[str, str], *, statuses: tuple[str, ...], equality: tuple[str, ...],
-                created: bool) -> ListFilter:
-    status = query.get("status")
+                created: bool, name: bool = True, booleans: tuple[str, ...] = ()) -> ListFilter:
+    """The list's filter. ``statuses`` empty: no status filter; ``name``: "contains" on the name;
+    ``booleans``: equality parameters with a true/false value (compared as "true"/"false")."""
+    status = query.get("status") if statuses else None
     if status and status not in statuses:
         raise bad_request(f"The value '{status}' is not valid for status; use one of {', '.join(statuses)}.")
-    name = query.get("name")
+    contains = query.get("name") if name else None
     return ListFilter(
         modified=date_condition(query, "lastModifiedDateTime"),
         created=date_condition(query, "createdDateTime") if created else None,
         status=status or None,
-        name_contains=name.casefold() if name else None,
-        equals=tuple((key, query[key]) for key in equality if query.get(key)),
+        name_contains=contains.casefold() if contains else None,
+        equals=tuple((key, _boolean(key, query[key]) if key in booleans else query[key])
+                     for key in equality if query.get(key)),
     )
+
+
+def _boolean(name: str, raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ("true", "false"):
+        raise bad_request(f"The value '{raw}' is not valid for {name}.")
+    return value
 
 
 def page_slice(rows: list[Any], bounds: tuple[int, int]) -> list[Any]:

@@ -3,6 +3,10 @@
 A row keeps only what filtering and stamping need (ids, country, stamps, rowversion, the changes made
 since generation); the full record is regenerated from the seed when served. That keeps 100k records
 in a few tens of MB and makes creating them take well under a few seconds.
+
+Contact persons are rows of their own (``ContactRow``), created per customer on first use (a listing
+of all contacts creates them all, about 2 per customer). Seeded contacts keep the generator's stamps;
+every change stamps them now with a rowversion from the one database-wide sequence.
 """
 
 from __future__ import annotations
@@ -11,13 +15,14 @@ import bisect
 import copy
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from random import Random
-from typing import Any
+from typing import Any, TypeVar
 
 from sandbox.visma.clock import SandboxClock, day_floor, format_stamp, local_offset_minutes, parse_served_stamp
 from sandbox.visma.data import (
+    CONTACT_ID_BLOCK,
     ENTITIES,
     Generator,
     Invoice,
@@ -28,9 +33,11 @@ from sandbox.visma.data import (
     rowversion_at,
     standard_offset,
 )
-from sandbox.visma.query import DateCondition, ListFilter, page_slice
+from sandbox.visma.query import DateCondition, Filterable, ListFilter, page_slice
 
 FIELD_NAMES = ("number", "name", "status", "corporateId", "vatRegistrationId", "email", "phone")
+CONTACT = "contact"  # the contact list's entity name (GET /v1/contact)
+CONTACT_FIELDS = ("email", "active", "displayName")  # cached per contact; businessAccount is read live
 
 
 @dataclass(slots=True)
@@ -47,9 +54,25 @@ class Row:
     changes: Record | None = None
     raw: Record | None = None
     cached: tuple[Any, ...] | None = None  # FIELD_NAMES values, dropped on every change
+    contacts: list[ContactRow] | None = None  # a customer's contacts in contactId order; None: not yet made
 
     def sort_key(self) -> tuple[int, int]:
         return (0, self.internal_id) if self.internal_id is not None else (1, self.seq)
+
+
+@dataclass(slots=True)
+class ContactRow:
+    contact_id: int
+    customer: Row
+    k: int | None  # position in Generator.contacts(); None: added by insert_contact (Generator.new_contact)
+    modified_ms: int
+    rowversion: int
+    changes: Record | None = None
+    cached: tuple[Any, ...] | None = None  # CONTACT_FIELDS values, dropped on every change
+    created_ms: int | None = None  # contacts have no createdDateTime (ListFilter reads the attribute)
+
+
+R = TypeVar("R", bound=Filterable)
 
 
 def deep_merge(target: Record, changes: Mapping[str, Any]) -> Record:
@@ -82,6 +105,10 @@ class VismaStore:
         self._today_ms = day_floor(clock.now_ms())  # invoices are dated relative to the start day
         self._invoices: list[Invoice] | None = None
         self._invoice_groups: dict[int, list[Invoice]] | None = None
+        self._contacts: dict[int, ContactRow] = {}
+        self._contact_order: list[ContactRow] | None = None  # every contact by contactId, once all exist
+        # New contacts get ids after every seeded customer's contactId block.
+        self._next_contact_id = CONTACT_ID_BLOCK + internal_id_of("customer", customers) * 4
         for entity, count in self._seeded.items():
             for index in range(count):
                 _, core = generator.core(entity, index)
@@ -133,6 +160,10 @@ class VismaStore:
             row = self._new_row(entity, internal_id, index, core.country, now, now, self._next_rowversion(now))
             row.changes = deep_merge({}, overrides) if overrides else None
             self._add(row)
+            if entity == "customer":  # its contacts are new too: ids after the others, stamped now
+                row.contacts = []
+                for k in range(len(self._gen.contact_stamps(index))):
+                    self._add_contact(ContactRow(self._allocate_contact_id(), row, k, now, self._next_rowversion(now)))
             return internal_id
 
     def update(self, entity: str, internal_id: int, **changes: Any) -> None:
@@ -155,6 +186,7 @@ class VismaStore:
             existing = self._by_id[_entity(entity)].get(key) if key is not None else None
             if existing is not None:
                 self._rows[entity].remove(existing)
+                self._drop_contacts(existing)
             row = self._new_row(entity, key, None, "", 0, None, 0)
             row.raw = copy.deepcopy(raw)
             self._stamp_raw(row)
@@ -177,12 +209,55 @@ class VismaStore:
             return closed
 
     def contacts(self, customer_number: str) -> list[Record]:
-        """The contact persons of a customer (KeyError for an unknown number)."""
+        """The contact persons of a customer as served, edits included (KeyError for an unknown number)."""
         with self._lock:
-            row = self._by_number("customer", customer_number)
-            if row.index is None or row.internal_id is None:
-                return []
-            return self._gen.contacts(row.index, row.internal_id, customer_number)
+            return self._materialize_contacts(self._customer_contacts(self._by_number("customer", customer_number)))
+
+    def all_contacts(self) -> list[Record]:
+        """Every contact exactly as served (without metadata), in contactId order."""
+        with self._lock:
+            return self._materialize_contacts(self._all_contact_rows())
+
+    def contact(self, contact_id: int) -> Record:
+        """One contact as served (KeyError when there is none)."""
+        with self._lock:
+            return self._materialize_contacts([self._contact_row(contact_id)])[0]
+
+    def edit_contacts(self, n: int, rng_seed: int) -> list[int]:
+        """Edit ``n`` distinct random contacts (one aspect each: name and e-mail, role, phone, a consent
+        flag, active); returns their contactIds."""
+        rng = Random(rng_seed)
+        with self._lock:
+            population = self._all_contact_rows()
+            if n > len(population):
+                raise ValueError(f"cannot edit {n} contacts: only {len(population)} exist")
+            chosen = rng.sample(population, n)
+            for row in chosen:
+                self._edit_contact(row, rng)
+            return [row.contact_id for row in chosen]
+
+    def update_contact(self, contact_id: int, **changes: Any) -> None:
+        """Deep-merge ``changes`` into a contact and stamp it now."""
+        if "contactId" in changes:
+            raise ValueError("contactId is assigned by the store")
+        with self._lock:
+            self._change_contact(self._contact_row(contact_id), changes)
+
+    def insert_contact(self, customer_number: str, **overrides: Any) -> int:
+        """A new generated contact of a customer (contactId after every existing one), stamped now;
+        ``overrides`` are deep-merged into it."""
+        if "contactId" in overrides:
+            raise ValueError("contactId is assigned by the store")
+        with self._lock:
+            customer = self._by_number("customer", customer_number)
+            if customer.index is None:
+                raise ValueError(f"customer {customer_number!r} is a raw record and has no generated contacts")
+            self._customer_contacts(customer)
+            now = self._clock.now_ms()
+            row = ContactRow(self._allocate_contact_id(), customer, None, now, self._next_rowversion(now),
+                             deep_merge({}, overrides) if overrides else None)
+            self._add_contact(row)
+            return row.contact_id
 
     def balances(self, modified: DateCondition | None = None) -> list[Record]:
         with self._lock:
@@ -195,19 +270,27 @@ class VismaStore:
 
     # -- serving (the API handlers) -------------------------------------------------------------
     def page(self, entity: str, flt: ListFilter, bounds: tuple[int, int]) -> tuple[int, list[Record]]:
-        """(filtered total, the records in ``bounds`` of the filtered list)."""
+        """(filtered total, the records in ``bounds`` of the filtered list); ``entity`` "contact" pages
+        the contacts."""
         with self._lock:
-            matching = [row for row in self._rows[_entity(entity)] if flt.matches(row, self._fields)]
-            return len(matching), [self._materialize(row) for row in page_slice(matching, bounds)]
+            if entity == CONTACT:
+                return _page(self._all_contact_rows(), flt, self._contact_fields, self._materialize_contacts,
+                             bounds)
+            return _page(self._rows[_entity(entity)], flt, self._fields,
+                         lambda rows: [self._materialize(row) for row in rows], bounds)
 
     def edit_outside(self, entity: str, flt: ListFilter, count: int) -> list[int]:
-        """Edit the ``count`` lowest-id records outside the filter window: stamped now they enter a
-        ``>``/``>=`` window before the reader's position, shifting the rows after them."""
+        """Edit the ``count`` lowest-id records (or contacts) outside the filter window: stamped now
+        they enter a ``>``/``>=`` window before the reader's position, shifting the rows after them."""
         with self._lock:
-            outside = (row for row in self._rows[_entity(entity)]
-                       if row.raw is None and not flt.matches(row, self._fields))
-            chosen = [row for _, row in zip(range(count), outside, strict=False)]
             rng = self._gen.rng("paging-edit", self._rowversion)
+            if entity == CONTACT:
+                contacts = _first_outside(self._all_contact_rows(), flt, self._contact_fields, count)
+                for contact in contacts:
+                    self._edit_contact(contact, rng)
+                return [contact.contact_id for contact in contacts]
+            editable = [row for row in self._rows[_entity(entity)] if row.raw is None]
+            chosen = _first_outside(editable, flt, self._fields, count)
             for row in chosen:
                 self._edit(row, rng)
             return [row.internal_id for row in chosen if row.internal_id is not None]
@@ -305,6 +388,100 @@ class VismaStore:
         ref = {"number": fields.get("number"), "name": fields.get("name")}
         return {"internalId": row.internal_id if row else None, **ref} if with_id else ref
 
+    # -- contacts -----------------------------------------------------------------------------------
+    def _customer_contacts(self, customer: Row) -> list[ContactRow]:
+        """A customer's contact rows, made from the generator on first use (seeded stamps kept)."""
+        if customer.contacts is None:
+            customer.contacts = []
+            if customer.index is not None and customer.internal_id is not None:
+                for k, modified in enumerate(self._gen.contact_stamps(customer.index)):
+                    contact_id = CONTACT_ID_BLOCK + customer.internal_id * 4 + k
+                    self._add_contact(ContactRow(contact_id, customer, k, modified, rowversion_at(modified, k)))
+                    self._rowversion = max(self._rowversion, rowversion_at(modified, k))
+                self._contact_order = None  # seeded ids fall between existing ones: re-sort on next use
+        return customer.contacts
+
+    def _all_contact_rows(self) -> list[ContactRow]:
+        if self._contact_order is None:
+            for customer in self._rows["customer"]:
+                self._customer_contacts(customer)
+            self._contact_order = sorted(self._contacts.values(), key=lambda row: row.contact_id)
+        return self._contact_order
+
+    def _contact_row(self, contact_id: int) -> ContactRow:
+        if contact_id not in self._contacts and self._contact_order is None:
+            customer = self._by_id["customer"].get((contact_id - CONTACT_ID_BLOCK) // 4)
+            if customer is not None:
+                self._customer_contacts(customer)
+        try:
+            return self._contacts[contact_id]
+        except KeyError:
+            raise KeyError(f"no contact with contactId {contact_id}") from None
+
+    def _allocate_contact_id(self) -> int:
+        self._next_contact_id = max(self._next_contact_id, max(self._contacts, default=0) + 1)
+        contact_id = self._next_contact_id
+        self._next_contact_id += 1
+        return contact_id
+
+    def _add_contact(self, row: ContactRow) -> None:
+        """Register a contact; allocated ids are the highest yet, so the sorted list just grows."""
+        self._contacts[row.contact_id] = row
+        assert row.customer.contacts is not None
+        row.customer.contacts.append(row)
+        if self._contact_order is not None:
+            self._contact_order.append(row)
+
+    def _drop_contacts(self, customer: Row) -> None:
+        for row in customer.contacts or ():
+            del self._contacts[row.contact_id]
+            self._contact_order = None
+
+    def _edit_contact(self, row: ContactRow, rng: Random) -> None:
+        current = self._materialize_contacts([row])[0]
+        self._change_contact(row, self._gen.edit_contact(current, row.customer.country, rng))
+
+    def _change_contact(self, row: ContactRow, changes: Mapping[str, Any]) -> None:
+        row.changes = deep_merge(row.changes or {}, changes)
+        row.modified_ms = self._clock.now_ms()
+        row.rowversion = self._next_rowversion(row.modified_ms)
+        row.cached = None
+
+    def _materialize_contacts(self, rows: Iterable[ContactRow]) -> list[Record]:
+        """Contacts as served; each customer's generated contacts are made once per call."""
+        generated: dict[int, list[Record]] = {}
+        result = []
+        for row in rows:
+            customer = row.customer
+            assert customer.index is not None and customer.internal_id is not None
+            number = self._number(customer)
+            if row.k is None:
+                record = self._gen.new_contact(customer.index, row.contact_id, number)
+            else:
+                if customer.seq not in generated:
+                    generated[customer.seq] = self._gen.contacts(customer.index, customer.internal_id, number)
+                record = generated[customer.seq][row.k]
+            if row.changes:
+                deep_merge(record, row.changes)
+            record["contactId"] = row.contact_id
+            record["lastModifiedDateTime"] = format_stamp(row.modified_ms)
+            record["timeStamp"] = encode_rowversion(row.rowversion)
+            result.append(record)
+        return result
+
+    def _contact_fields(self, row: ContactRow) -> Mapping[str, Any]:
+        return _ContactFields(self, row)
+
+    def _cache_contact_fields(self, row: ContactRow) -> tuple[Any, ...]:
+        """CONTACT_FIELDS of a contact (``active`` as "true"/"false"); a customer's uncached contacts are
+        made and cached together."""
+        if row.cached is None:
+            siblings = [c for c in row.customer.contacts or (row,) if c.cached is None]
+            for contact, record in zip(siblings, self._materialize_contacts(siblings), strict=True):
+                contact.cached = (record.get("email"), _flag(record.get("active")), record.get("displayName"))
+        assert row.cached is not None
+        return row.cached
+
     # -- balances and invoices ------------------------------------------------------------------------
     def _all_invoices(self) -> list[Invoice]:
         """Generated on first use (only runs that ask for invoices pay for them)."""
@@ -365,3 +542,41 @@ class VismaStore:
         return {"customer": self._customer_ref(row, with_id=True),
                 "balance": round(sum(i.balance for i in invoices if i.status == "Open"), 2),
                 **totals, "lastModified": format_stamp(last_ms)}
+
+
+class _ContactFields(Mapping[str, Any]):
+    """A contact's filterable fields, read when asked: businessAccount (from the customer row) needs no
+    generated record, so a businessAccount filter stays cheap over 200k contacts."""
+
+    def __init__(self, store: VismaStore, row: ContactRow) -> None:
+        self._store, self._row = store, row
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "businessAccount":
+            changes = self._row.changes or {}
+            return changes["businessAccount"] if key in changes else self._store._number(self._row.customer)
+        if key in CONTACT_FIELDS:
+            return self._store._cache_contact_fields(self._row)[CONTACT_FIELDS.index(key)]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("businessAccount", *CONTACT_FIELDS))
+
+    def __len__(self) -> int:
+        return 1 + len(CONTACT_FIELDS)
+
+
+def _page(rows: list[R], flt: ListFilter, fields: Callable[[R], Mapping[str, Any]],
+          materialize: Callable[[list[R]], list[Record]], bounds: tuple[int, int]) -> tuple[int, list[Record]]:
+    matching = rows if flt.is_empty else [row for row in rows if flt.matches(row, fields)]
+    return len(matching), materialize(page_slice(matching, bounds))
+
+
+def _first_outside(rows: Iterable[R], flt: ListFilter, fields: Callable[[R], Mapping[str, Any]],
+                   count: int) -> list[R]:
+    outside = (row for row in rows if not flt.matches(row, fields))
+    return [row for _, row in zip(range(count), outside, strict=False)]
+
+
+def _flag(value: Any) -> str | None:
+    return ("true" if value else "false") if isinstance(value, bool) else None

@@ -132,6 +132,24 @@ def test_custom_objects(marketo: MarketoSandbox) -> None:
     assert [r["vismaKey"] for r in marketo.store.custom_objects("vismaSupplier_c")] == ["k-1"]
 
 
+def test_leads_sync_by_email_with_results_in_input_order(marketo: MarketoSandbox) -> None:
+    client = client_for(marketo)
+    described = client.describe_target("leads")
+    assert "email" in described.dedupe_fields and described.fields["unsubscribed"].data_type == "boolean"
+    results = client.sync_records("leads", [{"email": "a@lead.example", "firstName": "Ada"},
+                                            {"email": "b@lead.example", "noSuchField": 1},
+                                            {"email": "c@lead.example", "unsubscribed": True}], "email")
+    # Sync Leads answers without seq; the position is the seq.
+    assert [(r.seq, r.status) for r in results] == [(0, "created"), (1, "skipped"), (2, "created")]
+    assert results[1].reasons[0].code == "1006"
+    again = client.sync_records("leads", [{"email": "a@lead.example", "lastName": "Lovelace"}], "email")
+    assert again[0].status == "updated"
+    lead = marketo.store.lead_by_email("a@lead.example")
+    assert lead is not None and (lead["firstName"], lead["lastName"]) == ("Ada", "Lovelace")
+    found = client.get_records("leads", "email", ["c@lead.example"], ["email", "unsubscribed"])
+    assert found[0]["unsubscribed"] is True
+
+
 def test_more_than_300_records_never_leave_the_client(marketo: MarketoSandbox) -> None:
     with pytest.raises(ValueError, match="at most 300"):
         client_for(marketo).sync_companies([company(str(i)) for i in range(301)])

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ml_connector.retry import Backoff
+from ml_connector.retry import Backoff, RepeatedFailures
 from ml_connector.visma.client import VismaClient, forget_tokens
 from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded
 from ml_connector.visma.models import VismaCredentials
@@ -33,6 +33,7 @@ def _clean(visma: VismaSandbox) -> Iterator[None]:
 def client_for(visma: VismaSandbox, sleeps: list[float] | None = None, **overrides: object) -> VismaClient:
     creds = VismaCredentials.model_validate({**visma.credentials, **overrides.pop("creds", {})})  # type: ignore[dict-item]
     recorder = sleeps.append if sleeps is not None else (lambda _s: None)
+    overrides.setdefault("failures", RepeatedFailures())  # each test starts with no failure history
     return VismaClient(creds, base_url=visma.url, token_url=visma.token_url, backoff=FAST, sleep=recorder,
                        **overrides)  # type: ignore[arg-type]
 
@@ -106,10 +107,26 @@ def test_company_header_is_sent_and_can_be_turned_off(visma: VismaSandbox) -> No
 def test_server_errors_are_retried_with_backoff(visma: VismaSandbox, shape: str) -> None:
     sleeps: list[float] = []
     client = client_for(visma, sleeps)
-    visma.faults.fail_next(2, status=503, shape=shape)
+    visma.faults.fail_next(1, status=503, shape=shape)
     body = client.get("/v1/customer", {"pageSize": 2})
     assert len(body) == 2
-    assert client.retries == 2 and len(sleeps) == 2
+    assert client.retries == 1 and len(sleeps) == 1 and sleeps[0] < 1
+
+
+def test_a_request_that_failed_twice_waits_out_five_minutes(visma: VismaSandbox) -> None:
+    """Visma's "same failed request" rule (2 per 5 minutes): the third try of one request waits."""
+    sleeps: list[float] = []
+    visma.faults.fail_next(2, status=503)
+    client_for(visma, sleeps).get("/v1/customer", {"pageSize": 2})
+    assert len(sleeps) == 2 and sleeps[0] < 1 and sleeps[1] > 290
+
+
+def test_within_a_lambda_budget_the_third_try_stops_the_call_cleanly(visma: VismaSandbox) -> None:
+    visma.faults.fail_next(2, status=503)
+    client = client_for(visma, time_left=lambda: 120.0)
+    with pytest.raises(VismaTimeBudgetExceeded):
+        client.get("/v1/customer", {"pageSize": 2})
+    assert client.calls == 2  # not hammered: the poller stops and the next invocation resumes
 
 
 @pytest.mark.parametrize("shape", ["message", "ipp", "text"])

@@ -19,7 +19,7 @@ def test_single_connection_from_environment():
     assert conn.id == "default"
     assert conn.visma.base_url == "https://api.finance.visma.net"
     assert conn.marketo.munchkin_id == "123-ABC-456"
-    assert conn.entities == ("customer", "supplier")
+    assert conn.entities is None  # every entity the mapping has a section for
     assert conn.mapping is None
 
 

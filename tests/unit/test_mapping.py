@@ -7,6 +7,7 @@ from pydantic import ValidationError
 from ml_connector.sync.mapping import (
     FieldRule,
     MappingError,
+    NoMarketoKey,
     get_path,
     load_mapping,
     parse_mapping,
@@ -26,6 +27,7 @@ CUSTOMER = {
 }
 MODIFIED = datetime(2025, 3, 14, 9, 41, 27, 513000, tzinfo=UTC)
 DEFAULT = load_mapping()
+WITH_CONTACTS = load_mapping("with-contacts-as-leads.json")  # a shipped mapping, named by its file name
 
 
 def _section(fields, **extra):
@@ -185,3 +187,53 @@ def test_check_against_marketo_points_crm_managed_companies_to_custom_objects():
     crm_field.crm_managed = True
     with pytest.raises(MappingError, match="native CRM sync.*custom object"):
         check_against_marketo(_section({"company": {"source": "name"}}), _Described([crm_field]), "m.json")
+
+
+# -- contacts -> leads ---------------------------------------------------------------------------------
+
+CONTACT = {
+    "contactId": 60877, "displayName": "Kari Nordmann", "firstName": " Kari ", "lastName": "Nordmann",
+    "position": "CFO", "businessAccount": "10457", "email": "Kari.Nordmann@Nordlys-Maskin.example",
+    "phone1": "+47 22 00 00 01", "noMarketing": False, "noMassMail": False, "doNotEmail": False,
+    "lastModifiedDateTime": "2025-03-14T09:41:27.513", "timeStamp": "AAAAAAB3kXs=",
+    "_company_key": "visma-1234567-customer-18342",
+}
+
+
+def test_default_contact_section_maps_a_contact_to_a_lead_keyed_by_email():
+    section = WITH_CONTACTS.contact
+    assert section.target == "leads" and section.dedupe_field == "email"
+    key = section.key(company_id="1234567", entity="contact", internal_id=60877, record=CONTACT)
+    assert key == "kari.nordmann@nordlys-maskin.example"
+    fields = section.map(CONTACT, entity="contact", modified_at=MODIFIED)
+    assert fields == {"firstName": "Kari", "lastName": "Nordmann", "title": "CFO", "phone": "+4722000001",
+                      "externalCompanyId": "visma-1234567-customer-18342"}
+
+
+@pytest.mark.parametrize("flag", ["noMarketing", "noMassMail", "doNotEmail"])
+def test_an_opted_out_contact_is_unsubscribed(flag):
+    fields = WITH_CONTACTS.contact.map({**CONTACT, flag: True}, entity="contact", modified_at=MODIFIED)
+    assert fields["unsubscribed"] is True
+
+
+def test_unsubscribed_is_never_sent_as_false_and_an_unknown_company_is_not_cleared():
+    fields = WITH_CONTACTS.contact.map({**CONTACT, "_company_key": None}, entity="contact", modified_at=MODIFIED)
+    assert "unsubscribed" not in fields  # false would re-subscribe a person who unsubscribed in Marketo
+    assert "externalCompanyId" not in fields
+
+
+@pytest.mark.parametrize("email", [None, "", "not-an-address", "kåre@fjord.example"])
+def test_a_contact_without_a_usable_email_has_no_marketo_key(email):
+    with pytest.raises(NoMarketoKey, match="email"):
+        WITH_CONTACTS.contact.key(company_id="1", entity="contact", internal_id=1, record={**CONTACT, "email": email})
+
+
+def test_omit_if_null_leaves_only_that_field_out():
+    section = _section({"a": {"source": "missing"}, "b": {"source": "missing", "omit_if_null": True}})
+    assert section.map({}, entity="customer", modified_at=MODIFIED) == {"a": None}
+
+
+def test_entities_are_polled_with_contacts_last_and_contacts_are_opt_in():
+    assert WITH_CONTACTS.entities == ["customer", "supplier", "contact"]
+    assert DEFAULT.entities == ["customer", "supplier"]  # leads count against the Marketo licence: opt in
+    assert WITH_CONTACTS.customer == DEFAULT.customer and WITH_CONTACTS.supplier == DEFAULT.supplier

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-VismaEntity = Literal["customer", "supplier"]
+VismaEntity = Literal["customer", "supplier", "contact"]
 # \Z, not $: "$" also matches before a trailing newline, which would end up in the REST host name.
 MUNCHKIN_PATTERN = re.compile(r"^\d{3}-[A-Z]{3}-\d{3}\Z")
 LOOPBACK_HOSTS = {"localhost"}
@@ -91,7 +91,8 @@ class ConnectionConfig(_Strict):
     marketo: MarketoSettings
     # Mapping file (JSON); relative paths are resolved against the connections file. None: the shipped default.
     mapping: str | None = None
-    entities: tuple[VismaEntity, ...] = ("customer", "supplier")
+    # Entities to poll; None: every entity the mapping has a section for.
+    entities: tuple[VismaEntity, ...] | None = None
     # How often reference data (classes, credit terms, payment methods) is refreshed.
     reference_interval_minutes: Annotated[int, Field(ge=1)] = 1440
 

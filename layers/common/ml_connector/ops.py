@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import boto3
 from pydantic import BaseModel, ValidationError
@@ -15,7 +15,7 @@ from ml_connector.runtime import Runtime
 from ml_connector.state.store import JobRecord, QuarantineEntry, parse_utc_iso
 from ml_connector.sync.messages import SyncMessage, unpack_messages
 from ml_connector.sync.outbox import SqsOutbox
-from ml_connector.sync.poller import EntityContext, build_message
+from ml_connector.sync.poller import EntityContext, RecordWithoutKey, build_message
 from ml_connector.sync.writer import InboundMessage
 
 
@@ -75,7 +75,7 @@ class Operations:
         entities, recent, quarantined = [], [], {}
         for conn in self._runtime.settings.connections:
             marks = self._store.watermarks(conn.id)
-            for entity in conn.entities:
+            for entity in self._runtime.entities(conn):
                 item = marks.get(entity, {})
                 mark = item.get("watermark")
                 entities.append(EntityStatus(
@@ -218,13 +218,16 @@ class Operations:
                 return SyncMessage.model_validate_json(entry.raw)
             if entry.stage == "poller":
                 return self._rebuild(entry)
-        except (ValidationError, ValueError, TypeError):
+        except (ValidationError, ValueError, TypeError, RecordWithoutKey):
             return None
         return None
 
     def _rebuild(self, entry: QuarantineEntry) -> SyncMessage:
         conn = self._runtime.settings.connection(entry.connection)
-        entity: VismaEntity = "customer" if entry.entity == "customer" else "supplier"
+        entity = cast(VismaEntity, entry.entity)
         mapping = self._runtime.mappings(conn)[entity]
-        company_id = self._runtime.visma_credentials(conn).company_id
-        return build_message(json.loads(entry.raw), EntityContext(conn, entity, company_id, mapping))
+        credentials = self._runtime.visma_credentials(conn)
+        client = self._runtime.visma_client(conn, credentials, None)
+        keys = self._runtime.company_keys(conn, entity, client, credentials.company_id)
+        return build_message(json.loads(entry.raw), EntityContext(conn, entity, credentials.company_id, mapping,
+                                                                  company_keys=keys))

@@ -49,3 +49,29 @@ class TimeBudget:
         if left < 1.0:
             raise TimeBudgetExceeded("no time left for another call")
         return min(wanted, left)
+
+
+class RepeatedFailures:
+    """Visma throttles a request that already failed twice within five minutes ("same failed request",
+    2 per 5 minutes): before an identical request is retried, wait until its failures in the window
+    allow one more. Kept per container, so it holds across invocations."""
+
+    def __init__(self, limit: int = 2, window_seconds: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def record(self, request: str) -> None:
+        self._failures.setdefault(request, []).append(self._clock())
+
+    def wait_before_retry(self, request: str) -> float:
+        """Seconds until retrying ``request`` stays within the limit (0 when it already does)."""
+        now = self._clock()
+        recent = [t for t in self._failures.get(request, []) if now - t < self.window_seconds]
+        self._failures[request] = recent
+        if len(recent) < self.limit:
+            return 0.0
+        return recent[-self.limit] + self.window_seconds - now
+

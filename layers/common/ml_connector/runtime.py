@@ -30,6 +30,7 @@ from ml_connector.marketo.shared_limiter import DynamoCallLimiter
 from ml_connector.observability import logger
 from ml_connector.state.store import StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.batching import chunked
+from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
 from ml_connector.sync.messages import unpack_messages
 from ml_connector.sync.outbox import SqsOutbox
@@ -97,7 +98,7 @@ class Runtime:
         mapping_file = load_mapping(connection.mapping)
         mappings: dict[VismaEntity, EntityMapping] = {}
         all_checked = True
-        for entity in connection.entities:
+        for entity in self.entities(connection):
             section = mapping_file.for_entity(entity)
             if section is None:
                 raise MappingError(f"mapping {connection.mapping or 'default'}: no section for enabled entity "
@@ -110,13 +111,26 @@ class Runtime:
             self._mappings[connection.id] = mappings
         return mappings
 
+    def entities(self, connection: ConnectionConfig) -> list[VismaEntity]:
+        """The entities a connection syncs: as configured, else every entity its mapping has a section for."""
+        return list(connection.entities or load_mapping(connection.mapping).entities)
+
+    def company_keys(self, connection: ConnectionConfig, entity: VismaEntity, client: VismaClient,
+                     company_id: str) -> CompanyKeys | None:
+        """Contacts link to their customer's company, when customers go to Marketo companies."""
+        customers = load_mapping(connection.mapping).customer
+        if entity != "contact" or customers is None or customers.target != "companies":
+            return None
+        checked = self.mappings(connection).get("customer", customers)
+        return CompanyKeys(self.store, client, connection=connection.id, company_id=company_id,
+                           customer_mapping=checked)
+
     def _checked(self, connection: ConnectionConfig, section: EntityMapping) -> EntityMapping | None:
         """The section checked against Marketo's describe; None when Marketo could not be asked."""
         origin = connection.mapping or "default"
         try:
             client = self.marketo_client(connection.id)
-            described = (client.describe_companies() if section.target == "companies"
-                         else client.describe_custom_object(section.target))
+            described = client.describe_target(section.target)
         except (MarketoError, requests.RequestException) as exc:
             logger.warning("could not describe the Marketo target; mapping checked at load only",
                            extra={"connection": connection.id, "target": section.target, "error": str(exc)})
@@ -193,7 +207,9 @@ class Runtime:
                 payments = (PaymentReader(client, connection.visma.page_size)
                             if entity == "customer" and mapping.uses_payment else None)
                 reports.append(poller.poll_entity(connection, client, entity, company_id=credentials.company_id,
-                                                  mapping=mapping, payments=payments))
+                                                  mapping=mapping, payments=payments,
+                                                  company_keys=self.company_keys(connection, entity, client,
+                                                                                 credentials.company_id)))
             except Exception as exc:
                 logger.exception("poll failed", extra={"connection": connection.id, "entity": entity})
                 reports.append(EntityPollReport(connection=connection.id, entity=entity,
@@ -221,8 +237,7 @@ class Runtime:
             # 100 keys a query keeps each request small; the client pages through the results.
             for batch in chunked(keys, 100):
                 wanted = [dedupe_field, *fields]
-                records = (client.get_companies(dedupe_field, batch, wanted) if marketo_object == "companies"
-                           else client.get_custom_objects(marketo_object, dedupe_field, batch, wanted))
+                records = client.get_records(marketo_object, dedupe_field, batch, wanted)
                 for record in records:
                     found[str(record.get(dedupe_field))] = record
             return found

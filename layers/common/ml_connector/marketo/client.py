@@ -35,6 +35,7 @@ from ml_connector.tokens import Token, TokenCache
 
 MAX_ATTEMPTS = 6
 # Sync Custom Objects may run 120 s on Marketo's side; other calls 60 s or less.
+COMPANIES, LEADS = "companies", "leads"  # mapping targets with their own endpoints; others are custom objects
 WRITE_TIMEOUT = 125.0
 READ_TIMEOUT = 35.0
 
@@ -95,6 +96,20 @@ class MarketoClient:
         body = {"action": action, "dedupeBy": "dedupeFields", "input": records}
         return self._sync(f"/rest/v1/customobjects/{api_name}.json", body, len(records))
 
+    def sync_leads(self, records: list[dict[str, Any]], lookup_field: str = "email",
+                   action: str = "createOrUpdate") -> list[SyncResult]:
+        """Sync Leads; results carry no ``seq`` but follow the input order, so position is the seq."""
+        body = {"action": action, "lookupField": lookup_field, "input": records}
+        return self._sync("/rest/v1/leads.json", body, len(records))
+
+    def sync_records(self, target: str, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]:
+        """Upsert into a mapping target: ``companies``, ``leads`` or a custom object's API name."""
+        if target == COMPANIES:
+            return self.sync_companies(records)
+        if target == LEADS:
+            return self.sync_leads(records, lookup_field=dedupe_field)
+        return self.sync_custom_objects(target, records)
+
     def _sync(self, path: str, body: dict[str, Any], count: int) -> list[SyncResult]:
         if count > 300:
             raise ValueError(f"{count} records in one call: Marketo takes at most 300")
@@ -108,6 +123,19 @@ class MarketoClient:
     def describe_custom_object(self, api_name: str) -> ObjectDescription:
         return self._describe(f"/rest/v1/customobjects/{api_name}/describe.json")
 
+    def describe_leads(self) -> ObjectDescription:
+        """Lead fields from describe2 (which reports updateable); leads dedupe on any single searchable field."""
+        description = self._describe("/rest/v1/leads/describe2.json")
+        singles = [group[0] for group in description.searchable_fields if len(group) == 1]
+        return description.model_copy(update={"name": LEADS, "dedupe_fields": singles})
+
+    def describe_target(self, target: str) -> ObjectDescription:
+        if target == COMPANIES:
+            return self.describe_companies()
+        if target == LEADS:
+            return self.describe_leads()
+        return self.describe_custom_object(target)
+
     def _describe(self, path: str) -> ObjectDescription:
         result = self.request("GET", path).get("result") or []
         if not result:
@@ -120,6 +148,11 @@ class MarketoClient:
     def get_custom_objects(self, api_name: str, filter_type: str, values: list[str],
                            fields: list[str]) -> list[dict[str, Any]]:
         return self.query(f"/rest/v1/customobjects/{api_name}.json", filter_type, values, fields)
+
+    def get_records(self, target: str, filter_type: str, values: list[str], fields: list[str]) -> list[dict[str, Any]]:
+        path = {COMPANIES: "/rest/v1/companies.json", LEADS: "/rest/v1/leads.json"}.get(
+            target, f"/rest/v1/customobjects/{target}.json")
+        return self.query(path, filter_type, values, fields)
 
     def query(self, path: str, filter_type: str, values: list[str], fields: list[str]) -> list[dict[str, Any]]:
         """Records matching ``filter_type in values``, every page; POST with _method=GET keeps long

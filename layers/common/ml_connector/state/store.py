@@ -233,7 +233,17 @@ class StateStore:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _get_many(self, pk: str, internal_ids: Iterable[int]) -> list[dict[str, Any]]:
+    def remember_numbers(self, connection: str, entity: str, pairs: Sequence[tuple[str, int]]) -> None:
+        """Number -> internalId of records the poller sent: contacts name their customer by number."""
+        with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for number, internal_id in pairs:
+                batch.put_item(Item={"pk": f"NUM#{connection}#{entity}", "sk": number, "id": internal_id})
+
+    def internal_ids(self, connection: str, entity: str, numbers: Iterable[str]) -> dict[str, int]:
+        items = self._get_many(f"NUM#{connection}#{entity}", numbers)
+        return {i["sk"]: int(i["id"]) for i in items}
+
+    def _get_many(self, pk: str, internal_ids: Iterable[int | str]) -> list[dict[str, Any]]:
         ids = list(dict.fromkeys(internal_ids))
         items: list[dict[str, Any]] = []
         for start in range(0, len(ids), BATCH_GET_LIMIT):

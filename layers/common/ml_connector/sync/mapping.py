@@ -1,15 +1,17 @@
 """Declarative Visma -> Marketo mapping, loaded from a JSON file per connection and validated at load.
 
-A mapping file has one section per Visma entity (``customer``, ``supplier``). A section names its
-Marketo target (``companies`` or a custom object's API name), the dedupe field and how its value is
-built from the record's ``internalId``, and one rule per Marketo field::
+A mapping file has one section per Visma entity (``customer``, ``supplier``, ``contact``). A section
+names its Marketo target (``companies``, ``leads`` or a custom object's API name), the dedupe field and
+how its value is built (from the record's ``internalId``, or for leads from a source such as the
+e-mail), and one rule per Marketo field::
 
     "vismaSegment": {"source": "customerClass.id", "lookup": {"DOM": "Domestic"}, "default": "Other"}
 
 A rule takes its value from exactly one of ``source`` (a dotted Visma path), ``constant`` or
 ``derive`` (a named derivation such as ``payment_status``), then applies ``lookup`` (with
 ``default`` for a miss), the named ``transform`` steps in order, ``default`` for a null, and trims
-strings to ``max_length`` (filled from Marketo's describe when not given).
+strings to ``max_length`` (filled from Marketo's describe when not given). ``omit_if_null`` leaves the
+field out of the record instead of sending null (for ``unsubscribed``: Marketo must never be told false).
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ml_connector.config import SSM_PREFIX, ConfigError, VismaEntity, read_document
 from ml_connector.sync.payment import payment_status as payment_rule
 from ml_connector.sync.transforms import TRANSFORMS
+from ml_connector.visma.models import opted_out
 
 Record = dict[str, Any]
 DEFAULT_MAPPING_PATH = Path(__file__).resolve().parent.parent / "mappings" / "default.json"
@@ -32,6 +35,10 @@ DEFAULT_MAPPING_PATH = Path(__file__).resolve().parent.parent / "mappings" / "de
 
 class MappingError(ConfigError):
     """A mapping file is invalid; the message names the file, the field and the reason."""
+
+
+class NoMarketoKey(ValueError):
+    """A record has no value for its Marketo key (e.g. a contact without e-mail): it cannot be synced."""
 
 
 def get_path(record: Record, path: str) -> Any:
@@ -44,13 +51,20 @@ def get_path(record: Record, path: str) -> Any:
     return value
 
 
+def unsubscribed_if_opted_out(record: Record) -> bool | None:
+    """True when Visma says no marketing (noMarketing, noMassMail or doNotEmail), else None: consent is
+    only ever withdrawn from Visma, never granted (``unsubscribed: false`` would re-subscribe a person)."""
+    return True if opted_out(record) else None
+
+
 def payment_status(record: Record) -> str:
     """Connector-side payment status from the record's status and its payment facts (``_payment``);
     see the README's "Payment status" section for the rule."""
     return payment_rule(record.get("status"), record.get("_payment"))
 
 
-DERIVATIONS: dict[str, Callable[[Record], Any]] = {"payment_status": payment_status}
+DERIVATIONS: dict[str, Callable[[Record], Any]] = {"payment_status": payment_status,
+                                                  "unsubscribed_if_opted_out": unsubscribed_if_opted_out}
 
 
 class FieldRule(BaseModel):
@@ -63,6 +77,7 @@ class FieldRule(BaseModel):
     transform: tuple[str, ...] = ()
     default: Any = None
     max_length: int | None = Field(default=None, ge=1)
+    omit_if_null: bool = False
 
     @field_validator("transform", mode="before")
     @classmethod
@@ -105,6 +120,8 @@ class EntityMapping(BaseModel):
     dedupe_field: str = "externalCompanyId"
     # Keyed on internalId: Visma customer numbers can be renamed.
     key_template: str = "visma-{company_id}-{entity}-{internal_id}"
+    # Instead of key_template: the key is this rule's value (leads are identified by e-mail in Marketo).
+    key_source: FieldRule | None = None
     fields: dict[str, FieldRule] = Field(min_length=1)
 
     @field_validator("key_template")
@@ -130,13 +147,21 @@ class EntityMapping(BaseModel):
         return any(rule.derive == "payment_status" or (rule.source or "").startswith("_payment")
                    for rule in self.fields.values())
 
-    def key(self, *, company_id: str, entity: str, internal_id: int) -> str:
-        return self.key_template.format(company_id=company_id, entity=entity, internal_id=internal_id)
+    def key(self, *, company_id: str, entity: str, internal_id: int, record: Record | None = None) -> str:
+        """The record's Marketo key; NoMarketoKey when ``key_source`` gives nothing (a contact without e-mail)."""
+        if self.key_source is None:
+            return self.key_template.format(company_id=company_id, entity=entity, internal_id=internal_id)
+        value = self.key_source.value(record or {})
+        if value is None or not str(value).strip():
+            raise NoMarketoKey(f"no {self.dedupe_field} to identify the record in Marketo")
+        return str(value)
 
     def map(self, record: Record, *, entity: VismaEntity, modified_at: datetime) -> dict[str, Any]:
         """Mapped Marketo fields; ``_entity`` and ``_modified_at`` are synthetic sources a rule can name."""
         enriched = {**record, "_entity": entity, "_modified_at": modified_at}
-        return {name: rule.value(enriched) for name, rule in self.fields.items()}
+        mapped = {name: rule.value(enriched) for name, rule in self.fields.items()}
+        return {name: value for name, value in mapped.items()
+                if value is not None or not self.fields[name].omit_if_null}
 
     def with_lengths(self, lengths: dict[str, int | None]) -> EntityMapping:
         """Fill each rule's max_length from the destination field's length where the file gave none."""
@@ -164,15 +189,20 @@ class MappingFile(BaseModel):
     description: str | None = None
     customer: EntityMapping | None = None
     supplier: EntityMapping | None = None
+    # Contact persons (``/v1/contact``), usually to leads.
+    contact: EntityMapping | None = None
     # Optional: without it, reference data is not synced.
     reference: ReferenceMapping | None = None
 
     def for_entity(self, entity: VismaEntity) -> EntityMapping | None:
-        return self.customer if entity == "customer" else self.supplier
+        section: EntityMapping | None = getattr(self, entity)
+        return section
 
     @property
-    def entities(self) -> list[Literal["customer", "supplier"]]:
-        return [e for e in ("customer", "supplier") if self.for_entity(e) is not None]  # type: ignore[misc]
+    def entities(self) -> list[VismaEntity]:
+        """The entities with a section, in polling order (contacts last: they link to customers)."""
+        ordered: tuple[VismaEntity, ...] = ("customer", "supplier", "contact")
+        return [e for e in ordered if self.for_entity(e) is not None]
 
 
 def parse_mapping(data: Any, origin: str) -> MappingFile:
@@ -186,7 +216,7 @@ def parse_mapping(data: Any, origin: str) -> MappingFile:
 def load_mapping(path: str | Path | None = None) -> MappingFile:
     """Load and validate a mapping (JSON) from a file or ``ssm:/parameter``; None means the shipped default."""
     in_ssm = isinstance(path, str) and path.startswith(SSM_PREFIX)
-    file: str | Path = path if in_ssm and path else Path(path or DEFAULT_MAPPING_PATH)
+    file: str | Path = path if in_ssm and path else _shipped_or_given(Path(path or DEFAULT_MAPPING_PATH))
     try:
         data = json.loads(read_document(str(file)))
     except OSError as exc:
@@ -194,6 +224,12 @@ def load_mapping(path: str | Path | None = None) -> MappingFile:
     except json.JSONDecodeError as exc:
         raise MappingError(f"mapping {file}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     return parse_mapping(data, str(file))
+
+
+def _shipped_or_given(path: Path) -> Path:
+    """A bare file name that is not in the working directory names one of the shipped mappings."""
+    shipped = DEFAULT_MAPPING_PATH.with_name(path.name)
+    return shipped if path.name == str(path) and not path.exists() and shipped.exists() else path
 
 
 class DescribedField(Protocol):
@@ -218,7 +254,7 @@ def check_against_marketo(mapping: EntityMapping, described: DescribedObject, or
         field = described.fields.get(name)
         if field is None:
             problems.append(f"field {name!r} does not exist on Marketo {described.name}")
-        elif getattr(field, "crm_managed", False):
+        elif getattr(field, "crm_managed", False) and mapping.target != "leads":
             problems.append(f"field {name!r} is managed by the instance's native CRM sync (the Company API is "
                             "read-only there): map this entity to a custom object instead")
         elif not field.updateable:

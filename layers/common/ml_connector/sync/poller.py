@@ -30,16 +30,17 @@ from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
-from ml_connector.sync.mapping import EntityMapping
+from ml_connector.sync.contacts import CompanyKeys
+from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.payment import PaymentFacts, PaymentReader, changed_facts, merge_facts
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.errors import VismaError
-from ml_connector.visma.models import CustomerDto, SupplierDto, parse_visma_datetime
+from ml_connector.visma.models import ContactDto, CustomerDto, SupplierDto, parse_visma_datetime
 
 MAX_PASSES = 3
-DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier": SupplierDto}
+DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier": SupplierDto, "contact": ContactDto}
 
 
 class MessageSink(Protocol):
@@ -63,6 +64,8 @@ class QueueSink:
         if fresh:
             self._outbox.send(fresh)
             self._store.mark_enqueued(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
+            if entity == "customer":
+                self._store.remember_numbers(connection, entity, [(m.number, m.internal_id) for m in fresh])
         return len(fresh), len(messages) - len(fresh)
 
 
@@ -85,6 +88,7 @@ class EntityPollReport(BaseModel):
     watermark_after: str | None = None
     visma_calls: int = 0
     payment_refreshes: int = 0
+    without_key: int = 0  # records Marketo cannot identify (a contact without e-mail): not synced
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
 
@@ -131,12 +135,14 @@ class Poller:
         company_id: str,
         mapping: EntityMapping,
         payments: PaymentReader | None = None,
+        company_keys: CompanyKeys | None = None,
     ) -> EntityPollReport:
         with log_context(connection=connection.id, entity=entity):
-            return self._poll_entity(connection, client, entity, company_id, mapping, payments)
+            return self._poll_entity(connection, client, entity, company_id, mapping, payments, company_keys)
 
     def _poll_entity(self, connection: ConnectionConfig, client: VismaClient, entity: VismaEntity, company_id: str,
-                     mapping: EntityMapping, payments: PaymentReader | None) -> EntityPollReport:
+                     mapping: EntityMapping, payments: PaymentReader | None,
+                     company_keys: CompanyKeys | None) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None
@@ -148,7 +154,8 @@ class Poller:
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
             payment = self._payment_state(connection.id, payments, since) if payments else None
-            context = EntityContext(connection, entity, company_id, mapping, payment.current if payment else None)
+            context = EntityContext(connection, entity, company_id, mapping, payment.current if payment else None,
+                                    company_keys)
             window = self._read_window(client, context, since, report)
             if payment is not None and window.covered():
                 self._send_payment_changes(client, context, payment, window, report)
@@ -194,6 +201,8 @@ class Poller:
         self, records: list[dict[str, Any]], ctx: EntityContext, window: _Pass, report: EntityPollReport
     ) -> None:
         candidates: dict[int, SyncMessage] = {}
+        if ctx.company_keys is not None:
+            ctx.company_keys.prefetch(r.get("businessAccount") for r in records if isinstance(r, dict))
         for raw in records:
             report.records_read += 1
             message = self._to_message(raw, ctx, window, report)
@@ -217,6 +226,10 @@ class Poller:
     ) -> SyncMessage | None:
         try:
             message = build_message(raw, ctx)
+        except RecordWithoutKey as missing:
+            report.without_key += 1
+            self._note_seen(window, missing.internal_id, None, missing.modified_at)
+            return None
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
             window.bad.add(ref)
@@ -236,11 +249,16 @@ class Poller:
                 self._store.quarantine(entry)
             logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
             return None
-        window.seen.add(message.internal_id)
-        window.numbers.add(message.number)
-        if window.max_modified is None or message.modified_at > window.max_modified:
-            window.max_modified = message.modified_at
+        self._note_seen(window, message.internal_id, message.number, message.modified_at)
         return message
+
+    @staticmethod
+    def _note_seen(window: _Pass, internal_id: int, number: str | None, modified_at: datetime) -> None:
+        window.seen.add(internal_id)
+        if number is not None:
+            window.numbers.add(number)
+        if window.max_modified is None or modified_at > window.max_modified:
+            window.max_modified = modified_at
 
     def _payment_state(self, connection: str, reader: PaymentReader, since: datetime | None) -> PaymentState:
         stored = {n: PaymentFacts.model_validate(v) for n, v in self._store.payment_facts(connection).items()}
@@ -287,12 +305,17 @@ class EntityContext:
     mapping: EntityMapping
     # Payment facts by customer number, when the mapping uses them (customers only).
     payment: dict[str, PaymentFacts] | None = None
+    # Contacts: their customer's Marketo company key, by business account number.
+    company_keys: CompanyKeys | None = None
 
     def mapping_input(self, raw: dict[str, Any]) -> dict[str, Any]:
-        if self.payment is None:
-            return raw
-        facts = self.payment.get(str(raw.get("number")), PaymentFacts())
-        return {**raw, "_payment": facts.model_dump()}
+        """The raw record plus the synthetic sources a rule can name (``_payment``, ``_company_key``)."""
+        extra: dict[str, Any] = {}
+        if self.payment is not None:
+            extra["_payment"] = self.payment.get(str(raw.get("number")), PaymentFacts()).model_dump()
+        if self.company_keys is not None:
+            extra["_company_key"] = self.company_keys.key_for(raw.get("businessAccount"))
+        return {**raw, **extra} if extra else raw
 
 
 @dataclass(frozen=True)
@@ -301,10 +324,24 @@ class PaymentState:
     changed: dict[str, PaymentFacts]
 
 
+class RecordWithoutKey(Exception):
+    """A valid record Marketo cannot identify (no e-mail on a contact): counted, not synced, not quarantined."""
+
+    def __init__(self, internal_id: int, modified_at: datetime, reason: str) -> None:
+        super().__init__(reason)
+        self.internal_id = internal_id
+        self.modified_at = modified_at
+
+
 def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
     """Validate one raw Visma record and map it; raises ValidationError/ValueError for a malformed one."""
     dto: Any = DTO_BY_ENTITY[ctx.entity].model_validate(raw)
     modified_at = parse_visma_datetime(dto.lastModifiedDateTime)
+    source = ctx.mapping_input(raw)
+    try:
+        key = ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId, record=source)
+    except NoMarketoKey as exc:
+        raise RecordWithoutKey(dto.internalId, modified_at, str(exc)) from exc
     return SyncMessage.build(
         connection=ctx.connection.id,
         entity=ctx.entity,
@@ -312,10 +349,10 @@ def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
         number=dto.number,
         marketo_object=ctx.mapping.target,
         dedupe_field=ctx.mapping.dedupe_field,
-        key=ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId),
+        key=key,
         modified_at=modified_at,
         visma_timestamp=str(dto.timeStamp or utc_iso(modified_at)),
-        fields=ctx.mapping.map(ctx.mapping_input(raw), entity=ctx.entity, modified_at=modified_at),
+        fields=ctx.mapping.map(source, entity=ctx.entity, modified_at=modified_at),
     )
 
 

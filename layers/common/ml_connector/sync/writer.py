@@ -90,6 +90,7 @@ class ChunkJob(BaseModel):
     job_id: str
     connection: str
     marketo_object: str
+    dedupe_field: str
     records: list[dict[str, Any]]
 
 
@@ -107,10 +108,7 @@ def next_quota_reset(now: datetime) -> datetime:
 
 
 def write_chunk_to_marketo(client: MarketoClient, job: ChunkJob) -> list[dict[str, Any]]:
-    if job.marketo_object == "companies":
-        results = client.sync_companies(job.records)
-    else:
-        results = client.sync_custom_objects(job.marketo_object, job.records)
+    results = client.sync_records(job.marketo_object, job.records, job.dedupe_field)
     return [r.model_dump(mode="json") for r in results]
 
 
@@ -207,7 +205,7 @@ class Writer:
         """Write (or, with the daily quota gone, park) one chunk; its log lines carry the connection and job ID."""
         job = ChunkJob(
             job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
-            connection=connection, marketo_object=marketo_object,
+            connection=connection, marketo_object=marketo_object, dedupe_field=chunk[0].message.dedupe_field,
             records=[i.message.marketo_record() for i in chunk],
         )
         report.jobs.append(job.job_id)

@@ -21,14 +21,14 @@ import requests
 from pydantic import ValidationError
 
 from ml_connector.observability import emit, logger
-from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
+from ml_connector.retry import Backoff, RepeatedFailures, TimeBudget, TimeBudgetExceeded
 from ml_connector.tokens import Token, TokenCache
 from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded, error_message
 from ml_connector.visma.models import ContactDto, VismaCredentials, VismaPage, format_visma_datetime
 
 DEFAULT_BASE_URL = "https://api.finance.visma.net"
 DEFAULT_TOKEN_URL = "https://connect.visma.com/connect/token"
-ENTITY_PATHS = {"customer": "/v1/customer", "supplier": "/v1/supplier"}
+ENTITY_PATHS = {"customer": "/v1/customer", "supplier": "/v1/supplier", "contact": "/v1/contact"}
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 # Below this share of the hourly budget, calls are spread over the time left in the window.
 RATE_RESERVE = 0.1
@@ -36,6 +36,7 @@ RATE_RESERVE = 0.1
 
 
 _tokens = TokenCache()
+_failures = RepeatedFailures()
 
 
 def forget_tokens() -> None:
@@ -56,6 +57,7 @@ class VismaClient:
         time_left: Callable[[], float] | None = None,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        failures: RepeatedFailures | None = None,
     ) -> None:
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
@@ -65,6 +67,7 @@ class VismaClient:
         self._timeout = timeout
         self._budget = TimeBudget(time_left, margin=5.0, sleep=sleep)
         self._backoff = backoff or Backoff()
+        self._failures = failures or _failures
         self.calls = 0
         self.token_refreshes = 0
         self.retries = 0
@@ -133,7 +136,7 @@ class VismaClient:
             if response.status_code == 401:
                 raise self._unauthorized(response)
             if response.status_code in RETRYABLE_STATUS and attempt < self._backoff.max_attempts:
-                self._wait_to_retry(response, attempt, path)
+                self._wait_to_retry(response, attempt, path, params)
                 continue
             if response.status_code >= 400:
                 raise self._error(response, path)
@@ -154,15 +157,26 @@ class VismaClient:
         except (requests.Timeout, requests.ConnectionError) as exc:
             if attempt >= self._backoff.max_attempts:
                 raise VismaError(f"GET {path}: no answer after {attempt} attempts ({type(exc).__name__})") from exc
-            self._wait(self._backoff.delay(attempt), f"GET {path} after {type(exc).__name__}")
+            self._wait(self._retry_delay(path, params, self._backoff.delay(attempt)),
+                       f"GET {path} after {type(exc).__name__}")
             return None
 
-    def _wait_to_retry(self, response: requests.Response, attempt: int, path: str) -> None:
+    def _wait_to_retry(self, response: requests.Response, attempt: int, path: str,
+                       params: dict[str, Any] | None) -> None:
         hint = _seconds(response.headers.get("Retry-After"))
         logger.warning("Visma call failed; retrying", extra={"path": path, "status": response.status_code,
                                                             "attempt": attempt, "retry_after": hint})
         emit("VismaRetries", 1, status=str(response.status_code))
-        self._wait(self._backoff.delay(attempt, hint), f"GET {path} answered {response.status_code}")
+        delay = self._backoff.delay(attempt, hint)
+        if response.status_code != 429:  # a 429 says itself when to come back
+            delay = self._retry_delay(path, params, delay)
+        self._wait(delay, f"GET {path} answered {response.status_code}")
+
+    def _retry_delay(self, path: str, params: dict[str, Any] | None, backoff: float) -> float:
+        """The backoff, or longer when this very request already failed twice in five minutes."""
+        request = f"{path}?{sorted((params or {}).items())}"
+        self._failures.record(request)
+        return max(backoff, self._failures.wait_before_retry(request))
 
     def _wait(self, seconds: float, why: str) -> None:
         self.retries += 1

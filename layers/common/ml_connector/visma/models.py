@@ -127,7 +127,8 @@ class SupplierDto(_PartyDto):
 
 
 class ContactDto(_Dto):
-    """A contact person (``/v1/customer/{cd}/contact``) with the consent flags Marketo must respect."""
+    """A contact person (``/v1/contact``, ``/v1/customer/{cd}/contact``) with the consent flags Marketo
+    must respect."""
 
     contactId: StrictInt
     displayName: StrictStr | None = None
@@ -135,14 +136,31 @@ class ContactDto(_Dto):
     lastName: StrictStr | None = None
     email: StrictStr | None = None
     active: StrictBool | None = None
-    doNotEmail: StrictBool = False
-    noMassMail: StrictBool = False
-    noMarketing: StrictBool = False
-    lastModifiedDateTime: StrictStr | None = None
+    businessAccount: StrictStr | None = None
+    businessAccountType: StrictStr | None = None
+    doNotEmail: StrictBool | None = False
+    noMassMail: StrictBool | None = False
+    noMarketing: StrictBool | None = False
+    lastModifiedDateTime: StrictStr
+    timeStamp: StrictStr | None = None
 
     @property
     def opted_out(self) -> bool:
-        return self.doNotEmail or self.noMassMail or self.noMarketing
+        return opted_out(self.model_dump())
+
+    # The poller's record identity, named as on customers and suppliers.
+    @property
+    def internalId(self) -> int:  # noqa: N802 - Visma's field name
+        return self.contactId
+
+    @property
+    def number(self) -> str:
+        return str(self.contactId)
+
+
+def opted_out(contact: dict[str, Any]) -> bool:
+    """Any of Visma's no-marketing flags: Marketo must then treat the person as unsubscribed."""
+    return any(contact.get(flag) is True for flag in ("doNotEmail", "noMassMail", "noMarketing"))
 
 
 class VismaPage(BaseModel):
