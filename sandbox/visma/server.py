@@ -7,6 +7,7 @@ Every ERP call goes through the same gate, in this order: stats, injected delay,
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -51,7 +52,8 @@ class VismaStats:
 class VismaSandbox:
     def __init__(self, seed: int = 7, customers: int = 2000, suppliers: int = 500, *, max_page_size: int = 1000,
                  token_ttl: int = 3600, port: int = 0, company_id: str = "1234567",
-                 rate_limit: tuple[int, float] | None = None, clock_skew_seconds: float = 0.0) -> None:
+                 rate_limit: tuple[int, float] | None = None, clock_skew_seconds: float = 0.0,
+                 latency: float | tuple[float, float] = 0.0) -> None:
         if customers < 0 or suppliers < 0 or max_page_size < 1 or token_ttl < 1:
             raise ValueError("customers/suppliers must be >= 0, max_page_size and token_ttl >= 1")
         self.company_id = company_id
@@ -62,6 +64,10 @@ class VismaSandbox:
         self.faults = Faults()
         self.stats = VismaStats()
         self._limiter = FixedWindowLimiter(rate_limit)
+        # Steady service time per ERP call (seconds, or a uniform range): the benchmark's realistic latency.
+        self._latency = latency
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
         self._server = SandboxServer("visma", port)
         self._server.route("POST", "/connect/token", self._token)
         for pattern, handler in ErpApi(self.store, self.faults, max_page_size).routes():
@@ -121,6 +127,7 @@ class VismaSandbox:
     def _gate(self, handler: Handler) -> Handler:
         def serve(request: Request) -> Response:
             self.stats.erp_call(request.path)
+            self._sleep_latency()
             token = self._tokens.lookup(request.bearer_token())
             key = (self.company_id, token.client_id if token else "anonymous")
             delay = self.faults.take_delay(request.path)
@@ -143,6 +150,14 @@ class VismaSandbox:
             return _with_rate_headers(response, decision)
 
         return serve
+
+    def _sleep_latency(self) -> None:
+        latency = self._latency
+        if isinstance(latency, tuple):
+            with self._rng_lock:
+                latency = self._rng.uniform(*latency)
+        if latency > 0:
+            time.sleep(latency)
 
     def _authorize(self, request: Request, token: Token | None) -> None:
         if token is None or not token.valid() or token.tenant_id != self._tokens.identity.company_tenant:
