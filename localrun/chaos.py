@@ -49,6 +49,7 @@ class ChaosSettings(BaseModel):
     duplicate_rate: float = Field(default=0.3, ge=0, le=1)  # batches delivered a second time
     reorder_rate: float = Field(default=0.5, ge=0, le=1)  # batches shuffled with part held back
     second_poll_rate: float = Field(default=0.4, ge=0, le=1)  # cycles that poll twice before draining
+    contacts: bool = True  # also sync contact persons to leads (mapping with-contacts-as-leads.json)
 
 
 class ConvergenceReport(BaseModel):
@@ -192,6 +193,10 @@ class ChaosRun:
         if self.rng.random() < 0.5:
             customer = self.rng.choice(store.records("customer"))
             changes["payments"] += 1 if store.settle_invoices(str(customer["number"])) else 0
+        if s.contacts and edits:
+            # Contact edits include consent flags switched on and off.
+            edited = store.edit_contacts(max(1, edits // 2), rng_seed=self.rng.randrange(1 << 30))
+            changes["contact edits"] += len(edited)
 
     def _quota_gone(self) -> None:
         self.env.marketo.set_daily_usage(10**9)
@@ -250,9 +255,11 @@ class ChaosRun:
 
 def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
                     echo: Callable[[str], None] = lambda _: None) -> ConvergenceReport:
+    extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S)}
+    if settings.contacts:
+        extra_env["MAPPING_FILE"] = "with-contacts-as-leads.json"
     env = LocalEnvironment(seed=settings.seed, customers=settings.customers, suppliers=settings.suppliers,
-                           log_path=log_path,
-                           extra_env={"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S)})
+                           log_path=log_path, extra_env=extra_env)
     with env:
         return ChaosRun(env, settings).run(echo)
 
@@ -260,7 +267,11 @@ def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localrun.chaos", description=__doc__.splitlines()[0])
     for name, field in ChaosSettings.model_fields.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(field.default), default=field.default)
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default)
     parser.add_argument("--log", type=Path, default=Path(".demo/chaos-lambda.log"),
                         help="where the functions' logs go (default: .demo/chaos-lambda.log)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

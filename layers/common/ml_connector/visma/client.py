@@ -173,10 +173,15 @@ class VismaClient:
         self._wait(delay, f"GET {path} answered {response.status_code}")
 
     def _retry_delay(self, path: str, params: dict[str, Any] | None, backoff: float) -> float:
-        """The backoff, or longer when this very request already failed twice in five minutes."""
+        """The backoff; when this very request already failed twice in five minutes, Visma would refuse a
+        third try for minutes: rather than sleep a Lambda that long, stop cleanly (the next run resumes)."""
         request = f"{path}?{sorted((params or {}).items())}"
         self._failures.record(request)
-        return max(backoff, self._failures.wait_before_retry(request))
+        hold = self._failures.wait_before_retry(request)
+        if hold > self._backoff.cap:
+            raise VismaTimeBudgetExceeded(f"GET {path} failed twice within five minutes; not retried for "
+                                          f"{hold:.0f}s (Visma refuses a third try); the next run resumes")
+        return max(backoff, hold)
 
     def _wait(self, seconds: float, why: str) -> None:
         self.retries += 1
