@@ -69,6 +69,7 @@ class ConvergenceReport(BaseModel):
     unexpected: int = 0
     mismatched: int = 0
     duplicates: int = 0
+    retired_leads: int = 0
     quarantined: int = 0
     quarantined_without_reason: int = 0
     dead_letter_messages: int = 0
@@ -97,7 +98,8 @@ class ConvergenceReport(BaseModel):
             f"messages delivered twice {self.messages_delivered_twice}, held back (out of order) "
             f"{self.messages_held_back}",
             f"  checked {self.records_checked} records: Marketo holds {self.marketo_records}; missing {self.missing}, "
-            f"unexpected {self.unexpected}, mismatched {self.mismatched}, duplicates {self.duplicates}",
+            f"unexpected {self.unexpected}, mismatched {self.mismatched}, duplicates {self.duplicates} "
+            f"(leads left under a contact's former address: {self.retired_leads})",
             f"  quarantined {self.quarantined} (without reason {self.quarantined_without_reason}), dead-letter "
             f"{self.dead_letter_messages}, queue left {self.queue_left}, parked jobs left {self.parked_jobs_left}",
             f"  result: {'CONVERGED' if self.ok else 'NOT CONVERGED ' + self.example}",
@@ -113,6 +115,7 @@ class ChaosRun:
         self.delivery = DeliveryChaos(random.Random(settings.seed + 1), duplicate_rate=settings.duplicate_rate,
                                       reorder_rate=settings.reorder_rate)
         self._quota_cycles_left = 0
+        self._deck: list[str] = []
         self._faults: dict[str, Callable[[], None]] = {
             "visma_5xx": lambda: env.visma.faults.fail_next(self.rng.randint(1, 2),
                                                             status=self.rng.choice([500, 502, 503])),
@@ -154,7 +157,7 @@ class ChaosRun:
 
     def _chaos_cycle(self) -> list[str]:
         self._change_visma()
-        armed = self.rng.sample(sorted(self._faults), min(self.settings.faults_per_cycle, len(self._faults)))
+        armed = self._draw_faults(min(self.settings.faults_per_cycle, len(self._faults)))
         for name in armed:
             self._faults[name]()
             self.report.faults_armed[name] += 1
@@ -169,6 +172,21 @@ class ChaosRun:
         self._lift_quota_when_due()
         self.report.cycles_run += 1
         return armed
+
+    def _draw_faults(self, count: int) -> list[str]:
+        """The next faults from a shuffled deck of every kind, so that each kind comes up in turn (a run of
+        n cycles arms every kind once n × faults_per_cycle reaches the number of kinds)."""
+        drawn: list[str] = []
+        while len(drawn) < count:
+            if not self._deck:
+                self._deck = sorted(self._faults)
+                self.rng.shuffle(self._deck)
+            name = self._deck.pop()
+            if name in drawn:  # never the same fault twice in one cycle
+                self._deck.insert(0, name)
+                continue
+            drawn.append(name)
+        return drawn
 
     def _poll(self) -> None:
         try:
@@ -242,6 +260,7 @@ class ChaosRun:
         report.marketo_records = verification.actual
         report.missing, report.unexpected = len(verification.missing), len(verification.unexpected)
         report.mismatched, report.duplicates = len(verification.mismatched), len(verification.duplicates)
+        report.retired_leads = len(verification.retired)
         report.example = "" if verification.ok else verification.summary()
         store = env.state_store()
         connection = env.stack.parameters["ConnectionId"] if env.stack else "default"

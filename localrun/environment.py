@@ -65,6 +65,9 @@ class Verification:
     unexpected: list[str]
     mismatched: dict[str, dict[str, tuple[Any, Any]]]
     duplicates: list[str]
+    # Leads left under an address a contact no longer has, because the new one already had its own lead
+    # (Marketo cannot merge two leads through this API): expected, reported, not a failure.
+    retired: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -305,10 +308,12 @@ class LocalEnvironment:
                     if not same_value(actual[key].get(f), v)}
             if diff:
                 mismatched[key] = diff
-        return Verification(expected=len(expected), actual=len(actual),
-                            missing=sorted(expected.keys() - actual.keys()),
-                            unexpected=sorted(actual.keys() - expected.keys()),
-                            mismatched=mismatched, duplicates=duplicates)
+        retired_emails = {a.lower() for a in self._pair(connection_id)[0].store.retired_emails()}
+        unexpected = actual.keys() - expected.keys()
+        retired = {k for k in unexpected if "leads" in expected_by_object and k in retired_emails}
+        return Verification(expected=len(expected), actual=len(actual) - len(retired),
+                            missing=sorted(expected.keys() - actual.keys()), unexpected=sorted(unexpected - retired),
+                            mismatched=mismatched, duplicates=duplicates, retired=sorted(retired))
 
     def _pair(self, connection_id: str | None) -> tuple[VismaSandbox, MarketoSandbox, str | None]:
         if connection_id is None or connection_id not in self._pairs:

@@ -8,10 +8,12 @@ routes ``(method, regex) -> handler(request) -> Response``.
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -161,3 +163,21 @@ class _QuietServer(ThreadingHTTPServer):
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
             return
         super().handle_error(request, client_address)
+
+
+class Latency:
+    """A steady service time per call: fixed seconds, or uniform in a (low, high) range, seeded."""
+
+    def __init__(self, latency: float | tuple[float, float] = 0.0, seed: int = 0) -> None:
+        self._latency = latency
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+
+    def sleep(self) -> None:
+        latency = self._latency
+        if isinstance(latency, tuple):
+            with self._lock:
+                latency = self._rng.uniform(*latency)
+        if latency > 0:
+            time.sleep(latency)
+

@@ -8,13 +8,10 @@ not count give their place in the rate window and the daily quota back.
 
 from __future__ import annotations
 
-import random
-import threading
-import time
 from http import HTTPStatus
 from typing import Any
 
-from sandbox.http import Request, Response, SandboxServer
+from sandbox.http import Latency, Request, Response, SandboxServer
 from sandbox.marketo.auth import Tokens, identity_params, identity_response, make_credentials
 from sandbox.marketo.endpoints import Handler, RestApi
 from sandbox.marketo.errors import NOT_COUNTED, MarketoError, envelope
@@ -42,9 +39,7 @@ class MarketoSandbox:
         self.limits = Limits(rate_limit, max_concurrency, daily_quota)
         self.tokens = Tokens(token_ttl)
         self._api = RestApi(self.store, self.stats, self.limits, crm_enabled)
-        self._latency = latency
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
+        self._latency = Latency(latency, seed)
         self._server = SandboxServer("marketo", port)
         self._register_routes()
 
@@ -122,7 +117,7 @@ class MarketoSandbox:
         self.stats.concurrency(slot.in_flight)
         counted = False
         try:
-            self._sleep_latency()  # inside the in-flight section, so concurrency is real
+            self._latency.sleep()  # inside the in-flight section, so concurrency is real
             response, counted = self._run(request, handler)
             return response
         finally:
@@ -153,14 +148,6 @@ class MarketoSandbox:
         if fault == TIMEOUT_AFTER_APPLY:
             response = Response(drop_connection=True)  # applied, but the client never hears back
         return response, code not in NOT_COUNTED
-
-    def _sleep_latency(self) -> None:
-        latency = self._latency
-        if isinstance(latency, tuple):
-            with self._rng_lock:
-                latency = self._rng.uniform(*latency)
-        if latency > 0:
-            time.sleep(latency)
 
     def _failure(self, error: MarketoError) -> Response:
         self.stats.error(error.code)

@@ -7,14 +7,13 @@ Every ERP call goes through the same gate, in this order: stats, injected delay,
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections import Counter
 from types import TracebackType
 from typing import Any
 
-from sandbox.http import Handler, Request, Response, SandboxServer
+from sandbox.http import Handler, Latency, Request, Response, SandboxServer
 from sandbox.visma.api import ErpApi
 from sandbox.visma.clock import SandboxClock
 from sandbox.visma.connect import Token, TokenService, identity_for
@@ -65,9 +64,7 @@ class VismaSandbox:
         self.stats = VismaStats()
         self._limiter = FixedWindowLimiter(rate_limit)
         # Steady service time per ERP call (seconds, or a uniform range): the benchmark's realistic latency.
-        self._latency = latency
-        self._rng = random.Random(seed)
-        self._rng_lock = threading.Lock()
+        self._latency = Latency(latency, seed)
         self._server = SandboxServer("visma", port)
         self._server.route("POST", "/connect/token", self._token)
         for pattern, handler in ErpApi(self.store, self.faults, max_page_size).routes():
@@ -127,7 +124,7 @@ class VismaSandbox:
     def _gate(self, handler: Handler) -> Handler:
         def serve(request: Request) -> Response:
             self.stats.erp_call(request.path)
-            self._sleep_latency()
+            self._latency.sleep()
             token = self._tokens.lookup(request.bearer_token())
             key = (self.company_id, token.client_id if token else "anonymous")
             delay = self.faults.take_delay(request.path)
@@ -150,14 +147,6 @@ class VismaSandbox:
             return _with_rate_headers(response, decision)
 
         return serve
-
-    def _sleep_latency(self) -> None:
-        latency = self._latency
-        if isinstance(latency, tuple):
-            with self._rng_lock:
-                latency = self._rng.uniform(*latency)
-        if latency > 0:
-            time.sleep(latency)
 
     def _authorize(self, request: Request, token: Token | None) -> None:
         if token is None or not token.valid() or token.tenant_id != self._tokens.identity.company_tenant:

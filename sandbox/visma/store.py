@@ -106,6 +106,7 @@ class VismaStore:
         self._invoices: list[Invoice] | None = None
         self._invoice_groups: dict[int, list[Invoice]] | None = None
         self._contacts: dict[int, ContactRow] = {}
+        self._retired_emails: set[str] = set()
         self._contact_order: list[ContactRow] | None = None  # every contact by contactId, once all exist
         # New contacts get ids after every seeded customer's contactId block.
         self._next_contact_id = CONTACT_ID_BLOCK + internal_id_of("customer", customers) * 4
@@ -222,6 +223,11 @@ class VismaStore:
         """One contact as served (KeyError when there is none)."""
         with self._lock:
             return self._materialize_contacts([self._contact_row(contact_id)])[0]
+
+    def retired_emails(self) -> set[str]:
+        """Addresses contacts had before an edit changed them (a test oracle: what Marketo may still hold)."""
+        with self._lock:
+            return set(self._retired_emails)
 
     def edit_contacts(self, n: int, rng_seed: int) -> list[int]:
         """Edit ``n`` distinct random contacts (one aspect each: name and e-mail, role, phone, a consent
@@ -442,6 +448,10 @@ class VismaStore:
         self._change_contact(row, self._gen.edit_contact(current, row.customer.country, rng))
 
     def _change_contact(self, row: ContactRow, changes: Mapping[str, Any]) -> None:
+        if "email" in changes:
+            old = self._materialize_contacts([row])[0].get("email")
+            if isinstance(old, str) and old != changes["email"]:
+                self._retired_emails.add(old)
         row.changes = deep_merge(row.changes or {}, changes)
         row.modified_ms = self._clock.now_ms()
         row.rowversion = self._next_rowversion(row.modified_ms)

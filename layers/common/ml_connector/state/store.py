@@ -48,6 +48,7 @@ class RecordState(BaseModel):
     written_version: str | None = None  # messages.version_key: what the version guard compares
     written_ts: str | None = None
     written_hash: str | None = None
+    written_key: str | None = None  # the Marketo key written (a lead's e-mail can change)
     marketo_id: str | None = None
 
 
@@ -137,17 +138,17 @@ class StateStore:
 
     def mark_written(
         self, connection: str, entity: str, internal_id: int, *, modified_at: datetime, visma_ts: str,
-        version: str, content_hash: str, marketo_id: str | None,
+        version: str, content_hash: str, marketo_id: str | None, key: str | None = None,
     ) -> bool:
         """Record what Marketo now holds, unless a newer version was written meanwhile (returns False then)."""
         try:
             self._table.update_item(
                 Key={"pk": f"REC#{connection}#{entity}", "sk": str(internal_id)},
                 UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
-                                 "writtenHash = :h, marketoId = :id",
+                                 "writtenHash = :h, marketoId = :id, writtenKey = :k",
                 ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
                 ExpressionAttributeValues={":m": utc_iso(modified_at), ":v": version, ":t": visma_ts,
-                                           ":h": content_hash, ":id": marketo_id},
+                                           ":h": content_hash, ":id": marketo_id, ":k": key},
             )
             return True
         except self._resource.meta.client.exceptions.ConditionalCheckFailedException:
@@ -275,5 +276,6 @@ def _record_state(item: dict[str, Any]) -> RecordState:
         written_version=item.get("writtenVersion"),
         written_ts=item.get("writtenTs"),
         written_hash=item.get("writtenHash"),
+        written_key=item.get("writtenKey"),
         marketo_id=item.get("marketoId"),
     )
