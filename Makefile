@@ -8,7 +8,7 @@ SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-north-1
 
-.PHONY: demo test lint venv clean validate build
+.PHONY: demo test lint venv clean validate build bench
 
 
 $(STAMP): pyproject.toml layers/common/requirements.txt
@@ -34,7 +34,7 @@ test: $(STAMP) $(SAM)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/common/ml_connector localrun sandbox
+	$(BIN)/mypy layers/common/ml_connector localrun sandbox bench
 	$(BIN)/mypy functions/poller/app.py
 	$(BIN)/mypy functions/writer/app.py
 
@@ -46,4 +46,8 @@ build: $(SAM)
 	PATH="$$(ls -d $$HOME/.pyenv/versions/3.13*/bin 2>/dev/null | head -1):$$PATH" $(SAM_ENV) $(SAM) build
 
 clean:
-	rm -rf $(VENV) .tools .demo .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .tools .demo .bench .pytest_cache .mypy_cache .ruff_cache .aws-sam
+
+# The benchmark harness (issue #8): ~20 min; writes docs/benchmarks.md. BENCH_ARGS=--quick for a small run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)

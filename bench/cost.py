@@ -1,0 +1,47 @@
+"""Cost per 1M records from measured durations and public prices (AWS us-east-1, arm64)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from bench.models import CycleResult
+
+PRICES_AS_OF = "issue #8 (AWS public price pages, us-east-1, arm64; not re-checked on the run date)"
+LAMBDA_GB_SECOND = 0.0000133334  # arm64
+LAMBDA_REQUEST = 0.20 / 1e6
+SQS_REQUEST = 0.40 / 1e6  # standard queue, after the free tier
+DYNAMO_WRITE_UNIT = 1.25 / 1e6  # on-demand
+DYNAMO_READ_UNIT = 0.25 / 1e6
+SQS_BATCH = 10  # messages per SendMessageBatch / ReceiveMessage / DeleteMessageBatch
+
+
+class Cost(BaseModel):
+    records: int
+    memory_mb: int
+    poller_gb_s: float
+    writer_gb_s: float
+    invocations: int
+    sqs_requests: int
+    dynamo_writes: int
+    dynamo_reads: int
+
+    @property
+    def per_million(self) -> dict[str, float]:
+        scale = 1e6 / self.records
+        lambda_usd = (self.poller_gb_s + self.writer_gb_s) * LAMBDA_GB_SECOND + self.invocations * LAMBDA_REQUEST
+        return {"lambda": lambda_usd * scale, "sqs": self.sqs_requests * SQS_REQUEST * scale,
+                "dynamodb": (self.dynamo_writes * DYNAMO_WRITE_UNIT + self.dynamo_reads * DYNAMO_READ_UNIT) * scale}
+
+    @property
+    def total_per_million(self) -> float:
+        return sum(self.per_million.values())
+
+
+def cost_of(cycle: CycleResult, memory_mb: int) -> Cost:
+    """GB-seconds from the measured handler durations; SQS requests estimated at one send, one receive and one
+    delete per 10 messages; DynamoDB units counted at moto (one unit per item call: the items are < 1 KB)."""
+    gb = memory_mb / 1024
+    batches = -(-cycle.messages_sent // SQS_BATCH)
+    return Cost(records=max(cycle.messages_sent, 1), memory_mb=memory_mb, poller_gb_s=cycle.poller_seconds * gb,
+                writer_gb_s=cycle.writer_seconds * gb, invocations=cycle.poller_invocations + cycle.writer_invocations,
+                sqs_requests=3 * batches, dynamo_writes=cycle.dynamo_writes, dynamo_reads=cycle.dynamo_reads)

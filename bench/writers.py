@@ -1,0 +1,73 @@
+"""Several concurrent writers: worker processes, each running Lambda's SQS event-source loop on the queue.
+
+Each worker is what one concurrent writer execution environment is in AWS: it polls the same queue,
+invokes the writer handler (``localrun``'s event source and runtime, unchanged) and deletes or releases
+the messages. Writers share the Marketo budget through the DynamoDB limiter in moto, as deployed ones do.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from bench.remote import StackSpec
+from localrun.event_source import DrainStats, SqsEventSource
+
+
+class WorkerResult(BaseModel):
+    batches: int = 0
+    messages: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    handler_errors: int = 0
+    errors: list[str] = Field(default_factory=list)
+    durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
+
+
+class TimedEventSource(SqsEventSource):
+    """The event source, timing each handler invocation (what Lambda bills)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.durations: list[float] = []
+
+    def _deliver(self, messages: list[dict[str, Any]], stats: DrainStats) -> None:
+        # Includes the batch's DeleteMessageBatch calls (a few ms), which Lambda's poller makes outside the
+        # function: a slight overestimate of billed time.
+        started = time.monotonic()
+        super()._deliver(messages, stats)
+        self.durations.append(time.monotonic() - started)
+
+
+def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int) -> WorkerResult:
+    # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
+    sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    spec = StackSpec.model_validate(spec_data)
+    source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
+                              batching_window_s=batching_window_s, template_path=spec.template_path)
+    stats = source.drain(idle_polls=idle_polls)
+    sys.stdout.flush()
+    return WorkerResult(batches=stats.batches, messages=stats.messages, succeeded=stats.succeeded,
+                        failed=stats.failed, handler_errors=stats.handler_errors, errors=stats.errors[:5],
+                        durations_s=source.durations)
+
+
+def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
+                idle_polls: int = 3) -> list[WorkerResult]:
+    """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
+
+    A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
+                               idle_polls) for i in range(count)]
+        return [f.result() for f in futures]
