@@ -65,8 +65,8 @@ class Verification:
     unexpected: list[str]
     mismatched: dict[str, dict[str, tuple[Any, Any]]]
     duplicates: list[str]
-    # Leads left under an address a contact no longer has, because the new one already had its own lead
-    # (Marketo cannot merge two leads through this API): expected, reported, not a failure.
+    # Leads left under an address a contact no longer has (leads are keyed by e-mail; the connector never
+    # moves or deletes one): expected, reported, not a failure.
     retired: list[str] = field(default_factory=list)
 
     @property

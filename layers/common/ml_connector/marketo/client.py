@@ -107,9 +107,7 @@ class MarketoClient:
         if target == COMPANIES:
             return self.sync_companies(records)
         if target == LEADS:
-            # Marketo takes the lead id as lookup field only for updates.
-            action = "updateOnly" if dedupe_field == "id" else "createOrUpdate"
-            return self.sync_leads(records, lookup_field=dedupe_field, action=action)
+            return self.sync_leads(records, lookup_field=dedupe_field)
         return self.sync_custom_objects(target, records)
 
     def _sync(self, path: str, body: dict[str, Any], count: int) -> list[SyncResult]:

@@ -30,7 +30,7 @@ from ml_connector.config import RuntimeSettings
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.observability import emit, log_context, logger
-from ml_connector.state.store import JobRecord, QuarantineEntry, QuarantineMark, StateStore, utc_iso
+from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.messages import SyncMessage, pack_messages
 
@@ -47,12 +47,6 @@ class InboundMessage:
 class _Item:
     message_id: str
     message: SyncMessage
-    # Set when the record's key changed since Marketo got it (a contact's new e-mail): written by this id.
-    marketo_id: str | None = None
-
-    def marketo_record(self) -> dict[str, Any]:
-        record = self.message.marketo_record()
-        return record if self.marketo_id is None else {"id": int(self.marketo_id), **record}
 
 
 CST = timezone(timedelta(hours=-6), "CST")
@@ -134,11 +128,9 @@ class Writer:
         # Replaced by the handler with the Powertools-idempotent version of the same call.
         self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
         self._time_left = time_left
-        self._quarantine_index: dict[str, dict[str, QuarantineMark]] = {}
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
-        self._quarantine_index = {}  # read again per batch: other writers quarantine and release too
         groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
         for item in self._parse(inbound, report):
             groups[(item.message.connection, item.message.marketo_object)].append(item)
@@ -193,60 +185,29 @@ class Writer:
                         state.written_key in (None, item.message.key):
                     report.add(connection, "unchanged")
                 else:
-                    if state and state.marketo_id and state.written_key not in (None, item.message.key):
-                        item.marketo_id = state.marketo_id  # same record, new key: update it, not a new one
+                    # A new key (a contact's new e-mail) is written as a record of its own: moving the old
+                    # record could take it from another Visma record that still has that key.
                     pending.append(item)
         return pending
 
     # -- writing ----------------------------------------------------------------------------
     def _write_group(self, connection: str, marketo_object: str, items: list[_Item], report: WriteReport) -> None:
         pending = self._pending(connection, items, report)
-        unsure = self._keep_keys_unique(connection, marketo_object, [i for i in pending if i.marketo_id is not None])
-        report.failed_message_ids.update(i.message_id for i in unsure)
-        pending = [i for i in pending if i not in unsure]
-        by_key = [i for i in pending if i.marketo_id is None]
-        by_id = [i for i in pending if i.marketo_id is not None]
-        chunks = [(c, False) for c in chunk_by_limits(by_key, _Item.marketo_record)]
-        chunks += [(c, True) for c in chunk_by_limits(by_id, _Item.marketo_record)]
-        for index, (chunk, use_id) in enumerate(chunks):
+        chunks = list(chunk_by_limits(pending, lambda i: i.message.marketo_record()))
+        for index, chunk in enumerate(chunks):
             if self._out_of_time():
-                for rest, _ in chunks[index:]:
+                for rest in chunks[index:]:
                     report.failed_message_ids.update(i.message_id for i in rest)
                 logger.warning("writer out of time; remaining chunks go back to the queue")
                 return
-            self._write_one(connection, marketo_object, chunk, report, by_id=use_id)
+            self._write_one(connection, marketo_object, chunk, report)
 
-    def _keep_keys_unique(self, connection: str, marketo_object: str, rekeyed: list[_Item]) -> list[_Item]:
-        """A record moving to a key another Marketo record already has is written by key, into that record:
-        updating it by id would leave two records with one key (Marketo cannot merge them here). Returns the
-        records it could not check (Marketo unreachable): they go back to the queue."""
-        munchkin = self._settings.connection(connection).marketo.munchkin_id
-        if not rekeyed or self._store.marketo_blocked_until(munchkin) is not None:
-            return []  # with the quota gone the chunk is parked without a call, and checked when it comes back
-        dedupe_field = rekeyed[0].message.dedupe_field
-        try:
-            held = self._marketo_for(connection).get_records(
-                marketo_object, dedupe_field, sorted({i.message.key for i in rekeyed}), ["id", dedupe_field])
-        except Exception:  # noqa: BLE001 - any failure: retry these records later, write the rest now
-            logger.exception("could not check new keys in Marketo; those records go back to the queue")
-            return rekeyed
-        holders = {str(r.get(dedupe_field)).lower(): str(r.get("id")) for r in held}
-        for item in rekeyed:
-            holder = holders.get(item.message.key.lower())
-            if holder is not None and holder != item.marketo_id:
-                item.marketo_id = None
-        return []
-
-    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport,
-                   by_id: bool = False) -> None:
-        """Write (or, with the daily quota gone, park) one chunk; its log lines carry the connection and job ID.
-        ``by_id``: records whose key changed, updated through the Marketo id they were written under."""
+    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> None:
+        """Write (or, with the daily quota gone, park) one chunk; its log lines carry the connection and job ID."""
         job = ChunkJob(
-            job_id=job_id_for(connection, f"{marketo_object}#id" if by_id else marketo_object,
-                              (i.message for i in chunk)),
-            connection=connection, marketo_object=marketo_object,
-            dedupe_field="id" if by_id else chunk[0].message.dedupe_field,
-            records=[i.marketo_record() for i in chunk],
+            job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
+            connection=connection, marketo_object=marketo_object, dedupe_field=chunk[0].message.dedupe_field,
+            records=[i.message.marketo_record() for i in chunk],
         )
         report.jobs.append(job.job_id)
         with log_context(connection=connection, job_id=job.job_id):
@@ -280,12 +241,8 @@ class Writer:
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
             emit("ChunkWriteFailures", 1, connection=connection)
             return
-        counts, gone = self._apply_results(connection, chunk, results, report, by_id=job.dedupe_field == "id")
+        counts = self._apply_results(connection, chunk, results, report)
         self._store.put_job(JobRecord(**base, status="done", **counts))
-        if gone:  # deleted in Marketo since: written again by key, as a new record
-            for item in gone:
-                item.marketo_id = None
-            self._write_one(connection, marketo_object, gone, report)
 
     def _defer(self, job: ChunkJob, base: dict[str, Any], packed: str, until: datetime, error: str,
                report: WriteReport) -> None:
@@ -297,33 +254,36 @@ class Writer:
                                       retry_after=utc_iso(until)))
 
     def _apply_results(
-        self, connection: str, chunk: list[_Item], results: list[dict[str, Any]], report: WriteReport,
-        by_id: bool = False,
-    ) -> tuple[dict[str, int], list[_Item]]:
-        """Per-record outcomes; with ``by_id``, the records Marketo no longer has (1004) are returned."""
+        self, connection: str, chunk: list[_Item], results: list[dict[str, Any]], report: WriteReport
+    ) -> dict[str, int]:
         counts = {"created": 0, "updated": 0, "skipped": 0}
-        gone: list[_Item] = []
+        written: list[SyncMessage] = []
+        ids: list[str | None] = []
         by_seq = {int(r["seq"]): r for r in results}
         for seq, item in enumerate(chunk):
             result = by_seq.get(seq) or {"status": "skipped", "reasons": [{"code": "none", "message": "no result"}]}
             status = result.get("status")
-            msg = item.message
             if status in ("created", "updated"):
                 counts[status] += 1
-                self._release_resolved(connection, msg)
-                self._store.mark_written(connection, msg.entity, msg.internal_id, modified_at=msg.modified_at,
-                                         visma_ts=msg.visma_timestamp, version=msg.version,
-                                         content_hash=msg.content_hash, key=msg.key,
-                                         marketo_id=str(result.get("id") or result.get("marketoGUID") or "") or None)
-            elif by_id and any(str(r.get("code")) == "1004" for r in result.get("reasons") or []):
-                gone.append(item)
+                written.append(item.message)
+                ids.append(str(result.get("id") or result.get("marketoGUID") or "") or None)
             else:
                 counts["skipped"] += 1
-                self._quarantine_skipped(connection, msg, result)
+                self._quarantine_skipped(connection, item.message, result)
+        self._record_written(connection, written, ids)
         for outcome, count in counts.items():
             report.add(connection, outcome, count)
         report.add(connection, "marketo_calls")
-        return counts, gone
+        return counts
+
+    def _record_written(self, connection: str, messages: list[SyncMessage], marketo_ids: list[str | None]) -> None:
+        """What Marketo now holds, for the version guard; and earlier refusals those versions resolve."""
+        self._store.mark_written(connection, [
+            WrittenRecord(entity=m.entity, internal_id=m.internal_id, modified_at=m.modified_at,
+                          visma_ts=m.visma_timestamp, version=m.version, content_hash=m.content_hash,
+                          key=m.key, marketo_id=marketo_id)
+            for m, marketo_id in zip(messages, marketo_ids, strict=True)])
+        self._release_resolved(connection, messages)
 
     def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: dict[str, Any]) -> None:
         reasons = result.get("reasons") or []
@@ -335,15 +295,15 @@ class Writer:
         ))
         logger.warning("Marketo skipped a record", extra={"ref": msg.record_ref, "reason": reason})
 
-    def _release_resolved(self, connection: str, msg: SyncMessage) -> None:
-        """Marketo accepted this version: an earlier refusal of an older (or the same) version is resolved."""
-        if connection not in self._quarantine_index:
-            self._quarantine_index[connection] = self._store.quarantine_index(connection)
-        key = f"{msg.entity}#{msg.internal_id}"
-        mark = self._quarantine_index[connection].get(key)
-        if mark is not None and mark.stage == "writer" and (mark.version or "") <= msg.version:
-            self._store.release(connection, msg.entity, str(msg.internal_id))
-            del self._quarantine_index[connection][key]
+    def _release_resolved(self, connection: str, messages: list[SyncMessage]) -> None:
+        """Marketo accepted these versions: earlier refusals of older (or the same) versions are resolved."""
+        if not messages:
+            return
+        marks = self._store.quarantine_marks(connection, (f"{m.entity}#{m.internal_id}" for m in messages))
+        for msg in messages:
+            mark = marks.get(f"{msg.entity}#{msg.internal_id}")
+            if mark is not None and mark.stage == "writer" and (mark.version or "") <= msg.version:
+                self._store.release(connection, msg.entity, str(msg.internal_id))
 
     def _out_of_time(self) -> bool:
         return self._time_left is not None and self._time_left() < self._settings.safety_margin_seconds
