@@ -175,7 +175,8 @@ class VismaClient:
     def _retry_delay(self, path: str, params: dict[str, Any] | None, backoff: float) -> float:
         """The backoff; when this very request already failed twice in five minutes, Visma would refuse a
         third try for minutes: rather than sleep a Lambda that long, stop cleanly (the next run resumes)."""
-        request = f"{path}?{sorted((params or {}).items())}"
+        # The same request: same API, same company, same path and parameters.
+        request = f"{self._base_url}|{self._credentials.company_id}|{path}?{sorted((params or {}).items())}"
         self._failures.record(request)
         hold = self._failures.wait_before_retry(request)
         if hold > self._backoff.cap:
