@@ -168,10 +168,12 @@ class _QuietServer(ThreadingHTTPServer):
 class Latency:
     """A steady service time per call: fixed seconds, or uniform in a (low, high) range, seeded."""
 
-    def __init__(self, latency: float | tuple[float, float] = 0.0, seed: int = 0) -> None:
+    def __init__(self, latency: float | tuple[float, float] = 0.0, seed: int = 0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self._latency = latency
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
+        self._sleep = sleep
 
     def sleep(self) -> None:
         latency = self._latency
@@ -179,5 +181,5 @@ class Latency:
             with self._lock:
                 latency = self._rng.uniform(*latency)
         if latency > 0:
-            time.sleep(latency)
+            self._sleep(latency)
 
