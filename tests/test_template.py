@@ -14,6 +14,7 @@ import pytest
 
 from localrun.aws import translate
 from localrun.sam_template import load_template, parameter_values
+from ml_connector.sync.mapping import load_mapping
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
@@ -63,6 +64,7 @@ def test_globals(sam: dict[str, Any]) -> None:
         "MARKETO_MAX_CONCURRENCY": {"Ref": "MarketoMaxConcurrentCalls"},
         "CONNECTIONS_CONFIG": {"Fn::If": ["HasConnectionsParameter",
                                           {"Fn::Sub": "ssm:${ConnectionsConfigParameter}"}, ""]},
+        "MAPPING_FILE": {"Ref": "MappingFile"},
     }
 
 
@@ -236,3 +238,14 @@ def test_schedule_event_is_an_eventbridge_scheduled_event() -> None:
     assert event["detail"] == {} and event["version"] == "0"
     assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/ml-connector-PollerFunctionSchedule-\w+",
                         event["resources"][0])
+
+
+def test_mapping_file_parameter_takes_shipped_names_and_ssm_only(sam: dict[str, Any]) -> None:
+    param = sam["Parameters"]["MappingFile"]
+    pattern = re.compile(param["AllowedPattern"])
+    assert param["Default"] == "" and pattern.fullmatch("")
+    for shipped in ("with-contacts-as-leads.json", "suppliers-as-custom-object.json"):
+        assert pattern.fullmatch(shipped)
+        assert load_mapping(shipped).customer is not None  # the name resolves to the shipped file
+    assert pattern.fullmatch("ssm:/ml-connector/mappings/main")
+    assert not any(pattern.fullmatch(v) for v in ("../etc/passwd.json", "/tmp/x.json", "http://x/y.json"))
