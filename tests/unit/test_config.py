@@ -63,6 +63,19 @@ def test_connections_from_inline_json_and_file(tmp_path):
     assert inline.connection("sweden").mapping == "sweden.json"
 
 
+def test_a_shipped_mapping_named_in_a_connections_file_stays_a_shipped_name(tmp_path):
+    document = {"connections": [{"id": "c", "visma": {"secret_id": "v"},
+                                 "marketo": {"secret_id": "m", "munchkin_id": "123-ABC-456"},
+                                 "mapping": "with-contacts-as-leads.json"}]}
+    path = tmp_path / "connections.json"
+    path.write_text(json.dumps(document))
+    assert load_settings({**BASE_ENV, "CONNECTIONS_CONFIG": str(path)}).connection("c").mapping == \
+        "with-contacts-as-leads.json"
+    (tmp_path / "with-contacts-as-leads.json").write_text("{}")  # a file of the user's own wins
+    assert load_settings({**BASE_ENV, "CONNECTIONS_CONFIG": str(path)}).connection("c").mapping == \
+        str(tmp_path / "with-contacts-as-leads.json")
+
+
 def test_unknown_connection_key_is_rejected():
     bad = [{"id": "x", "visma": {"secret_id": "v", "colour": "red"}, "marketo": {"secret_id": "m",
                                                                                 "munchkin_id": "111-AAA-111"}}]

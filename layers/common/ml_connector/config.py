@@ -125,6 +125,7 @@ class RuntimeSettings(_Strict):
 
 
 SSM_PREFIX = "ssm:"
+SHIPPED_MAPPINGS = Path(__file__).resolve().parent / "mappings"
 
 
 _ssm_providers: dict[str, Any] = {}
@@ -157,7 +158,7 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
             base = Path(raw).resolve().parent
             for conn in connections:
                 if isinstance(conn, dict) and conn.get("mapping") and not Path(conn["mapping"]).is_absolute():
-                    conn["mapping"] = str(base / conn["mapping"])
+                    conn["mapping"] = _beside(base, conn["mapping"])
         return list(connections)
     visma: dict[str, Any] = {"secret_id": env.get("VISMA_SECRET_ID", "")}
     for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL"),
@@ -176,6 +177,15 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     if env.get("MAPPING_FILE"):
         connection["mapping"] = env["MAPPING_FILE"]
     return [connection]
+
+
+def _beside(base: Path, mapping: str) -> str:
+    """A relative mapping path is relative to the connections file, unless it names a shipped mapping
+    that is not there."""
+    candidate = base / mapping
+    if not candidate.exists() and (SHIPPED_MAPPINGS / mapping).exists():
+        return mapping
+    return str(candidate)
 
 
 def _describe(error: ValidationError) -> str:
