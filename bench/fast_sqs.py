@@ -29,6 +29,17 @@ from moto.sqs.models import Message, Queue, SQSBackend
 _MAX_VISIBILITY_MS = 43200 * 1000  # SQS caps a message's total visibility timeout at 12 hours
 _ORIGINALS: dict[tuple[type, str], Any] = {}
 _install_lock = threading.Lock()
+# moto's SQS is not thread-safe: a receive deep-copies the queue's pending set while another server thread's
+# delete changes it ("Set changed size during iteration"). Real SQS is; the emulator serialises these calls.
+_queue_lock = threading.RLock()
+
+
+def _serialised(function: Any) -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with _queue_lock:
+            return function(*args, **kwargs)
+
+    return call
 
 
 class MessageIndex:
@@ -107,8 +118,13 @@ def _approximate_number_of_messages(queue: Queue) -> int:
 
 
 def _wait_for_messages(queue: Queue, timeout: int) -> None:
-    with queue._messages_lock:
-        queue._messages_lock.wait_for(lambda: next(_visible(queue), None) is not None, timeout=timeout)
+    # Called inside a (serialised) receive: let sends and deletes through while this one long-polls.
+    _queue_lock.release()
+    try:
+        with queue._messages_lock:
+            queue._messages_lock.wait_for(lambda: next(_visible(queue), None) is not None, timeout=timeout)
+    finally:
+        _queue_lock.acquire()
 
 
 def _queue_delete_message(queue: Queue, receipt_handle: str) -> None:
@@ -227,9 +243,10 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (Queue, "approximate_number_of_messages_not_visible"): _count("approximate_number_of_messages_not_visible"),
     (Queue, "attributes"): property(_lazy_attributes),
     (Queue, "wait_for_messages"): _wait_for_messages,
-    (Queue, "delete_message"): _queue_delete_message,
-    (SQSBackend, "receive_message"): _receive_message,
-    (SQSBackend, "change_message_visibility"): _change_message_visibility,
+    (Queue, "delete_message"): _serialised(_queue_delete_message),
+    (SQSBackend, "receive_message"): _serialised(_receive_message),
+    (SQSBackend, "change_message_visibility"): _serialised(_change_message_visibility),
+    (SQSBackend, "send_message"): _serialised(lambda *a, **k: _ORIGINALS[(SQSBackend, "send_message")](*a, **k)),
     (SQSBackend, "is_message_valid_based_on_retention_period"): _retained,
     (SQSBackend, "get_queue_attributes"): _get_queue_attributes,
 }
