@@ -235,15 +235,16 @@ class StateStore:
                 batch.put_item(Item={"pk": f"REF#{connection}", "sk": key, "hash": value})
 
     # -- payment facts ------------------------------------------------------------------------
-    def payment_facts(self, connection: str) -> dict[str, dict[str, Any]]:
-        """Stored payment facts by customer number (customers with only zero facts have no item)."""
-        return {i["sk"]: {k: float(v) if isinstance(v, Decimal) else v for k, v in i.items() if k not in ("pk", "sk")}
-                for i in self._query(Key("pk").eq(f"PAY#{connection}"))}
+    def payment_facts(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Stored payment facts by customer number, streamed (customers with only zero facts have no item)."""
+        for item in self._query(Key("pk").eq(f"PAY#{connection}")):
+            yield item["sk"], {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()
+                               if k not in ("pk", "sk")}
 
-    def put_payment_facts(self, connection: str, facts: dict[str, dict[str, Any]]) -> None:
+    def put_payment_facts(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Store changed facts; an all-zero entry removes the customer's item."""
         with self._table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for number, values in facts.items():
+            for number, values in facts:
                 key = {"pk": f"PAY#{connection}", "sk": number}
                 if any(values.values()):
                     batch.put_item(Item={**key, **{k: Decimal(str(v)) for k, v in values.items()}})

@@ -4,13 +4,13 @@ Facts come from two Visma sources: open invoices past their due date (amount, co
 level) and customer balances (``/v1/customer/balance``, read as a delta since the last poll). They are
 kept per customer number in the state table (only for customers with a non-zero fact), so a customer
 whose payment situation changes without its own record changing (an invoice falls due, a payment
-arrives) is detected and re-sent.
+arrives) is detected and re-sent. Both sources are streamed into the poll's ledger (``sync/ledger.py``)
+and merged there, so no per-customer dict is held.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -28,12 +28,6 @@ class PaymentFacts(BaseModel):
     overdue_amount: float = 0.0
     overdue_invoices: int = 0
     max_dunning_level: int = 0
-
-    def is_zero(self) -> bool:
-        return self == PaymentFacts()
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
 def payment_status(status: str | None, facts: dict[str, Any] | None) -> str:
@@ -59,49 +53,25 @@ class PaymentReader:
         self._client = client
         self._page_size = page_size
 
-    def overdue(self, today: date) -> dict[str, PaymentFacts]:
+    def overdue_invoices(self, today: date) -> Iterator[tuple[str, float, int]]:
+        """Open invoices past due, streamed: (customer number, open balance, dunning level)."""
         params = {"status": "Open", "documentDueDate": today.isoformat(), "documentDueDateCondition": "<"}
-        facts: dict[str, PaymentFacts] = {}
         for invoice in self._client.records(INVOICES_PATH, params, self._page_size):
             number = _customer_number(invoice)
             balance = _number(invoice.get("balance"))
             if number is None or balance <= 0 or not _past_due(invoice.get("documentDueDate"), today):
                 continue  # the filter is the server's; we only count what is really open and past due
-            entry = facts.setdefault(number, PaymentFacts())
-            entry.overdue_amount = round(entry.overdue_amount + balance, 2)
-            entry.overdue_invoices += 1
-            entry.max_dunning_level = max(entry.max_dunning_level, int(_number(invoice.get("dunningLetterLevel"))))
-        return facts
+            yield number, balance, int(_number(invoice.get("dunningLetterLevel")))
 
-    def balances(self, since: datetime | None) -> dict[str, float]:
+    def balances(self, since: datetime | None) -> Iterator[tuple[str, float]]:
+        """Customer balances changed since ``since`` (all when None), streamed: (customer number, balance)."""
         params = {}
         if since is not None:
             params = {"lastModifiedDateTime": format_visma_datetime(since), "lastModifiedDateTimeCondition": ">="}
-        found: dict[str, float] = {}
         for row in self._client.records(BALANCES_PATH, params, self._page_size):
             number = _customer_number(row)
             if number is not None:
-                found[number] = round(_number(row.get("balance")), 2)
-        return found
-
-
-def merge_facts(stored: dict[str, PaymentFacts], overdue: dict[str, PaymentFacts],
-                balances: dict[str, float]) -> dict[str, PaymentFacts]:
-    """Current facts for every customer that has or had a non-zero fact."""
-    merged: dict[str, PaymentFacts] = {}
-    for number in set(stored) | set(overdue) | set(balances):
-        due = overdue.get(number, PaymentFacts())
-        balance = balances[number] if number in balances else stored.get(number, PaymentFacts()).balance
-        merged[number] = due.model_copy(update={"balance": balance})
-    return merged
-
-
-def changed_facts(stored: dict[str, PaymentFacts], current: dict[str, PaymentFacts]) -> dict[str, PaymentFacts]:
-    return {n: f for n, f in current.items() if f != stored.get(n, PaymentFacts())}
-
-
-def numbers_of(records: Iterable[dict[str, Any]]) -> set[str]:
-    return {str(r["number"]) for r in records if isinstance(r, dict) and r.get("number")}
+                yield number, round(_number(row.get("balance")), 2)
 
 
 def _customer_number(row: dict[str, Any]) -> str | None:

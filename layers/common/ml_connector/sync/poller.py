@@ -31,10 +31,11 @@ from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
 from ml_connector.sync.contacts import CompanyKeys
+from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
-from ml_connector.sync.payment import PaymentFacts, PaymentReader, changed_facts, merge_facts
+from ml_connector.sync.payment import PaymentFacts, PaymentReader
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.errors import VismaError
 from ml_connector.visma.models import ContactDto, CustomerDto, SupplierDto, parse_visma_datetime
@@ -94,17 +95,31 @@ class EntityPollReport(BaseModel):
 
 
 class _Pass:
-    """Bookkeeping for one read of the window."""
+    """Bookkeeping for one read of the window; the ids it saw are counted in the poll's ledger, on disk."""
 
-    def __init__(self) -> None:
-        self.seen: set[int] = set()
-        self.numbers: set[str] = set()
-        self.bad: set[str] = set()
+    def __init__(self, ledger: PollLedger, *, note_numbers: bool) -> None:
+        ledger.start_pass()
+        self._ledger = ledger
+        self._note_numbers = note_numbers  # only payment refreshes need the customer numbers read
         self.total = 0
         self.max_modified: datetime | None = None
 
+    def note(self, internal_id: int, number: str | None, modified_at: datetime) -> None:
+        self._ledger.note_seen(internal_id)
+        self.note_number(number)
+        if self.max_modified is None or modified_at > self.max_modified:
+            self.max_modified = modified_at
+
+    def note_bad(self, ref: str, number: str | None) -> None:
+        self._ledger.note_bad(ref)
+        self.note_number(number)  # read in this window: no payment refresh for it
+
+    def note_number(self, number: str | None) -> None:
+        if number is not None and self._note_numbers:
+            self._ledger.note_read_number(number)
+
     def covered(self) -> bool:
-        return len(self.seen) + len(self.bad) >= self.total
+        return self._ledger.unique_count() >= self.total
 
 
 class Poller:
@@ -137,12 +152,12 @@ class Poller:
         payments: PaymentReader | None = None,
         company_keys: CompanyKeys | None = None,
     ) -> EntityPollReport:
-        with log_context(connection=connection.id, entity=entity):
-            return self._poll_entity(connection, client, entity, company_id, mapping, payments, company_keys)
+        with log_context(connection=connection.id, entity=entity), PollLedger() as ledger:
+            return self._poll_entity(connection, client, entity, company_id, mapping, payments, company_keys, ledger)
 
     def _poll_entity(self, connection: ConnectionConfig, client: VismaClient, entity: VismaEntity, company_id: str,
                      mapping: EntityMapping, payments: PaymentReader | None,
-                     company_keys: CompanyKeys | None) -> EntityPollReport:
+                     company_keys: CompanyKeys | None, ledger: PollLedger) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._store.get_watermark(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None
@@ -153,12 +168,13 @@ class Poller:
             key.split("#", 1)[1] for key, mark in self._store.quarantine_index(connection.id).items()
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
-            payment = self._payment_state(connection.id, payments, since) if payments else None
-            context = EntityContext(connection, entity, company_id, mapping, payment.current if payment else None,
+            if payments is not None:
+                self._merge_payment_facts(ledger, connection.id, payments, since)
+            context = EntityContext(connection, entity, company_id, mapping, ledger if payments else None,
                                     company_keys)
-            window = self._read_window(client, context, since, report)
-            if payment is not None and window.covered():
-                self._send_payment_changes(client, context, payment, window, report)
+            window = self._read_window(client, context, since, report, ledger)
+            if context.payment is not None and window.covered():
+                self._send_payment_changes(client, context, context.payment, window, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
@@ -176,11 +192,11 @@ class Poller:
         return report
 
     def _read_window(
-        self, client: VismaClient, ctx: EntityContext, since: datetime | None, report: EntityPollReport
+        self, client: VismaClient, ctx: EntityContext, since: datetime | None, report: EntityPollReport,
+        ledger: PollLedger,
     ) -> _Pass:
-        window = _Pass()
         for attempt in range(1, MAX_PASSES + 1):
-            window = _Pass()
+            window = _Pass(ledger, note_numbers=ctx.payment is not None)
             report.passes = attempt
             for page in client.iter_pages(ctx.entity, modified_since=since, page_size=ctx.connection.visma.page_size):
                 window.total = max(window.total, page.total_count)
@@ -191,7 +207,7 @@ class Poller:
                 return window
             logger.warning(
                 "incomplete window: rows shifted between pages; reading it again",
-                extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": len(window.seen),
+                extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": ledger.unique_count(),
                        "total": window.total, "pass": attempt},
             )
             emit("IncompleteWindows", 1, connection=ctx.connection.id, entity=ctx.entity)
@@ -228,13 +244,12 @@ class Poller:
             message = build_message(raw, ctx)
         except RecordWithoutKey as missing:
             report.without_key += 1
-            self._note_seen(window, missing.internal_id, None, missing.modified_at)
+            window.note(missing.internal_id, None, missing.modified_at)
             return None
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
-            window.bad.add(ref)
-            if isinstance(raw, dict) and raw.get("number") is not None:
-                window.numbers.add(str(raw["number"]))  # read in this window: no payment refresh for it
+            number = raw.get("number") if isinstance(raw, dict) else None
+            window.note_bad(ref, None if number is None else str(number))
             report.quarantined += 1
             entry = QuarantineEntry(
                 connection=ctx.connection.id, entity=ctx.entity, ref=ref, stage="poller",
@@ -249,28 +264,23 @@ class Poller:
                 self._store.quarantine(entry)
             logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
             return None
-        self._note_seen(window, message.internal_id, message.number, message.modified_at)
+        window.note(message.internal_id, message.number, message.modified_at)
         return message
 
-    @staticmethod
-    def _note_seen(window: _Pass, internal_id: int, number: str | None, modified_at: datetime) -> None:
-        window.seen.add(internal_id)
-        if number is not None:
-            window.numbers.add(number)
-        if window.max_modified is None or modified_at > window.max_modified:
-            window.max_modified = modified_at
+    def _merge_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
+                             since: datetime | None) -> None:
+        """Stored facts, overdue invoices and the balance delta, streamed into the ledger and merged there."""
+        ledger.load_stored((n, PaymentFacts.model_validate(v)) for n, v in self._store.payment_facts(connection))
+        ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
+        ledger.set_balances(reader.balances(since))
+        ledger.merge_payment_facts()
 
-    def _payment_state(self, connection: str, reader: PaymentReader, since: datetime | None) -> PaymentState:
-        stored = {n: PaymentFacts.model_validate(v) for n, v in self._store.payment_facts(connection).items()}
-        overdue = reader.overdue(self._clock().date())
-        balances = reader.balances(since)
-        current = merge_facts(stored, overdue, balances)
-        return PaymentState(current=current, changed=changed_facts(stored, current))
-
-    def _send_payment_changes(self, client: VismaClient, ctx: EntityContext, payment: PaymentState,
+    def _send_payment_changes(self, client: VismaClient, ctx: EntityContext, ledger: PollLedger,
                               window: _Pass, report: EntityPollReport) -> None:
-        """Customers whose payment facts changed but whose record did not: fetch and send them too."""
-        for number in sorted(set(payment.changed) - window.numbers):
+        """Customers whose payment facts changed but whose record did not: fetch and send them too.
+
+        The changed facts are stored only after that, so a poll that stops early finds them changed again."""
+        for number in ledger.refresh_numbers():
             try:
                 raw = client.get(f"/v1/customer/{quote(number, safe='')}")
             except VismaError as exc:
@@ -278,10 +288,11 @@ class Poller:
                     raise
                 continue  # the customer is gone; its facts are still recorded below
             report.payment_refreshes += 1
-            self._process_page([raw], ctx, _Pass(), report)
+            self._process_page([raw], ctx, window, report)  # only notes more of what this window read
             self._check_time()
         if not self._dry_run:
-            self._store.put_payment_facts(ctx.connection.id, {n: f.model_dump() for n, f in payment.changed.items()})
+            for chunk in ledger.changed_facts():
+                self._store.put_payment_facts(ctx.connection.id, ((n, f.model_dump()) for n, f in chunk))
 
     def _check_time(self) -> None:
         if self._time_left is not None and self._time_left() < self._margin:
@@ -303,8 +314,8 @@ class EntityContext:
     entity: VismaEntity
     company_id: str
     mapping: EntityMapping
-    # Payment facts by customer number, when the mapping uses them (customers only).
-    payment: dict[str, PaymentFacts] | None = None
+    # The poll's payment facts by customer number, when the mapping uses them (customers only).
+    payment: PollLedger | None = None
     # Contacts: their customer's Marketo company key, by business account number.
     company_keys: CompanyKeys | None = None
 
@@ -312,16 +323,10 @@ class EntityContext:
         """The raw record plus the synthetic sources a rule can name (``_payment``, ``_company_key``)."""
         extra: dict[str, Any] = {}
         if self.payment is not None:
-            extra["_payment"] = self.payment.get(str(raw.get("number")), PaymentFacts()).model_dump()
+            extra["_payment"] = self.payment.facts_for(str(raw.get("number"))).model_dump()
         if self.company_keys is not None:
             extra["_company_key"] = self.company_keys.key_for(raw.get("businessAccount"))
         return {**raw, **extra} if extra else raw
-
-
-@dataclass(frozen=True)
-class PaymentState:
-    current: dict[str, PaymentFacts]
-    changed: dict[str, PaymentFacts]
 
 
 class RecordWithoutKey(Exception):
