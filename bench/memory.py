@@ -16,6 +16,7 @@ import resource
 import sys
 import threading
 import time
+import tracemalloc
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -75,21 +76,25 @@ def _purge_until(env: LocalEnvironment, stop: threading.Event) -> None:
         queue._messages = []
 
 
-def _poller(spec_data: dict[str, Any], log_path: str, conn: Connection) -> None:
+def _poller(spec_data: dict[str, Any], log_path: str, trace_python: bool, conn: Connection) -> None:
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     spec = StackSpec.model_validate(spec_data)
     _reset_peak()
     before = _rss_mb()
+    if trace_python:
+        tracemalloc.start()
     started = time.monotonic()
     result = invoke(spec.stack(), "PollerFunction", json.loads(SCHEDULE_EVENT.read_text()), env=spec.handler_env,
                     template_path=spec.template_path, timeout_s=POLLER_TIMEOUT_S)
     seconds = time.monotonic() - started
     peak = _peak_mb()
+    python_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace_python else None
     sent = sum(e["messages_sent"] for e in result["entities"])
-    conn.send({"peak_rss_mb": peak, "rss_before_mb": before, "seconds": seconds, "messages_sent": sent})
+    conn.send({"peak_rss_mb": peak, "rss_before_mb": before, "seconds": seconds, "messages_sent": sent,
+               "python_peak_mb": python_peak})
 
 
-def measure(records: int, log_dir: Path) -> MemoryResult:
+def measure(records: int, log_dir: Path, *, trace_python: bool = False) -> MemoryResult:
     log_dir.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
     services_end, services_conn = context.Pipe()
@@ -98,7 +103,8 @@ def measure(records: int, log_dir: Path) -> MemoryResult:
     services.start()
     try:
         spec = services_end.recv()
-        poller = context.Process(target=_poller, args=(spec, str(log_dir / f"poller-{records}.log"), poller_conn))
+        poller = context.Process(target=_poller, args=(spec, str(log_dir / f"poller-{records}.log"), trace_python,
+                                                            poller_conn))
         poller.start()
         figures = poller_end.recv()
         poller.join()

@@ -121,6 +121,8 @@ class MemoryResult(BaseModel):
     rss_before_mb: float
     seconds: float
     messages_sent: int
+    # Peak of the Python heap (tracemalloc) during the invocation, when asked for: exact, but it slows the poller.
+    python_peak_mb: float | None = None
     method: str = ("peak RSS (VmHWM, reset just before the invocation) of a process that runs only the poller "
                   "handler, minus its RSS before the invocation (the handler's cold import is inside the growth)")
 

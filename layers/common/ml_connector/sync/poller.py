@@ -202,6 +202,7 @@ class Poller:
                 window.total = max(window.total, page.total_count)
                 report.pages += 1
                 self._process_page(page.records, ctx, window, report)
+                del page  # memory: not held while the next page is fetched
                 self._check_time()
             if window.covered():
                 return window

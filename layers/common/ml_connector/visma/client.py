@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
@@ -86,11 +87,10 @@ class VismaClient:
         """Walk a paged list endpoint in either shape (bare array with per-item metadata, or the
         ``{pageNumber, pageSize, totalCount, records}`` wrapper)."""
         number = 1
-        previous: list[dict[str, Any]] | None = None
+        previous: _PageMark | None = None
         while True:
-            body = self.get(path, {**(params or {}), "pageNumber": number, "pageSize": page_size})
-            page = to_page(body, number)
-            if not page.records or page.records == previous:
+            page = to_page(self.get(path, {**(params or {}), "pageNumber": number, "pageSize": page_size}), number)
+            if not page.records or _PageMark.of(page.records) == previous:
                 return  # empty, or an endpoint that ignores paging and sent the same list again
             yield page
             if page.total_count:
@@ -99,13 +99,17 @@ class VismaClient:
                     return
             elif len(page.records) < page_size:
                 return  # no totals to go by (short reference lists): a short page is the last
-            previous = page.records
+            previous = _PageMark.of(page.records)
+            del page  # memory: one page at a time, not this one while the next is fetched
             number += 1
 
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
                 ) -> Iterator[dict[str, Any]]:
         for page in self.pages(path, params, page_size):
-            yield from page.records
+            records = page.records
+            del page  # see pages()
+            yield from records
+            del records
 
     def contacts(self, customer_number: str) -> list[ContactDto]:
         """A customer's contact persons with their consent flags (``noMarketing``, ``noMassMail``,
@@ -284,3 +288,16 @@ def _seconds(value: str | None) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class _PageMark:
+    """What is kept of a page to recognise the same list sent again: its size and its two ends, not all of it."""
+
+    size: int
+    first: Any
+    last: Any
+
+    @classmethod
+    def of(cls, records: list[dict[str, Any]]) -> _PageMark:
+        return cls(len(records), records[0], records[-1])
