@@ -10,15 +10,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import MarketoSettings, VismaSettings
 from ml_connector.marketo.client import MarketoClient
+from ml_connector.marketo.client import forget_tokens as forget_marketo_tokens
 from ml_connector.marketo.models import MarketoCredentials
 from ml_connector.visma.client import VismaClient
+from ml_connector.visma.client import forget_tokens as forget_visma_tokens
 from ml_connector.visma.models import VismaCredentials
+
+if TYPE_CHECKING:  # the sandboxes are imported only when pinged
+    from sandbox.marketo import MarketoSandbox
+    from sandbox.visma import VismaSandbox
 
 
 class Check(BaseModel):
@@ -33,6 +39,13 @@ class PingCredentials(BaseModel):
     visma: dict[str, Any]
     marketo: dict[str, Any]
 
+    @classmethod
+    def of_sandboxes(cls, visma: VismaSandbox, marketo: MarketoSandbox) -> PingCredentials:
+        """The credentials that reach the local sandboxes."""
+        return cls(visma={**visma.credentials, "base_url": visma.url, "token_url": visma.token_url},
+                   marketo={**marketo.credentials, "munchkin_id": marketo.munchkin_id,
+                            "endpoint_override": marketo.url})
+
 
 def run_checks(credentials_file: str | None) -> list[Check]:
     if credentials_file is None:
@@ -46,6 +59,9 @@ def run_checks(credentials_file: str | None) -> list[Check]:
 
 
 def _checks(creds: PingCredentials) -> list[Check]:
+    # A check must really ask for tokens: one cached in this process for the same client would pass a wrong secret.
+    forget_visma_tokens()
+    forget_marketo_tokens()
     secrets = _secret_values(creds)
     results: list[Check] = []
     try:
@@ -119,6 +135,4 @@ def _sandbox_credentials() -> Iterator[PingCredentials]:
     from sandbox.visma import VismaSandbox
 
     with VismaSandbox(seed=1, customers=20, suppliers=5) as visma, MarketoSandbox() as marketo:
-        yield PingCredentials(
-            visma={**visma.credentials, "base_url": visma.url, "token_url": visma.token_url},
-            marketo={**marketo.credentials, "munchkin_id": marketo.munchkin_id, "endpoint_override": marketo.url})
+        yield PingCredentials.of_sandboxes(visma, marketo)

@@ -61,6 +61,7 @@ import pytest
 from localrun.cli import EXIT_PROBLEM, EXIT_USAGE, main
 from localrun.environment import ZERO_FACTS, LocalEnvironment, expected_payment_facts
 from localrun.lambda_runtime import invoke
+from localrun.ping import PingCredentials
 from localrun.target import Target
 from ml_connector import runtime as runtime_module
 from ml_connector.config import ConfigError
@@ -689,12 +690,15 @@ def test_marketo_secret_without_client_id_names_the_field_and_hides_the_secret(e
 
 def test_ping_reports_a_wrong_marketo_secret_on_the_marketo_side(env, tmp_path, capsys):
     wrong = "wrong-marketo-secret-1a7f"
-    creds = {"visma": {**env.visma.credentials, "base_url": env.visma.url, "token_url": env.visma.token_url},
-             "marketo": {**env.marketo.credentials, "client_secret": wrong, "munchkin_id": env.marketo.munchkin_id,
-                         "endpoint_override": env.marketo.url}}
+    creds = PingCredentials.of_sandboxes(env.visma, env.marketo).model_dump()
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(creds))
+    assert main(["--json", "ping", "--credentials", str(good)]) == 0  # leaves tokens for this client in the process
+    capsys.readouterr()
+    creds["marketo"]["client_secret"] = wrong
     path = tmp_path / "creds.json"
     path.write_text(json.dumps(creds))
-    code = main(["--json", "ping", "--credentials", str(path)])
+    code = main(["--json", "ping", "--credentials", str(path)])  # must ask again, not pass on the cached token
     captured = capsys.readouterr()
     checks = json.loads(captured.out)
     assert code == EXIT_PROBLEM

@@ -9,6 +9,7 @@ import pytest
 
 from localrun.cli import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, main
 from localrun.environment import LocalEnvironment
+from localrun.ping import PingCredentials
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +131,8 @@ def test_ping_names_what_fails_and_never_prints_a_secret(tmp_path, capsys):
 
     with VismaSandbox(seed=2, customers=3, suppliers=1) as visma, MarketoSandbox() as marketo:
         wrong = "wrong-visma-secret-123"
-        creds = {"visma": {**visma.credentials, "client_secret": wrong, "base_url": visma.url,
-                           "token_url": visma.token_url},
-                 "marketo": {**marketo.credentials, "munchkin_id": marketo.munchkin_id,
-                             "endpoint_override": marketo.url}}
+        creds = PingCredentials.of_sandboxes(visma, marketo).model_dump()
+        creds["visma"]["client_secret"] = wrong
         path = tmp_path / "creds.json"
         path.write_text(json.dumps(creds))
         code = main(["--json", "ping", "--credentials", str(path)])
