@@ -58,9 +58,7 @@ def targets(report: BenchReport) -> list[tuple[str, str, bool, str]]:
         first, last = report.memory[0], report.memory[-1]
         ok = last.delta_mb <= MEMORY_FLAT_TOLERANCE * max(first.delta_mb, 1.0)
         out.append(("Poller memory flat in N", ", ".join(f"{m.records:,}: +{m.delta_mb:.0f} MB" for m in report.memory),
-                    ok, "" if ok else "records are streamed page by page, but the poller holds the window's "
-                    "ids (to prove it saw totalCount records) and the payment facts of every customer "
-                    "with a balance or open invoice; see 'Poller memory'"))
+                    ok, "" if ok else "the poller's resident memory grew with the window; see 'Poller memory'"))
     for imp in report.cold_imports:
         ok = imp.median_s <= COLD_IMPORT_TARGET_S
         out.append((f"Cold import ≤ 0.5 s: {imp.handler}", f"{imp.median_s:.3f} s", ok,
@@ -191,12 +189,15 @@ def _memory_lines(report: BenchReport) -> list[str]:
             "| Records | RSS before | Peak RSS | Growth | Poller s | Messages sent |", "|---|---|---|---|---|---|"]
     rows += [f"| {m.records:,} | {m.rss_before_mb:.0f} MB | {m.peak_rss_mb:.0f} MB | {m.delta_mb:.0f} MB | "
              f"{m.seconds:.0f} | {m.messages_sent:,} |" for m in report.memory]
-    rows += ["", "What grows: the poller streams records a page at a time, but keeps for the whole window the ids it "
-             "saw (the proof that nothing shifted between pages: unique ids must reach `totalCount`) and, for "
-             "the payment status, the facts (balance, overdue amount and invoices, dunning level) of every "
-             "customer that has any, read from `/v1/customer/balance` and the open invoices. Both are O(customers) "
-             "rather than O(page); making them flat needs a bitmap of ids and payment facts merged page by page "
-             "from DynamoDB, which is not done."]
+    rows += ["", "What the poller holds: one Visma page at a time (the previous page is released before the next "
+             "is fetched). What it must keep for the whole window, the ids it saw (the proof that nothing shifted "
+             "between pages: unique ids must reach `totalCount`), the customer numbers it read and every "
+             "customer's payment facts (stored, overdue invoices, balances), lives in a throw-away SQLite file in "
+             "`/tmp` with a 4 MB page cache (`ml_connector/sync/ledger.py`), about 60 MB of disk per million "
+             "records. Most of the growth above is the handler's cold import, the same at every size. "
+             "`tests/bench/test_poller_memory.py` (in `make test`) checks the same thing more finely: the "
+             "poller's Python heap peak at 2,000 and 12,000 records, and fails above 1 MB of growth (measured on "
+             "2026-11-25: 11 MB before the ledger, 0.4 MB with it)."]
     return rows + [""]
 
 
