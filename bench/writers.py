@@ -14,19 +14,15 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from bench.remote import StackSpec
 from localrun.event_source import DrainStats, SqsEventSource
 
 
-class WorkerResult(BaseModel):
-    batches: int = 0
-    messages: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    handler_errors: int = 0
-    errors: list[str] = Field(default_factory=list)
+class WorkerResult(DrainStats):
+    """One writer's drain, without the handlers' return values (they cross a process boundary)."""
+
     durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
 
 
@@ -53,8 +49,7 @@ def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, 
                               batching_window_s=batching_window_s, template_path=spec.template_path)
     stats = source.drain(idle_polls=idle_polls)
     sys.stdout.flush()
-    return WorkerResult(batches=stats.batches, messages=stats.messages, succeeded=stats.succeeded,
-                        failed=stats.failed, handler_errors=stats.handler_errors, errors=stats.errors[:5],
+    return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
                         durations_s=source.durations)
 
 

@@ -106,10 +106,8 @@ class VismaClient:
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
                 ) -> Iterator[dict[str, Any]]:
         for page in self.pages(path, params, page_size):
-            records = page.records
-            del page  # see pages()
-            yield from records
-            del records
+            yield from page.records
+            del page  # memory: see pages()
 
     def contacts(self, customer_number: str) -> list[ContactDto]:
         """A customer's contact persons with their consent flags (``noMarketing``, ``noMassMail``,
