@@ -34,7 +34,7 @@ test: $(STAMP) $(SAM)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy layers/common/ml_connector localrun sandbox bench
+	$(BIN)/mypy layers/common/ml_connector localrun cli sandbox bench
 	$(BIN)/mypy functions/poller/app.py
 	$(BIN)/mypy functions/writer/app.py
 

@@ -16,10 +16,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+from cli.target import Target
 from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
-from localrun.target import Target
 from ml_connector.config import VismaEntity
 from ml_connector.state.store import StateStore
 from ml_connector.sync.mapping import MappingFile, NoMarketoKey, load_mapping

@@ -58,11 +58,11 @@ from typing import Any
 
 import pytest
 
-from localrun.cli import EXIT_PROBLEM, EXIT_USAGE, main
+from cli.main import EXIT_PROBLEM, EXIT_USAGE, main
+from cli.ping import PingCredentials
+from cli.target import Target
 from localrun.environment import ZERO_FACTS, LocalEnvironment, expected_payment_facts
 from localrun.lambda_runtime import invoke
-from localrun.ping import PingCredentials
-from localrun.target import Target
 from ml_connector import runtime as runtime_module
 from ml_connector.config import ConfigError
 from ml_connector.marketo.client import forget_tokens as forget_marketo_tokens

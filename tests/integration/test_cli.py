@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from localrun.cli import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, main
+from cli.main import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, main
+from cli.ping import PingCredentials
 from localrun.environment import LocalEnvironment
-from localrun.ping import PingCredentials
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from localrun.cli import EXIT_OK, main
+from cli.main import EXIT_OK, main
 
 pytestmark = pytest.mark.integration
 COMMAND = str(Path(sys.executable).parent / "ml-connector")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from localrun.cli import main
+from cli.main import main
 from localrun.environment import LocalEnvironment
 
 pytestmark = pytest.mark.integration

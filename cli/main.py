@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cli.target import LOCAL_TARGET_FILE, Target, TargetError, dumps, resolve
 from localrun import demo
-from localrun.target import LOCAL_TARGET_FILE, Target, TargetError, dumps, resolve
 from ml_connector.config import ConfigError
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
@@ -180,7 +180,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def cmd_ping(args: argparse.Namespace) -> int:
-    from localrun.ping import run_checks
+    from cli.ping import run_checks
 
     checks = run_checks(args.credentials)
     _emit(args, [c.model_dump() for c in checks], lambda: console.print(_table(
