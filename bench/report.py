@@ -145,7 +145,7 @@ def _time_lines(report: BenchReport) -> list[str]:
             f"{c.write_seconds / max(c.write_calls - 1, 1):.2f} s, where the budget allows one every "
             f"{budget_gap:.2f} s: "
             "the limiter never had to hold a writer back for long, and Marketo's limits were not the bound. The "
-            "writer's per-record conditional `UpdateItem`s (`StateStore.mark_written`) run 16 at a time; what "
+            "writer's per-record conditional `UpdateItem`s (`RecordVersions.mark_written`) run 16 at a time; what "
             "bounds this run is moto itself, one Python process answering every DynamoDB and SQS call of the "
             "poller and all writers on this machine's cores. How close a deployed stack comes to the API bound "
             "is not measured here: it depends on DynamoDB's latency for those calls, and on "

@@ -44,16 +44,19 @@ def _emit(args: argparse.Namespace, data: Any, render: Callable[[], None]) -> No
         render()
 
 
-def _ops(target: Target) -> Any:
-    from ml_connector.ops import Operations
+def _runtime_and_queues() -> tuple[Any, Any]:
+    from ml_connector.queues import SyncQueues
     from ml_connector.runtime import get_runtime
 
-    return Operations(get_runtime())
+    runtime = get_runtime()
+    return runtime, SyncQueues(runtime.settings)
 
 
 # -- commands -----------------------------------------------------------------------------------
 def cmd_status(args: argparse.Namespace, target: Target) -> int:
-    status = _ops(target).status(jobs=args.jobs)
+    from ml_connector.usecases.show_status import show_status
+
+    status = show_status(*_runtime_and_queues(), jobs=args.jobs)
     data = status.model_dump()
 
     def render() -> None:
@@ -80,27 +83,33 @@ def _cycle(cycle: dict[str, Any] | None) -> str:
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> int:
-    count = _ops(target).replay(args.job_id)
+    from ml_connector.usecases.replay_job import replay_job
+
+    count = replay_job(*_runtime_and_queues(), args.job_id)
     _emit(args, {"job_id": args.job_id, "requeued": count},
           lambda: console.print(f"Job {args.job_id}: {count} messages sent to the sync queue again."))
     return EXIT_OK
 
 
 def cmd_redrive(args: argparse.Namespace, target: Target) -> int:
-    moved = _ops(target).redrive(limit=args.limit)
+    from ml_connector.usecases.redrive_dead_letters import redrive_dead_letters
+
+    moved = redrive_dead_letters(_runtime_and_queues()[1], limit=args.limit)
     _emit(args, {"moved": moved}, lambda: console.print(f"Moved {moved} messages from the dead-letter queue."))
     return EXIT_OK
 
 
 def cmd_quarantine(args: argparse.Namespace, target: Target) -> int:
-    ops = _ops(target)
+    from ml_connector.usecases.retry_quarantine import list_quarantine, retry_quarantine
+
+    runtime, queues = _runtime_and_queues()
     if args.action == "retry":
-        result = ops.quarantine_retry(args.connection)
+        result = retry_quarantine(runtime, queues, args.connection)
         _emit(args, result.model_dump(), lambda: console.print(
             f"Re-queued {result.requeued}; still invalid {result.still_invalid}; "
             f"not retryable {result.not_retryable}."))
         return EXIT_OK if result.still_invalid == 0 else EXIT_PROBLEM
-    entries = ops.quarantine_list(args.connection)
+    entries = list_quarantine(runtime, args.connection)
     _emit(args, [e.model_dump(exclude={"raw"}) for e in entries], lambda: console.print(_table(
         f"Quarantined records ({len(entries)})", ["connection", "entity", "ref", "stage", "reason", "at"],
         [(e.connection, e.entity, e.ref, e.stage, e.reason, e.at) for e in entries])))
@@ -109,8 +118,9 @@ def cmd_quarantine(args: argparse.Namespace, target: Target) -> int:
 
 def cmd_preview(args: argparse.Namespace, target: Target) -> int:
     from ml_connector.runtime import get_runtime
+    from ml_connector.usecases.preview_changes import preview_changes
 
-    reports, items = get_runtime().preview(args.connection and [args.connection])
+    reports, items = preview_changes(get_runtime(), args.connection and [args.connection])
     counts = {a: sum(1 for i in items if i.action == a) for a in ("create", "update", "unchanged")}
     data = {"counts": counts, "items": [i.model_dump() for i in items], "poll": [r.model_dump() for r in reports]}
 
@@ -130,25 +140,25 @@ def cmd_preview(args: argparse.Namespace, target: Target) -> int:
 def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     if target is None:
         return _sync_sandboxes(args)
-    from ml_connector.ops import Operations
-    from ml_connector.runtime import get_runtime
+    from ml_connector.deadline import NO_DEADLINE
+    from ml_connector.usecases.drain_queue import drain_queue
+    from ml_connector.usecases.run_poll_cycle import run_poll_cycle
 
-    runtime = get_runtime()
+    runtime, queues = _runtime_and_queues()
     with console.status("Polling Visma ..."):
-        reports = runtime.poll(time_left=None)
-        reference = runtime.sync_reference(time_left=None)
-    ops = Operations(runtime)
+        cycle = run_poll_cycle(runtime, NO_DEADLINE)
+    reports = cycle.entities
     with Progress(TextColumn("Writing to Marketo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=args.json) as progress:
-        task = progress.add_task("write", total=ops.queue_depth() or None)
-        drained = ops.drain(on_batch=lambda n: progress.advance(task, n))
-    data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in reference],
-            "write": drained.model_dump()}
+        task = progress.add_task("write", total=queues.depth() or None)
+        drained = drain_queue(runtime, queues, on_batch=lambda n: progress.advance(task, n))
+    data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in cycle.reference],
+            "requeued_after_quota_reset": cycle.requeued_after_quota_reset, "write": drained.model_dump()}
     _emit(args, data, lambda: console.print(
         f"Read {sum(r.records_read for r in reports)} records, sent {sum(r.messages_sent for r in reports)} "
         f"messages; wrote {drained.created} created, {drained.updated} updated, {drained.skipped} skipped, "
         f"{drained.failed} failed."))
-    errors_seen = any(r.error for r in reports) or any(r.error for r in reference)
+    errors_seen = bool(cycle.failures())
     return EXIT_PROBLEM if drained.failed or errors_seen else EXIT_OK
 
 
@@ -252,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         errors.print(f"[red]error:[/red] {exc}")
         return EXIT_USAGE
     except Exception as exc:  # an operator deserves one clear line, not a traceback of our internals
-        from ml_connector.ops import OperationError
+        from ml_connector.queues import OperationError
 
         if isinstance(exc, OperationError):
             errors.print(f"[red]error:[/red] {exc}")

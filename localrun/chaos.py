@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from localrun.environment import LocalEnvironment
 from localrun.event_source import DeliveryChaos
+from ml_connector.sync.deferred_chunks import DeferredChunks
 
 VISMA_TIMEOUT_S = 1.0  # the poller's per-request timeout in these runs, so a timeout costs a second
 STATUSES = {"customer": ["Active", "OnHold", "CreditHold", "Inactive"], "supplier": ["Active", "OnHold", "Inactive"]}
@@ -262,14 +263,14 @@ class ChaosRun:
         report.mismatched, report.duplicates = len(verification.mismatched), len(verification.duplicates)
         report.retired_leads = len(verification.retired)
         report.example = "" if verification.ok else verification.summary()
-        store = env.state_store()
+        state = env.state()
         connection = env.stack.parameters["ConnectionId"] if env.stack else "default"
-        entries = store.quarantined(connection) + store.quarantined("_unknown")
+        entries = state.quarantine.entries(connection) + state.quarantine.entries("_unknown")
         report.quarantined = len(entries)
         report.quarantined_without_reason = sum(1 for e in entries if not e.reason.strip())
         report.dead_letter_messages = env.queue_depth("SyncDeadLetterQueue")
         report.queue_left = env.queue_depth()
-        report.parked_jobs_left = len(store.deferred_jobs(connection))
+        report.parked_jobs_left = len(DeferredChunks(state).parked(connection))
 
 
 def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,

@@ -21,7 +21,9 @@ from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from ml_connector.config import VismaEntity
-from ml_connector.state.store import StateStore
+from ml_connector.state import State
+from ml_connector.state.dynamodb import dynamodb_state
+from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.mapping import MappingFile, NoMarketoKey, load_mapping
 from ml_connector.sync.messages import version_key
 from ml_connector.sync.payment import PaymentFacts
@@ -173,10 +175,10 @@ class LocalEnvironment:
         with self._captured():
             return source.drain(**kwargs)
 
-    def state_store(self) -> StateStore:
-        """The connector's state table, read through the connector's own data-access class."""
+    def state(self) -> State:
+        """The connector's state table, read through the connector's own state interfaces."""
         resource = self.aws.session().resource("dynamodb", endpoint_url=self.aws.endpoint_url)
-        return StateStore(self.resource("StateTable"), resource=resource)
+        return dynamodb_state(self.resource("StateTable"), resource)
 
     def queue_depth(self, logical_id: str = "SyncQueue") -> int:
         """Visible plus in-flight messages of one of the stack's queues."""
@@ -189,17 +191,14 @@ class LocalEnvironment:
         """Midnight US Central passes: Marketo resets its daily quota, and our block and the chunks parked
         until the reset come due (their times are moved to the past, as the clock would)."""
         self.marketo.reset_quota()
-        store = self.state_store()
-        past = "2000-01-01T00:00:00.000000Z"
-        if store.marketo_blocked_until(self.marketo.munchkin_id) is not None:
-            store.table.update_item(Key={"pk": f"LIMIT#{self.marketo.munchkin_id}", "sk": "QUOTA"},
-                                    UpdateExpression="SET #u = :past", ExpressionAttributeNames={"#u": "until"},
-                                    ExpressionAttributeValues={":past": past})
+        state = self.state()
+        past = datetime(2000, 1, 1, tzinfo=UTC)
+        if state.quota.blocked_until(self.marketo.munchkin_id, datetime.now(UTC)) is not None:
+            state.quota.block(self.marketo.munchkin_id, past)
+        parked = DeferredChunks(state)
         for connection in self._connection_ids():
-            for job in store.deferred_jobs(connection):
-                store.table.update_item(Key={"pk": f"JOB#{connection}", "sk": job.job_id},
-                                        UpdateExpression="SET retry_after = :past",
-                                        ExpressionAttributeValues={":past": past})
+            for job in parked.parked(connection):
+                parked.park(job, past)
 
     def _connection_ids(self) -> list[str]:
         assert self.stack is not None

@@ -8,9 +8,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from ml_connector.deadline import Deadline
 from ml_connector.observability import logger, metrics, tracer
-from ml_connector.runtime import get_runtime, idempotency_config
+from ml_connector.runtime import get_runtime
 from ml_connector.sync.writer import InboundMessage
+from ml_connector.usecases.write_batch import idempotency_config, write_batch
 
 # An entirely failed batch is reported item by item too (not raised), so SQS retries each message.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -28,9 +30,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     config = idempotency_config(runtime.settings)
     # Lets idempotency expire an in-progress job if this invocation times out mid-write.
     config.register_lambda_context(context)
-    writer = runtime.writer(time_left=lambda: context.get_remaining_time_in_millis() / 1000, idempotency=config)
-    records = event.get("Records", [])
-    report = writer.process([InboundMessage(r["messageId"], r.get("body", "")) for r in records])
+    messages = [InboundMessage(r["messageId"], r.get("body", "")) for r in event.get("Records", [])]
+    report = write_batch(runtime, messages, Deadline.of_lambda(context), config)
     logger.info("batch written", extra={"batch": report.summary()})
 
     def record_handler(record: SQSRecord) -> None:

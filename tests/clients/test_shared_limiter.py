@@ -12,11 +12,13 @@ import pytest
 
 from localrun.aws import LocalAws
 from ml_connector.marketo.limits import CallBudget
-from ml_connector.marketo.shared_limiter import DynamoCallLimiter
+from ml_connector.marketo.shared_limiter import SharedCallLimiter
+from ml_connector.state.dynamodb.limits import DynamoLimiterItems
+from ml_connector.state.dynamodb.table import StateTable
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[Any]:
+def items() -> Iterator[Any]:
     with LocalAws() as aws:
         ddb = aws.client("dynamodb")
         ddb.create_table(TableName="state", BillingMode="PAY_PER_REQUEST",
@@ -24,10 +26,10 @@ def table() -> Iterator[Any]:
                                                {"AttributeName": "sk", "AttributeType": "S"}],
                          KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
                                     {"AttributeName": "sk", "KeyType": "RANGE"}])
-        yield aws.session().resource("dynamodb", endpoint_url=aws.endpoint_url).Table("state")
+        yield DynamoLimiterItems(StateTable("state", aws.session().resource("dynamodb", endpoint_url=aws.endpoint_url)))
 
 
-class RecordingLimiter(DynamoCallLimiter):
+class RecordingLimiter(SharedCallLimiter):
     """Keeps the start times the shared schedule handed out (what the rate guarantee is about)."""
 
     reserved: list[float] = []
@@ -38,7 +40,7 @@ class RecordingLimiter(DynamoCallLimiter):
         return start
 
 
-def run_callers(table: Any, budget: CallBudget, callers: int, calls_each: int, hold: float
+def run_callers(items: Any, budget: CallBudget, callers: int, calls_each: int, hold: float
                 ) -> tuple[list[float], int]:
     RecordingLimiter.reserved = []
     starts: list[float] = []
@@ -48,7 +50,7 @@ def run_callers(table: Any, budget: CallBudget, callers: int, calls_each: int, h
 
     def caller(n: int) -> None:
         nonlocal in_flight, peak
-        limiter = RecordingLimiter(table, f"inst-{budget.calls}-{budget.concurrency}", budget)  # one per container
+        limiter = RecordingLimiter(items, f"inst-{budget.calls}-{budget.concurrency}", budget)  # one per container
         for _ in range(calls_each):
             with limiter.slot(lambda s, _why: time.sleep(max(s, 0))):
                 with lock:
@@ -77,9 +79,9 @@ def most_in_any_window(starts: list[float], window: float) -> int:
     return best
 
 
-def test_rate_holds_across_limiter_instances(table: Any) -> None:
+def test_rate_holds_across_limiter_instances(items: Any) -> None:
     budget = CallBudget(calls=10, window_seconds=1.0, concurrency=10)
-    starts, _ = run_callers(table, budget, callers=6, calls_each=5, hold=0.0)
+    starts, _ = run_callers(items, budget, callers=6, calls_each=5, hold=0.0)
     assert len(starts) == 30
     # Six limiters, one schedule: every start handed out is at least window/calls after the one before,
     # so no window of 1 s holds more than 10 starts, whoever made the calls.
@@ -90,25 +92,25 @@ def test_rate_holds_across_limiter_instances(table: Any) -> None:
     assert starts[-1] - starts[0] >= 2.5  # 30 calls at 10/s take about 2.9 s
 
 
-def test_concurrency_holds_across_limiter_instances(table: Any) -> None:
+def test_concurrency_holds_across_limiter_instances(items: Any) -> None:
     budget = CallBudget(calls=100, window_seconds=1.0, concurrency=2)
-    starts, peak = run_callers(table, budget, callers=5, calls_each=3, hold=0.1)
+    starts, peak = run_callers(items, budget, callers=5, calls_each=3, hold=0.1)
     assert len(starts) == 15
     assert peak <= 2
 
 
-def test_a_crashed_holder_does_not_leak_its_slot(table: Any) -> None:
+def test_a_crashed_holder_does_not_leak_its_slot(items: Any) -> None:
     budget = CallBudget(calls=100, window_seconds=1.0, concurrency=1)
     clock = [time.time()]
-    crashed = DynamoCallLimiter(table, "crash", budget, clock=lambda: clock[0])
+    crashed = SharedCallLimiter(items, "crash", budget, clock=lambda: clock[0])
     assert crashed._try_lease(0)  # noqa: SLF001 - a container that died holding the only lease
-    survivor = DynamoCallLimiter(table, "crash", budget, clock=lambda: clock[0])
+    survivor = SharedCallLimiter(items, "crash", budget, clock=lambda: clock[0])
     assert not survivor._try_lease(0)  # noqa: SLF001
     clock[0] += 181  # past the lease expiry
     assert survivor._try_lease(0)  # noqa: SLF001
 
 
-def test_separate_writers_stay_under_the_instance_limits(table: Any) -> None:
+def test_separate_writers_stay_under_the_instance_limits(items: Any) -> None:
     """Four writer containers, each with its own client and limiter, one Marketo instance at its limits:
     no 606 or 615 at all, every record written."""
     from ml_connector.marketo.client import MarketoClient, forget_tokens
@@ -123,7 +125,7 @@ def test_separate_writers_stay_under_the_instance_limits(table: Any) -> None:
         def writer(n: int) -> None:
             client = MarketoClient(marketo.munchkin_id, MarketoCredentials.model_validate(marketo.credentials),
                                    endpoint_override=marketo.url,
-                                   limiter=DynamoCallLimiter(table, "separate-writers", budget))
+                                   limiter=SharedCallLimiter(items, "separate-writers", budget))
             try:
                 for i in range(4):
                     client.sync_companies([{"externalCompanyId": f"w{n}-{i}", "company": f"W{n} {i}"}])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from ml_connector.deadline import Deadline
 from ml_connector.retry import Backoff, RepeatedFailures
 from ml_connector.visma.client import VismaClient, forget_tokens
 from ml_connector.visma.errors import VismaAuthError, VismaError, VismaTimeBudgetExceeded
@@ -160,7 +161,7 @@ def test_429_honours_retry_after(visma: VismaSandbox) -> None:
 
 def test_waits_stay_inside_the_time_budget(visma: VismaSandbox) -> None:
     visma.faults.throttle_next(1, retry_after=30)
-    client = client_for(visma, time_left=lambda: 20.0)
+    client = client_for(visma, deadline=Deadline(lambda: 20.0))
     with pytest.raises(VismaTimeBudgetExceeded):
         client.get("/v1/customer", {"pageSize": 1})
 

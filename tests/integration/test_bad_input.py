@@ -87,17 +87,9 @@ def now_stamp() -> str:
 
 
 def quarantine(env: LocalEnvironment, connection: str = "default") -> dict[str, dict[str, str]]:
-    """The quarantine of a connection, read straight from the state table: sk -> entry."""
-    client = env.aws.client("dynamodb")
-    items, kwargs = [], {"TableName": env.resource("StateTable"), "KeyConditionExpression": "pk = :pk",
-                         "ExpressionAttributeValues": {":pk": {"S": f"QUAR#{connection}"}}}
-    while True:
-        page = client.query(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    return {i["sk"]["S"]: {k: v["S"] for k, v in i.items() if "S" in v} for i in items}
+    """The quarantine of a connection, read through the connector's state interface: entity#ref -> entry."""
+    return {e.key: {k: v for k, v in e.model_dump().items() if isinstance(v, str)}
+            for e in env.state().quarantine.entries(connection)}
 
 
 def queue_depth(env: LocalEnvironment, logical_id: str) -> int:
@@ -157,10 +149,8 @@ def cold_start() -> None:
 
 # -- the environment and the planted records ------------------------------------------------------
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=73, customers=CUSTOMERS, suppliers=SUPPLIERS,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        yield environment
+def env(local_stack):
+    return local_stack(seed=73, customers=CUSTOMERS, suppliers=SUPPLIERS)
 
 
 def _without(raw: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -639,10 +629,7 @@ def test_wrong_marketo_secret_keeps_the_messages_for_retry(env, cycles, restore_
     assert queue_depth(env, "SyncQueue") == sent  # kept for retry ...
     assert queue_depth(env, "SyncDeadLetterQueue") == 0  # ... not dead-lettered ...
     assert len(quarantine(env)) + len(quarantine(env, "_unknown")) == before_quarantine  # ... nor quarantined
-    jobs = env.aws.client("dynamodb").query(
-        TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "JOB#default"}})["Items"]
-    errors = [j["error"]["S"] for j in jobs if j.get("status", {}).get("S") == "failed"]
+    errors = [j.error or "" for j in env.state().jobs.all("default") if j.status == "failed"]
     assert any("Marketo refused the client credentials" in e for e in errors), errors
     assert not any(wrong in e for e in errors)
     _put_secret(env, "MarketoCredentialsSecret", env.marketo.credentials)
@@ -681,10 +668,7 @@ def test_marketo_secret_without_client_id_names_the_field_and_hides_the_secret(e
     body = _message(env, 9_200_020, "Hemmelig AS")
     result = invoke(env.stack, "WriterFunction", {"Records": [_record("secret-1", json.dumps(body))]}, env=env.env())
     assert result == {"batchItemFailures": [{"itemIdentifier": "secret-1"}]}  # kept for retry
-    jobs = env.aws.client("dynamodb").query(
-        TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "JOB#default"}})["Items"]
-    errors = [j["error"]["S"] for j in jobs if "secret-1" in json.dumps(j)]
+    errors = [j.error or "" for j in env.state().jobs.all("default") if "secret-1" in j.message_ids]
     assert errors and all("client_id" in e and secret[:6] not in e and secret[-6:] not in e for e in errors)
 
 

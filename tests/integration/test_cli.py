@@ -9,16 +9,13 @@ import pytest
 
 from cli.main import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, main
 from cli.ping import PingCredentials
-from localrun.environment import LocalEnvironment
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=5, customers=120, suppliers=30,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        yield environment
+def env(local_stack):
+    return local_stack(seed=5, customers=120, suppliers=30)
 
 
 @pytest.fixture(scope="module")

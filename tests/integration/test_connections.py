@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from localrun.environment import LocalEnvironment
 from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH
 from sandbox.marketo import MarketoSandbox
 from sandbox.visma import VismaSandbox
@@ -16,10 +15,9 @@ CUSTOM_OBJECT_MAPPING = str(DEFAULT_MAPPING_PATH.with_name("suppliers-as-custom-
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory):
-    with LocalEnvironment(seed=21, customers=60, suppliers=20,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as env, \
-            VismaSandbox(seed=22, customers=40, suppliers=15, company_id="7654321") as visma2, \
+def two(local_stack):
+    env = local_stack(seed=21, customers=60, suppliers=20)
+    with VismaSandbox(seed=22, customers=40, suppliers=15, company_id="7654321") as visma2, \
             MarketoSandbox(munchkin_id="456-DEF-789") as marketo2:
         env.add_connection("second", visma2, marketo2, mapping=CUSTOM_OBJECT_MAPPING)
         yield env, visma2, marketo2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from localrun.environment import LocalEnvironment
 from ml_connector.sync.transforms import email as normalised_email
 
 pytestmark = pytest.mark.integration
@@ -17,11 +16,8 @@ CONSENT_FLAGS = ("noMarketing", "noMassMail", "doNotEmail")
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=23, customers=60, suppliers=10,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log",
-                          extra_env={"MAPPING_FILE": "with-contacts-as-leads.json"}) as environment:
-        yield environment
+def env(local_stack):
+    return local_stack(seed=23, customers=60, suppliers=10, extra_env={"MAPPING_FILE": "with-contacts-as-leads.json"})
 
 
 @pytest.fixture(scope="module")

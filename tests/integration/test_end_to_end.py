@@ -11,7 +11,7 @@ import math
 
 import pytest
 
-from localrun.environment import ROOT, LocalEnvironment
+from localrun.environment import ROOT
 from localrun.lambda_runtime import invoke
 
 pytestmark = pytest.mark.integration
@@ -20,10 +20,8 @@ CUSTOMERS, SUPPLIERS, EDITS = 400, 100, 50
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=11, customers=CUSTOMERS, suppliers=SUPPLIERS,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        yield environment
+def env(local_stack):
+    return local_stack(seed=11, customers=CUSTOMERS, suppliers=SUPPLIERS)
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +68,8 @@ def test_no_op_cycle_makes_no_marketo_call(cycles):
 
 
 def test_watermarks_are_stored_per_entity(env, cycles):
-    table = env.aws.client("dynamodb")
-    items = table.query(TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
-                        ExpressionAttributeValues={":pk": {"S": "WM#default"}})["Items"]
     # customer and supplier watermarks, and when reference data was last synced
-    assert sorted(i["sk"]["S"] for i in items) == ["customer", "reference", "supplier"]
+    assert sorted(env.state().watermarks.entries("default")) == ["customer", "reference", "supplier"]
 
 
 def test_sample_sqs_event_and_its_redelivery(env, cycles):
@@ -104,10 +99,8 @@ def test_malformed_message_is_quarantined_without_blocking_the_batch(env, cycles
     assert result == {"batchItemFailures": []}
     names = {c["externalCompanyId"]: c["company"] for c in env.marketo.store.companies()}
     assert names[body["key"]] == "Renamed by test AS"
-    table = env.aws.client("dynamodb")
-    item = table.get_item(TableName=env.resource("StateTable"),
-                          Key={"pk": {"S": "QUAR#_unknown"}, "sk": {"S": "message#bad-1"}})["Item"]
-    assert "malformed SQS message" in item["reason"]["S"]
+    entries = {e.key: e for e in env.state().quarantine.entries("_unknown")}
+    assert "malformed SQS message" in entries["message#bad-1"].reason
 
 
 def _emf_documents(env):

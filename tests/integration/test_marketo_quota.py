@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from localrun.environment import LocalEnvironment
-
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=51, customers=60, suppliers=10,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        environment.cycle("full load")
-        yield environment
-
-
-def state_items(env, pk):
-    table = env.aws.client("dynamodb")
-    return table.query(TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
-                       ExpressionAttributeValues={":pk": {"S": pk}})["Items"]
+def env(local_stack):
+    environment = local_stack(seed=51, customers=60, suppliers=10)
+    environment.cycle("full load")
+    yield environment
 
 
 def dlq_depth(env):
@@ -35,8 +26,8 @@ def test_quota_defers_then_resumes_after_the_reset(env):
     env.marketo.set_daily_usage(50_000)
     first = env.cycle("quota gone")
     assert first.updated == 0 and first.drain.failed == 0  # handled: parked, not failed
-    jobs = [j for j in state_items(env, "JOB#default") if j["status"]["S"] == "deferred"]
-    assert len(jobs) == 1 and jobs[0]["retry_after"]["S"] > jobs[0]["at"]["S"]
+    jobs = [j for j in env.state().jobs.all("default") if j.status == "deferred"]
+    assert len(jobs) == 1 and jobs[0].retry_after and jobs[0].retry_after > jobs[0].at
     assert env.marketo.stats.snapshot()["errors_by_code"].get("607") == 1
 
     env.visma.store.edit_random(3, rng_seed=53)

@@ -7,14 +7,13 @@ import json
 
 import pytest
 
-from localrun.environment import LocalEnvironment
 from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(local_stack, tmp_path_factory):
     folder = tmp_path_factory.mktemp("mapping")
     mapping = json.loads(DEFAULT_MAPPING_PATH.read_text())
     # Key accounts get a text into Marketo's integer field: Marketo skips exactly those records (1001).
@@ -22,9 +21,7 @@ def env(tmp_path_factory):
                                                           "lookup": {"KEY": "many"}, "default": None}
     path = folder / "mapping.json"
     path.write_text(json.dumps(mapping))
-    with LocalEnvironment(seed=61, customers=120, suppliers=0, extra_env={"MAPPING_FILE": str(path)},
-                          log_path=folder / "lambda.log") as environment:
-        yield environment
+    return local_stack(seed=61, customers=120, suppliers=0, extra_env={"MAPPING_FILE": str(path)})
 
 
 def test_skipped_records_are_quarantined_and_the_rest_written(env):
@@ -37,10 +34,7 @@ def test_skipped_records_are_quarantined_and_the_rest_written(env):
     assert report.drain.failed == 0  # a refused record never fails its chunk or its SQS message
     check = env.verify()
     assert {k.rsplit("-", 1)[1] for k in check.missing} == {str(i) for i in key_accounts}
-    table = env.aws.client("dynamodb")
-    items = table.query(TableName=env.resource("StateTable"), KeyConditionExpression="pk = :pk",
-                        ExpressionAttributeValues={":pk": {"S": "QUAR#default"}})["Items"]
-    reasons = {i["ref"]["S"]: i["reason"]["S"] for i in items if i["stage"]["S"] == "writer"}
+    reasons = {e.ref: e.reason for e in env.state().quarantine.entries("default") if e.stage == "writer"}
     assert set(reasons) == {str(i) for i in key_accounts}
     assert all("Marketo skipped the record: 1001" in r and "numberOfEmployees" in r for r in reasons.values())
     emf = [json.loads(line) for line in env._log_path.read_text().splitlines() if '"_aws"' in line]

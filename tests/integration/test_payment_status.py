@@ -7,17 +7,16 @@ from collections import Counter
 
 import pytest
 
-from localrun.environment import LocalEnvironment, expected_payment_facts
+from localrun.environment import expected_payment_facts
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=41, customers=150, suppliers=10,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        environment.cycle("full load")
-        yield environment
+def env(local_stack):
+    environment = local_stack(seed=41, customers=150, suppliers=10)
+    environment.cycle("full load")
+    yield environment
 
 
 def companies(env):

@@ -7,19 +7,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from localrun.environment import LocalEnvironment
 from ml_connector.visma.models import parse_visma_datetime
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(local_stack):
     # A small page size makes every window span several pages, so boundaries can shift.
-    with LocalEnvironment(seed=31, customers=180, suppliers=40, visma_options={"max_page_size": 25},
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        assert environment.cycle("full load").created == 220
-        yield environment
+    environment = local_stack(seed=31, customers=180, suppliers=40, visma_options={"max_page_size": 25})
+    assert environment.cycle("full load").created == 220
+    return environment
 
 
 @pytest.fixture(autouse=True)

@@ -86,6 +86,6 @@ def test_version_follows_the_rowversion_not_the_clock():
     (datetime(2026, 12, 31, 23, 0, tzinfo=UTC), datetime(2027, 1, 1, 6, 1, tzinfo=UTC)),
 ])
 def test_marketo_quota_resets_at_midnight_cst(now, reset):
-    from ml_connector.sync.writer import next_quota_reset
+    from ml_connector.sync.deferred_chunks import next_quota_reset
 
     assert next_quota_reset(now) == reset

@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ml_connector.validation import describe
+
 VismaEntity = Literal["customer", "supplier", "contact"]
 # \Z, not $: "$" also matches before a trailing newline, which would end up in the REST host name.
 MUNCHKIN_PATTERN = re.compile(r"^\d{3}-[A-Z]{3}-\d{3}\Z")
@@ -188,14 +190,6 @@ def _beside(base: Path, mapping: str) -> str:
     return str(candidate)
 
 
-def _describe(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        loc = ".".join(str(p) for p in item["loc"])
-        parts.append(f"{loc}: {item['msg']}")
-    return "; ".join(parts)
-
-
 def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
     """Build and validate settings from the environment; raise ConfigError naming the bad field."""
     env = dict(os.environ if env is None else env)
@@ -212,4 +206,4 @@ def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
     try:
         return RuntimeSettings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+        raise ConfigError(f"invalid configuration: {describe(exc)}") from exc

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ml_connector.deadline import NO_DEADLINE, Deadline
+
 
 class TimeBudgetExceeded(RuntimeError):
     """Waiting or calling again would run past the invocation's remaining time (minus its safety margin)."""
@@ -27,14 +29,14 @@ class Backoff:
 
 @dataclass
 class TimeBudget:
-    """The invocation's clock. ``time_left`` is Lambda's get_remaining_time_in_millis()/1000 or None (no limit)."""
+    """Waits and request timeouts kept inside the invocation's deadline, less a margin."""
 
-    time_left: Callable[[], float] | None = None
+    deadline: Deadline = NO_DEADLINE
     margin: float = 5.0
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def remaining(self) -> float:
-        return float("inf") if self.time_left is None else self.time_left() - self.margin
+        return self.deadline.remaining() - self.margin
 
     def wait(self, seconds: float, why: str) -> None:
         if seconds <= 0:

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from ml_connector.config import MUNCHKIN_PATTERN, is_loopback
+from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import (
     LIMIT_CODES,
     TOKEN_CODES,
@@ -67,7 +68,7 @@ class MarketoClient:
         endpoint_override: str | None = None,
         session: requests.Session | None = None,
         limiter: CallLimiter | None = None,
-        time_left: Callable[[], float] | None = None,
+        deadline: Deadline = NO_DEADLINE,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -76,15 +77,11 @@ class MarketoClient:
         self._credentials = credentials
         self._session = session or requests.Session()
         self.limiter = limiter or LocalCallLimiter()
-        self._budget = TimeBudget(time_left, margin=5.0, sleep=sleep)
+        self._budget = TimeBudget(deadline, margin=5.0, sleep=sleep)
         self._backoff = backoff or Backoff(base=1.0, cap=30.0, max_attempts=MAX_ATTEMPTS)
         self.calls = 0
         self.token_refreshes = 0
         self.retried_codes: dict[str, int] = {}
-
-    def set_time_left(self, time_left: Callable[[], float] | None) -> None:
-        """Each invocation has its own deadline; the client (and its token) outlive it."""
-        self._budget.time_left = time_left
 
     # -- writes ------------------------------------------------------------------------------
     def sync_companies(self, records: list[dict[str, Any]], action: str = "createOrUpdate") -> list[SyncResult]:

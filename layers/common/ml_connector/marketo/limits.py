@@ -3,7 +3,7 @@
 Marketo counts 100 calls / 20 s and 10 concurrent calls per instance, shared with the customer's
 other integrations; Adobe advises one integration to stay at 50 / 20 s and 5 concurrent. A limiter
 hands out call slots within that budget. ``LocalCallLimiter`` holds it inside one process (threads);
-``ml_connector.marketo.shared_limiter.DynamoCallLimiter`` holds it across every writer invocation.
+``ml_connector.marketo.shared_limiter.SharedCallLimiter`` holds it across every writer invocation.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Marketo call budget held across every writer invocation, in the state table.
 
 Lambda scales the writer out, so a per-process throttle multiplies with the number of containers.
-Two DynamoDB structures per Marketo instance hold the budget for all of them:
+Two kinds of state item per Marketo instance (``state.ports.LimiterItems``) hold the budget for all of them:
 
 - Rate: a virtual schedule (GCRA / leaky bucket). One item keeps the next free start time; each call
   reserves the next slot with a conditional write and sleeps until it. Slots are window/calls apart,
@@ -18,22 +18,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
-
-from botocore.exceptions import ClientError
 
 from ml_connector.marketo.limits import CallBudget
+from ml_connector.state.ports import LimiterItems
 
 LEASE_SECONDS = 180.0  # longer than the slowest Marketo call (Sync Custom Objects: 120 s) plus our timeout margin
 LEASE_POLL_SECONDS = 0.05
 
 
-class DynamoCallLimiter:
-    def __init__(self, table: Any, instance: str, budget: CallBudget | None = None,
+class SharedCallLimiter:
+    def __init__(self, items: LimiterItems, instance: str, budget: CallBudget | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.budget = budget or CallBudget()
-        self._table = table
-        self._pk = f"LIMIT#{instance}"
+        self._items = items
+        self._instance = instance
         self._clock = clock
         self._owner = uuid.uuid4().hex
 
@@ -45,7 +43,7 @@ class DynamoCallLimiter:
             wait(start - self._clock(), "Marketo call budget (shared)")
             yield
         finally:
-            self._release_lease(lease)
+            self._items.give_back_lease(self._instance, lease, self._owner)
 
     # -- rate ---------------------------------------------------------------------------------
     @property
@@ -55,59 +53,28 @@ class DynamoCallLimiter:
     def _reserve_start(self) -> float:
         """Reserve the next free start time for this call; returns it (epoch seconds)."""
         while True:
-            item = self._table.get_item(Key={"pk": self._pk, "sk": "RATE"}, ConsistentRead=True).get("Item")
+            previous = self._items.next_start(self._instance)
             now = self._clock()
-            previous = Decimal(str(item["next"])) if item else None
             start = max(float(previous) if previous is not None else now, now)
-            following = Decimal(repr(round(start + self.interval, 6)))
-            try:
-                if previous is None:
-                    self._table.put_item(Item={"pk": self._pk, "sk": "RATE", "next": following},
-                                         ConditionExpression="attribute_not_exists(pk)")
-                else:
-                    self._table.put_item(Item={"pk": self._pk, "sk": "RATE", "next": following},
-                                         ConditionExpression="#n = :previous",
-                                         ExpressionAttributeNames={"#n": "next"},
-                                         ExpressionAttributeValues={":previous": previous})
+            if self._items.swap_next_start(self._instance, previous, _decimal(start + self.interval, 6)):
                 return start
-            except ClientError as exc:
-                if not _conditional_failure(exc):
-                    raise  # another writer took the slot first: read again
+            # another writer took the slot first: read again
 
     # -- concurrency ----------------------------------------------------------------------------
-    def _acquire_lease(self, wait: Callable[[float, str], None]) -> str:
+    def _acquire_lease(self, wait: Callable[[float, str], None]) -> int:
         slots = list(range(self.budget.concurrency))
         while True:
             random.shuffle(slots)  # spread contention over the lease items
             for index in slots:
                 if self._try_lease(index):
-                    return f"LEASE#{index}"
+                    return index
             wait(LEASE_POLL_SECONDS * random.uniform(1, 2), "Marketo concurrent-call budget (shared)")
 
     def _try_lease(self, index: int) -> bool:
         now = self._clock()
-        try:
-            self._table.put_item(
-                Item={"pk": self._pk, "sk": f"LEASE#{index}", "owner": self._owner,
-                      "until": Decimal(repr(round(now + LEASE_SECONDS, 3)))},
-                ConditionExpression="attribute_not_exists(pk) OR #u < :now",
-                ExpressionAttributeNames={"#u": "until"},
-                ExpressionAttributeValues={":now": Decimal(repr(round(now, 3)))})
-            return True
-        except ClientError as exc:
-            if _conditional_failure(exc):
-                return False
-            raise
-
-    def _release_lease(self, lease: str) -> None:
-        try:
-            self._table.delete_item(Key={"pk": self._pk, "sk": lease}, ConditionExpression="#o = :me",
-                                    ExpressionAttributeNames={"#o": "owner"},
-                                    ExpressionAttributeValues={":me": self._owner})
-        except ClientError as exc:
-            if not _conditional_failure(exc):
-                raise  # a lease that expired and was taken over is no longer ours to delete
+        return self._items.take_lease(self._instance, index, self._owner, _decimal(now, 3),
+                                      _decimal(now + LEASE_SECONDS, 3))
 
 
-def _conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+def _decimal(value: float, places: int) -> Decimal:
+    return Decimal(repr(round(value, places)))

@@ -1,0 +1,16 @@
+"""Sync state behind small interfaces (``ports``), stored in DynamoDB (``dynamodb``) or in memory (``memory``)."""
+
+from ml_connector.state.models import (
+    JobRecord,
+    QuarantineEntry,
+    QuarantineMark,
+    RecordState,
+    WatermarkEntry,
+    WrittenRecord,
+    parse_utc_iso,
+    utc_iso,
+)
+from ml_connector.state.ports import State
+
+__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "State", "WatermarkEntry",
+           "WrittenRecord", "parse_utc_iso", "utc_iso"]

@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from urllib.parse import quote
 
-from ml_connector.state.store import StateStore
+from ml_connector.state.ports import CustomerNumbers
 from ml_connector.sync.mapping import EntityMapping
-from ml_connector.visma.client import VismaClient
+from ml_connector.sync.ports import VismaReader
 from ml_connector.visma.errors import VismaError
 
 
 class CompanyKeys:
     """The Marketo company key of a customer, by customer number (None when there is no such customer)."""
 
-    def __init__(self, store: StateStore, client: VismaClient, *, connection: str, company_id: str,
+    def __init__(self, numbers: CustomerNumbers, client: VismaReader, *, connection: str, company_id: str,
                  customer_mapping: EntityMapping) -> None:
-        self._store = store
+        self._numbers = numbers
         self._client = client
         self._connection = connection
         self._company_id = company_id
@@ -33,7 +33,7 @@ class CompanyKeys:
         """Resolve a page's business accounts in one batch read before its contacts are mapped."""
         wanted = {str(n) for n in numbers if isinstance(n, str) and n} - self._ids.keys()
         if wanted:
-            self._ids.update(self._store.internal_ids(self._connection, "customer", wanted))
+            self._ids.update(self._numbers.internal_ids(self._connection, "customer", wanted))
 
     def key_for(self, number: object) -> str | None:
         if not isinstance(number, str) or not number:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ml_connector.config import SSM_PREFIX, ConfigError, VismaEntity, read_document
 from ml_connector.sync.payment import payment_status as payment_rule
 from ml_connector.sync.transforms import TRANSFORMS
+from ml_connector.validation import describe
 from ml_connector.visma.models import opted_out
 
 Record = dict[str, Any]
@@ -209,8 +210,7 @@ def parse_mapping(data: Any, origin: str) -> MappingFile:
     try:
         return MappingFile.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise MappingError(f"mapping {origin}: {problems}") from exc
+        raise MappingError(f"mapping {origin}: {describe(exc)}") from exc
 
 
 def load_mapping(path: str | Path | None = None) -> MappingFile:

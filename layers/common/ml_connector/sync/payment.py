@@ -10,13 +10,13 @@ and merged there, so no per-customer dict is held.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from ml_connector.visma.client import VismaClient
+from ml_connector.sync.ports import VismaReader
 from ml_connector.visma.models import format_visma_datetime, parse_visma_datetime
 
 INVOICES_PATH = "/v1/customerinvoice"
@@ -28,6 +28,22 @@ class PaymentFacts(BaseModel):
     overdue_amount: float = 0.0
     overdue_invoices: int = 0
     max_dunning_level: int = 0
+
+
+class KnownPaymentFacts(Protocol):
+    """Payment facts by customer number: the poll's ledger, or the stored facts (quarantine retry)."""
+
+    def facts_for(self, number: str) -> PaymentFacts: ...
+
+
+class StoredPaymentFacts:
+    """The facts the last complete poll stored, for rebuilding a record outside a poll."""
+
+    def __init__(self, stored: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        self._facts = {number: PaymentFacts.model_validate(values) for number, values in stored}
+
+    def facts_for(self, number: str) -> PaymentFacts:
+        return self._facts.get(number, PaymentFacts())
 
 
 def payment_status(status: str | None, facts: dict[str, Any] | None) -> str:
@@ -49,7 +65,7 @@ def payment_status(status: str | None, facts: dict[str, Any] | None) -> str:
 class PaymentReader:
     """Reads the two payment sources from Visma."""
 
-    def __init__(self, client: VismaClient, page_size: int = 1000) -> None:
+    def __init__(self, client: VismaReader, page_size: int = 1000) -> None:
         self._client = client
         self._page_size = page_size
 

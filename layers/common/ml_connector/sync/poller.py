@@ -27,16 +27,17 @@ from urllib.parse import quote
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import ConnectionConfig, VismaEntity
+from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
-from ml_connector.state.store import QuarantineEntry, StateStore, parse_utc_iso, utc_iso
+from ml_connector.state import QuarantineEntry, State, parse_utc_iso, utc_iso
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
-from ml_connector.sync.outbox import SqsOutbox
-from ml_connector.sync.payment import PaymentFacts, PaymentReader
-from ml_connector.visma.client import VismaClient
+from ml_connector.sync.payment import KnownPaymentFacts, PaymentFacts, PaymentReader
+from ml_connector.sync.ports import Outbox, VismaReader
+from ml_connector.validation import describe
 from ml_connector.visma.errors import VismaError
 from ml_connector.visma.models import ContactDto, CustomerDto, SupplierDto, parse_visma_datetime
 
@@ -55,18 +56,18 @@ class MessageSink(Protocol):
 class QueueSink:
     """Enqueues each record version once: versions already enqueued (internalId + timeStamp + content) are skipped."""
 
-    def __init__(self, store: StateStore, outbox: SqsOutbox) -> None:
-        self._store = store
+    def __init__(self, state: State, outbox: Outbox) -> None:
+        self._state = state
         self._outbox = outbox
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
-        enqueued = self._store.get_enqueued(connection, entity, (m.internal_id for m in messages))
+        enqueued = self._state.enqueued.get(connection, entity, (m.internal_id for m in messages))
         fresh = [m for m in messages if enqueued.get(m.internal_id) != m.enqueue_version]
         if fresh:
             self._outbox.send(fresh)
-            self._store.mark_enqueued(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
+            self._state.enqueued.mark(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
             if entity == "customer":
-                self._store.remember_numbers(connection, entity, [(m.number, m.internal_id) for m in fresh])
+                self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
         return len(fresh), len(messages) - len(fresh)
 
 
@@ -125,18 +126,18 @@ class _Pass:
 class Poller:
     def __init__(
         self,
-        store: StateStore,
+        state: State,
         sink: MessageSink,
         *,
         dry_run: bool = False,
-        time_left: Callable[[], float] | None = None,
+        deadline: Deadline = NO_DEADLINE,
         safety_margin: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._store = store
+        self._state = state
         self._sink = sink
         self._dry_run = dry_run
-        self._time_left = time_left
+        self._deadline = deadline
         self._margin = safety_margin
         self._clock = clock
         self._quarantined: set[str] = set()  # refs of this entity the poller quarantined earlier
@@ -144,7 +145,7 @@ class Poller:
     def poll_entity(
         self,
         connection: ConnectionConfig,
-        client: VismaClient,
+        client: VismaReader,
         entity: VismaEntity,
         *,
         company_id: str,
@@ -155,17 +156,17 @@ class Poller:
         with log_context(connection=connection.id, entity=entity), PollLedger() as ledger:
             return self._poll_entity(connection, client, entity, company_id, mapping, payments, company_keys, ledger)
 
-    def _poll_entity(self, connection: ConnectionConfig, client: VismaClient, entity: VismaEntity, company_id: str,
+    def _poll_entity(self, connection: ConnectionConfig, client: VismaReader, entity: VismaEntity, company_id: str,
                      mapping: EntityMapping, payments: PaymentReader | None,
                      company_keys: CompanyKeys | None, ledger: PollLedger) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
-        watermark = self._store.get_watermark(connection.id, entity)
+        watermark = self._state.watermarks.get(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None
         since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
         calls_before = client.calls
         self._quarantined = set() if self._dry_run else {
-            key.split("#", 1)[1] for key, mark in self._store.quarantine_index(connection.id).items()
+            key.split("#", 1)[1] for key, mark in self._state.quarantine.index(connection.id).items()
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
             if payments is not None:
@@ -173,8 +174,8 @@ class Poller:
             context = EntityContext(connection, entity, company_id, mapping, ledger if payments else None,
                                     company_keys)
             window = self._read_window(client, context, since, report, ledger)
-            if context.payment is not None and window.covered():
-                self._send_payment_changes(client, context, context.payment, window, report)
+            if payments is not None and window.covered():
+                self._send_payment_changes(client, context, ledger, window, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
@@ -184,7 +185,7 @@ class Poller:
             report.complete = True
             if window.max_modified is not None and not self._dry_run:
                 new_mark = min(window.max_modified, started)
-                self._store.set_watermark(connection.id, entity, new_mark, report.model_dump())
+                self._state.watermarks.advance(connection.id, entity, new_mark, report.model_dump())
                 report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
             else:
                 report.watermark_after = report.watermark_before
@@ -192,7 +193,7 @@ class Poller:
         return report
 
     def _read_window(
-        self, client: VismaClient, ctx: EntityContext, since: datetime | None, report: EntityPollReport,
+        self, client: VismaReader, ctx: EntityContext, since: datetime | None, report: EntityPollReport,
         ledger: PollLedger,
     ) -> _Pass:
         for attempt in range(1, MAX_PASSES + 1):
@@ -234,7 +235,7 @@ class Poller:
     def _release_fixed(self, ctx: EntityContext, sent: dict[int, SyncMessage]) -> None:
         """A record quarantined by an earlier poll that now validates (fixed in Visma) leaves the quarantine."""
         for ref in self._quarantined & {str(i) for i in sent}:
-            self._store.release(ctx.connection.id, ctx.entity, ref)
+            self._state.quarantine.release(ctx.connection.id, ctx.entity, ref)
             self._quarantined.discard(ref)
             logger.info("quarantined record fixed in Visma and sent", extra={"entity": ctx.entity, "ref": ref})
 
@@ -251,10 +252,11 @@ class Poller:
             ref = _record_ref(raw)
             number = raw.get("number") if isinstance(raw, dict) else None
             window.note_bad(ref, None if number is None else str(number))
+            reason = _reason(exc)
             report.quarantined += 1
             entry = QuarantineEntry(
                 connection=ctx.connection.id, entity=ctx.entity, ref=ref, stage="poller",
-                reason=_reason(exc),
+                reason=reason,
                 # ASCII escapes: a lone surrogate from Visma must not make the quarantine write itself fail.
                 raw=json.dumps(raw, default=str)[:100_000],
                 at=utc_iso(self._clock()),
@@ -262,8 +264,8 @@ class Poller:
             if self._dry_run:
                 report.quarantine_preview.append({"ref": ref, "reason": entry.reason})
             else:
-                self._store.quarantine(entry)
-            logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": _reason(exc)})
+                self._state.quarantine.put(entry)
+            logger.warning("record quarantined", extra={"entity": ctx.entity, "ref": ref, "reason": reason})
             return None
         window.note(message.internal_id, message.number, message.modified_at)
         return message
@@ -271,12 +273,12 @@ class Poller:
     def _merge_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
                              since: datetime | None) -> None:
         """Stored facts, overdue invoices and the balance delta, streamed into the ledger and merged there."""
-        ledger.load_stored((n, PaymentFacts.model_validate(v)) for n, v in self._store.payment_facts(connection))
+        ledger.load_stored((n, PaymentFacts.model_validate(v)) for n, v in self._state.payments.all(connection))
         ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
         ledger.set_balances(reader.balances(since))
         ledger.merge_payment_facts()
 
-    def _send_payment_changes(self, client: VismaClient, ctx: EntityContext, ledger: PollLedger,
+    def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, ledger: PollLedger,
                               window: _Pass, report: EntityPollReport) -> None:
         """Customers whose payment facts changed but whose record did not: fetch and send them too.
 
@@ -293,10 +295,10 @@ class Poller:
             self._check_time()
         if not self._dry_run:
             for chunk in ledger.changed_facts():
-                self._store.put_payment_facts(ctx.connection.id, ((n, f.model_dump()) for n, f in chunk))
+                self._state.payments.put(ctx.connection.id, ((n, f.model_dump()) for n, f in chunk))
 
     def _check_time(self) -> None:
-        if self._time_left is not None and self._time_left() < self._margin:
+        if self._deadline.within(self._margin):
             raise PollStoppedEarly
 
     def _emit_metrics(self, report: EntityPollReport) -> None:
@@ -315,8 +317,8 @@ class EntityContext:
     entity: VismaEntity
     company_id: str
     mapping: EntityMapping
-    # The poll's payment facts by customer number, when the mapping uses them (customers only).
-    payment: PollLedger | None = None
+    # Payment facts by customer number, when the mapping uses them (customers only).
+    payment: KnownPaymentFacts | None = None
     # Contacts: their customer's Marketo company key, by business account number.
     company_keys: CompanyKeys | None = None
 
@@ -371,8 +373,5 @@ def _record_ref(raw: Any) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        reason = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-    else:
-        reason = str(exc)
+    reason = describe(exc) if isinstance(exc, ValidationError) else str(exc)
     return reason.encode("utf-8", "backslashreplace").decode("utf-8")  # storable whatever Visma sent

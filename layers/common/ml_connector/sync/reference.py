@@ -16,11 +16,11 @@ from pydantic import BaseModel
 
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.observability import emit, logger
-from ml_connector.state.store import StateStore
+from ml_connector.state import State
 from ml_connector.sync.batching import chunked
 from ml_connector.sync.mapping import ReferenceMapping
 from ml_connector.sync.messages import content_hash
-from ml_connector.visma.client import VismaClient
+from ml_connector.sync.ports import VismaReader
 
 # (type, path, code field, description field); every source is a list in one of Visma's two shapes.
 SOURCES = (
@@ -41,7 +41,7 @@ class ReferenceReport(BaseModel):
     error: str | None = None
 
 
-def reference_records(client: VismaClient, company_id: str, mapping: ReferenceMapping) -> Iterator[dict[str, Any]]:
+def reference_records(client: VismaReader, company_id: str, mapping: ReferenceMapping) -> Iterator[dict[str, Any]]:
     for ref_type, path, code_field, text_field in SOURCES:
         for row in client.records(path):
             code = row.get(code_field)
@@ -54,20 +54,20 @@ def reference_records(client: VismaClient, company_id: str, mapping: ReferenceMa
 
 
 class ReferenceSync:
-    def __init__(self, store: StateStore, clock: Callable[[], datetime]) -> None:
-        self._store = store
+    def __init__(self, state: State, clock: Callable[[], datetime]) -> None:
+        self._state = state
         self._clock = clock
 
     def due(self, connection: str, interval_minutes: int) -> bool:
-        last = self._store.get_watermark(connection, "reference")
+        last = self._state.watermarks.get(connection, "reference")
         return last is None or self._clock() - last >= timedelta(minutes=interval_minutes)
 
-    def run(self, connection: str, visma: VismaClient, marketo: MarketoClient, company_id: str,
+    def run(self, connection: str, visma: VismaReader, marketo: MarketoClient, company_id: str,
             mapping: ReferenceMapping) -> ReferenceReport:
         report = ReferenceReport(connection=connection, ran=True)
         records = list(reference_records(visma, company_id, mapping))
         report.records_read = len(records)
-        written = self._store.reference_hashes(connection)
+        written = self._state.reference.get(connection)
         todo = [r for r in records if written.get(r[mapping.dedupe_field]) != content_hash(r)]
         report.unchanged = len(records) - len(todo)
         for chunk in chunked(todo, 300):
@@ -81,8 +81,8 @@ class ReferenceSync:
                     report.skipped += 1
                     logger.warning("Marketo skipped a reference record",
                                    extra={"key": record[mapping.dedupe_field], "reasons": result.model_dump()})
-            self._store.put_reference_hashes(connection, done)
+            self._state.reference.put(connection, done)
             report.written += len(done)
-        self._store.set_watermark(connection, "reference", self._clock(), report.model_dump())
+        self._state.watermarks.advance(connection, "reference", self._clock(), report.model_dump())
         emit("ReferenceRecordsWritten", report.written, connection=connection)
         return report

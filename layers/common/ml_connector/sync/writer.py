@@ -12,7 +12,7 @@ For one SQS batch:
    Powertools idempotency keyed on that ID, so replaying a finished job does not write again.
 4. Per-record results: created/updated move the record's written version; skipped records are
    quarantined with Marketo's reason. Only the messages of chunks that failed are reported back
-   to SQS for retry; 607 (daily quota) stops writing and leaves the rest for later.
+   to SQS for retry; 607 (daily quota) parks chunks until the reset (``deferred_chunks``).
 """
 
 from __future__ import annotations
@@ -21,20 +21,22 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import RuntimeSettings
-from ml_connector.marketo.client import MarketoClient
+from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
+from ml_connector.marketo.models import SyncResult
 from ml_connector.observability import emit, log_context, logger
-from ml_connector.state.store import JobRecord, QuarantineEntry, StateStore, WrittenRecord, utc_iso
+from ml_connector.state import JobRecord, QuarantineEntry, State, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
+from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.messages import SyncMessage, pack_messages
-
-ChunkWrite = Callable[..., list[dict[str, Any]]]
+from ml_connector.sync.ports import MarketoWriter
+from ml_connector.validation import describe
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,6 @@ class _Item:
     message: SyncMessage
 
 
-CST = timezone(timedelta(hours=-6), "CST")
 METRIC_BY_OUTCOME = {
     "created": "RecordsWritten", "updated": "RecordsWritten", "skipped": "RecordsQuarantined",
     "stale": "RecordsStale", "unchanged": "RecordsSkippedUnchanged", "superseded": "RecordsSuperseded",
@@ -94,40 +95,42 @@ class ChunkJob(BaseModel):
     records: list[dict[str, Any]]
 
 
+class ChunkResults(BaseModel):
+    """Marketo's per-record results for one chunk: what idempotency stores and a replay returns."""
+
+    results: list[SyncResult]
+
+
+ChunkWrite = Callable[..., ChunkResults]
+
+
 def job_id_for(connection: str, marketo_object: str, messages: Iterable[SyncMessage]) -> str:
     versions = sorted(f"{m.key}@{m.visma_timestamp}@{m.content_hash}" for m in messages)
     digest = hashlib.sha256("|".join([connection, marketo_object, *versions]).encode("utf-8")).hexdigest()
     return digest[:32]
 
 
-def next_quota_reset(now: datetime) -> datetime:
-    """Marketo's daily quota resets at 12:00 AM CST (UTC-6, fixed); plus a minute for clock differences."""
-    central = now.astimezone(CST)
-    midnight = (central + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    return (midnight + timedelta(minutes=1)).astimezone(UTC)
-
-
-def write_chunk_to_marketo(client: MarketoClient, job: ChunkJob) -> list[dict[str, Any]]:
-    results = client.sync_records(job.marketo_object, job.records, job.dedupe_field)
-    return [r.model_dump(mode="json") for r in results]
+def write_chunk_to_marketo(client: MarketoWriter, job: ChunkJob) -> ChunkResults:
+    return ChunkResults(results=client.sync_records(job.marketo_object, job.records, job.dedupe_field))
 
 
 class Writer:
     def __init__(
         self,
         settings: RuntimeSettings,
-        store: StateStore,
-        marketo_for: Callable[[str], MarketoClient],
+        state: State,
+        marketo_for: Callable[[str], MarketoWriter],
         *,
         write_chunk: ChunkWrite | None = None,
-        time_left: Callable[[], float] | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> None:
         self._settings = settings
-        self._store = store
+        self._state = state
+        self._deferred = DeferredChunks(state)
         self._marketo_for = marketo_for
         # Replaced by the handler with the Powertools-idempotent version of the same call.
         self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
-        self._time_left = time_left
+        self._deadline = deadline
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
@@ -156,10 +159,8 @@ class Writer:
         return items
 
     def _quarantine_message(self, msg: InboundMessage, exc: Exception) -> None:
-        reason = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        self._store.quarantine(QuarantineEntry(
+        reason = describe(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
+        self._state.quarantine.put(QuarantineEntry(
             connection="_unknown", entity="message", ref=msg.message_id, stage="writer",
             reason=f"malformed SQS message: {reason}", raw=msg.body[:100_000], at=utc_iso(datetime.now(UTC)),
         ))
@@ -175,7 +176,7 @@ class Writer:
             by_entity[item.message.entity].append(item)
         pending = []
         for entity, entity_items in by_entity.items():
-            states = self._store.get_records(connection, entity, (i.message.internal_id for i in entity_items))
+            states = self._state.records.get(connection, entity, (i.message.internal_id for i in entity_items))
             for item in entity_items:
                 state = states.get(item.message.internal_id)
                 written = state.written_version if state else None
@@ -222,51 +223,45 @@ class Writer:
             return pack_messages(i.message for i in chunk)
 
         munchkin = self._settings.connection(connection).marketo.munchkin_id
-        blocked = self._store.marketo_blocked_until(munchkin)
+        blocked = self._deferred.blocked_until(munchkin)
         if blocked is not None:
-            self._defer(job, base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
+            self._defer(base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
             return
         try:
-            results = self._write_chunk(job=job)
+            results = self._write_chunk(job=job).results
         except MarketoQuotaExceeded as exc:
-            reset = next_quota_reset(datetime.now(UTC))
-            self._store.block_marketo(munchkin, reset)
-            self._defer(job, base, packed(), reset, str(exc), report)
+            self._defer(base, packed(), self._deferred.quota_used_up(munchkin), str(exc), report)
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
             emit("MarketoQuotaExhausted", 1, connection=connection)
             return
         except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
             report.failed_message_ids.update(i.message_id for i in chunk)
-            self._store.put_job(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
+            self._state.jobs.put(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
             emit("ChunkWriteFailures", 1, connection=connection)
             return
         counts = self._apply_results(connection, chunk, results, report)
-        self._store.put_job(JobRecord(**base, status="done", **counts))
+        self._state.jobs.put(JobRecord(**base, status="done", **counts))
 
-    def _defer(self, job: ChunkJob, base: dict[str, Any], packed: str, until: datetime, error: str,
-               report: WriteReport) -> None:
-        """Park the chunk in DynamoDB until the quota resets; its SQS messages count as handled, so they
-        never reach the dead-letter queue. The poller sends them again after ``until``."""
+    def _defer(self, base: dict[str, Any], packed: str, until: datetime, error: str, report: WriteReport) -> None:
         report.quota_exhausted = True
         report.deferred += len(base["message_ids"])
-        self._store.put_job(JobRecord(**base, status="deferred", error=error, messages=packed,
-                                      retry_after=utc_iso(until)))
+        self._deferred.park(JobRecord(**base, status="deferred", error=error, messages=packed), until)
 
     def _apply_results(
-        self, connection: str, chunk: list[_Item], results: list[dict[str, Any]], report: WriteReport
+        self, connection: str, chunk: list[_Item], results: list[SyncResult], report: WriteReport
     ) -> dict[str, int]:
         counts = {"created": 0, "updated": 0, "skipped": 0}
         written: list[SyncMessage] = []
         ids: list[str | None] = []
-        by_seq = {int(r["seq"]): r for r in results}
+        by_seq = {r.seq: r for r in results}
         for seq, item in enumerate(chunk):
-            result = by_seq.get(seq) or {"status": "skipped", "reasons": [{"code": "none", "message": "no result"}]}
-            status = result.get("status")
-            if status in ("created", "updated"):
-                counts[status] += 1
+            result = by_seq.get(seq) or SyncResult.model_validate(
+                {"seq": seq, "status": "skipped", "reasons": [{"code": "none", "message": "no result"}]})
+            if result.status in ("created", "updated"):
+                counts[result.status] += 1
                 written.append(item.message)
-                ids.append(str(result.get("id") or result.get("marketoGUID") or "") or None)
+                ids.append(str(result.id or result.marketoGUID or "") or None)
             else:
                 counts["skipped"] += 1
                 self._quarantine_skipped(connection, item.message, result)
@@ -278,17 +273,16 @@ class Writer:
 
     def _record_written(self, connection: str, messages: list[SyncMessage], marketo_ids: list[str | None]) -> None:
         """What Marketo now holds, for the version guard; and earlier refusals those versions resolve."""
-        self._store.mark_written(connection, [
+        self._state.records.mark_written(connection, [
             WrittenRecord(entity=m.entity, internal_id=m.internal_id, modified_at=m.modified_at,
                           visma_ts=m.visma_timestamp, version=m.version, content_hash=m.content_hash,
                           key=m.key, marketo_id=marketo_id)
             for m, marketo_id in zip(messages, marketo_ids, strict=True)])
         self._release_resolved(connection, messages)
 
-    def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: dict[str, Any]) -> None:
-        reasons = result.get("reasons") or []
-        reason = "; ".join(f"{r.get('code')}: {r.get('message')}" for r in reasons) or "skipped without reason"
-        self._store.quarantine(QuarantineEntry(
+    def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: SyncResult) -> None:
+        reason = "; ".join(f"{r.code}: {r.message}" for r in result.reasons) or "skipped without reason"
+        self._state.quarantine.put(QuarantineEntry(
             connection=connection, entity=msg.entity, ref=str(msg.internal_id), stage="writer",
             reason=f"Marketo skipped the record: {reason}", raw=msg.model_dump_json(), at=utc_iso(datetime.now(UTC)),
             version=msg.version,
@@ -299,14 +293,14 @@ class Writer:
         """Marketo accepted these versions: earlier refusals of older (or the same) versions are resolved."""
         if not messages:
             return
-        marks = self._store.quarantine_marks(connection, (f"{m.entity}#{m.internal_id}" for m in messages))
+        marks = self._state.quarantine.marks(connection, (f"{m.entity}#{m.internal_id}" for m in messages))
         for msg in messages:
             mark = marks.get(f"{msg.entity}#{msg.internal_id}")
             if mark is not None and mark.stage == "writer" and (mark.version or "") <= msg.version:
-                self._store.release(connection, msg.entity, str(msg.internal_id))
+                self._state.quarantine.release(connection, msg.entity, str(msg.internal_id))
 
     def _out_of_time(self) -> bool:
-        return self._time_left is not None and self._time_left() < self._settings.safety_margin_seconds
+        return self._deadline.within(self._settings.safety_margin_seconds)
 
     @staticmethod
     def _emit_metrics(report: WriteReport) -> None:

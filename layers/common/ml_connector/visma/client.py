@@ -21,6 +21,7 @@ from urllib.parse import quote
 import requests
 from pydantic import ValidationError
 
+from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.observability import emit, logger
 from ml_connector.retry import Backoff, RepeatedFailures, TimeBudget, TimeBudgetExceeded
 from ml_connector.tokens import Token, TokenCache
@@ -55,7 +56,7 @@ class VismaClient:
         send_company_header: bool = True,
         session: requests.Session | None = None,
         timeout: float = 60.0,
-        time_left: Callable[[], float] | None = None,
+        deadline: Deadline = NO_DEADLINE,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         failures: RepeatedFailures | None = None,
@@ -66,7 +67,7 @@ class VismaClient:
         self._send_company_header = send_company_header
         self._session = session or requests.Session()
         self._timeout = timeout
-        self._budget = TimeBudget(time_left, margin=5.0, sleep=sleep)
+        self._budget = TimeBudget(deadline, margin=5.0, sleep=sleep)
         self._backoff = backoff or Backoff()
         self._failures = failures or _failures
         self.calls = 0

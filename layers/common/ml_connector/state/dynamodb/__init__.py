@@ -1,0 +1,28 @@
+"""The state ports on one DynamoDB table; ``keys`` documents its key schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml_connector.state.dynamodb.jobs import DynamoJobs
+from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
+from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoPaymentFacts, DynamoReferenceHashes
+from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
+from ml_connector.state.dynamodb.table import StateTable
+from ml_connector.state.dynamodb.versions import DynamoEnqueuedVersions, DynamoRecordVersions
+from ml_connector.state.dynamodb.watermarks import DynamoWatermarks
+from ml_connector.state.ports import State
+
+
+def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) -> State:
+    table = StateTable(table_name, resource)
+    return State(
+        watermarks=DynamoWatermarks(table), enqueued=DynamoEnqueuedVersions(table),
+        records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
+        jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
+        payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
+        reference=DynamoReferenceHashes(table),
+    )
+
+
+__all__ = ["dynamodb_state"]

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ml_connector.state.dynamodb import keys
+from ml_connector.state.dynamodb.table import StateTable
+from ml_connector.state.models import RecordState, WrittenRecord, utc_iso
+
+PARALLEL_WRITES = 16  # conditional record writes in flight at once (a chunk has up to 300)
+
+
+class DynamoEnqueuedVersions:
+    def __init__(self, table: StateTable) -> None:
+        self._t = table
+
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]:
+        return {int(i["sk"]): i["ts"] for i in self._t.get_many(keys.enqueued(connection, entity), internal_ids)}
+
+    def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
+        pk = keys.enqueued(connection, entity)
+        self._t.put_many({**keys.key(pk, internal_id), "ts": ts} for internal_id, ts in versions)
+
+
+class DynamoRecordVersions:
+    def __init__(self, table: StateTable) -> None:
+        self._t = table
+
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
+        states = (_record_state(i) for i in self._t.get_many(keys.records(connection, entity), internal_ids))
+        return {s.internal_id: s for s in states}
+
+    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[bool]:
+        """The conditional writes run in parallel: one after another they would cost a chunk of 300 records
+        over a second of DynamoDB round trips."""
+        if len(records) <= 1:
+            return [self._mark_written(connection, r) for r in records]
+        with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(records))) as pool:
+            return list(pool.map(lambda r: self._mark_written(connection, r), records))
+
+    def _mark_written(self, connection: str, record: WrittenRecord) -> bool:
+        try:
+            self._t.client.update_item(
+                TableName=self._t.name,
+                Key=keys.key(keys.records(connection, record.entity), record.internal_id),
+                UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
+                                 "writtenHash = :h, marketoId = :id, writtenKey = :k",
+                ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
+                ExpressionAttributeValues={
+                    ":m": utc_iso(record.modified_at), ":v": record.version, ":t": record.visma_ts,
+                    ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key},
+            )
+            return True
+        except Exception as exc:
+            if self._t.conditional_failure(exc):
+                return False
+            raise
+
+
+def _record_state(item: dict[str, Any]) -> RecordState:
+    return RecordState(
+        internal_id=int(item["sk"]),
+        written_modified_at=item.get("writtenModifiedAt"),
+        written_version=item.get("writtenVersion"),
+        written_ts=item.get("writtenTs"),
+        written_hash=item.get("writtenHash"),
+        written_key=item.get("writtenKey"),
+        marketo_id=item.get("marketoId"),
+    )

@@ -1,0 +1,196 @@
+"""The state ports in process memory: for unit tests of the sync logic (same contracts as ``dynamodb``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ml_connector.state.models import (
+    JobRecord,
+    QuarantineEntry,
+    QuarantineMark,
+    RecordState,
+    WatermarkEntry,
+    WrittenRecord,
+    parse_utc_iso,
+    utc_iso,
+)
+from ml_connector.state.ports import State
+
+
+class MemoryWatermarks:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], WatermarkEntry] = {}
+
+    def get(self, connection: str, entity: str) -> datetime | None:
+        entry = self.items.get((connection, entity))
+        return parse_utc_iso(entry.watermark) if entry and entry.watermark else None
+
+    def advance(self, connection: str, entity: str, watermark: datetime, summary: dict[str, Any]) -> None:
+        current = self.items.get((connection, entity))
+        value = utc_iso(watermark)
+        if current is None or current.watermark is None or current.watermark <= value:
+            self.items[(connection, entity)] = WatermarkEntry(watermark=value, last_cycle=summary,
+                                                              updated_at=utc_iso(datetime.now(UTC)))
+
+    def entries(self, connection: str) -> dict[str, WatermarkEntry]:
+        return {e: v for (c, e), v in self.items.items() if c == connection}
+
+
+class MemoryEnqueuedVersions:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, int], str] = {}
+
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]:
+        return {i: self.items[(connection, entity, i)] for i in internal_ids if (connection, entity, i) in self.items}
+
+    def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
+        self.items.update({(connection, entity, i): ts for i, ts in versions})
+
+
+class MemoryRecordVersions:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, int], RecordState] = {}
+        self._lock = threading.Lock()
+
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
+        return {i: self.items[(connection, entity, i)] for i in internal_ids if (connection, entity, i) in self.items}
+
+    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[bool]:
+        return [self._mark(connection, r) for r in records]
+
+    def _mark(self, connection: str, r: WrittenRecord) -> bool:
+        with self._lock:  # the same check-and-set DynamoDB's condition makes
+            current = self.items.get((connection, r.entity, r.internal_id))
+            if current and current.written_version and current.written_version > r.version:
+                return False
+            self.items[(connection, r.entity, r.internal_id)] = RecordState(
+                internal_id=r.internal_id, written_modified_at=utc_iso(r.modified_at), written_version=r.version,
+                written_ts=r.visma_ts, written_hash=r.content_hash, written_key=r.key, marketo_id=r.marketo_id)
+            return True
+
+
+class MemoryQuarantine:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], QuarantineEntry] = {}
+
+    def put(self, entry: QuarantineEntry) -> None:
+        self.items[(entry.connection, entry.key)] = entry
+
+    def entries(self, connection: str) -> list[QuarantineEntry]:
+        return [e for (c, _), e in sorted(self.items.items()) if c == connection]
+
+    def marks(self, connection: str, keys: Iterable[str]) -> dict[str, QuarantineMark]:
+        index = self.index(connection)
+        return {k: index[k] for k in keys if k in index}
+
+    def index(self, connection: str) -> dict[str, QuarantineMark]:
+        return {k: QuarantineMark(stage=e.stage, version=e.version) for (c, k), e in self.items.items()
+                if c == connection}
+
+    def release(self, connection: str, entity: str, ref: str) -> None:
+        self.items.pop((connection, f"{entity}#{ref}"), None)
+
+
+class MemoryJobs:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], JobRecord] = {}
+
+    def put(self, job: JobRecord) -> None:
+        self.items[(job.connection, job.job_id)] = job
+
+    def get(self, connection: str, job_id: str) -> JobRecord | None:
+        return self.items.get((connection, job_id))
+
+    def all(self, connection: str) -> list[JobRecord]:
+        return [j for (c, _), j in self.items.items() if c == connection]
+
+
+class MemoryQuotaBlock:
+    def __init__(self) -> None:
+        self.items: dict[str, datetime] = {}
+
+    def block(self, munchkin_id: str, until: datetime) -> None:
+        self.items[munchkin_id] = until
+
+    def blocked_until(self, munchkin_id: str, now: datetime) -> datetime | None:
+        until = self.items.get(munchkin_id)
+        return until if until and until > now else None
+
+
+class MemoryLimiterItems:
+    def __init__(self) -> None:
+        self.next: dict[str, Decimal] = {}
+        self.leases: dict[tuple[str, int], tuple[str, Decimal]] = {}
+        self._lock = threading.Lock()
+
+    def next_start(self, instance: str) -> Decimal | None:
+        return self.next.get(instance)
+
+    def swap_next_start(self, instance: str, previous: Decimal | None, following: Decimal) -> bool:
+        with self._lock:
+            if self.next.get(instance) != previous:
+                return False
+            self.next[instance] = following
+            return True
+
+    def take_lease(self, instance: str, index: int, owner: str, now: Decimal, until: Decimal) -> bool:
+        with self._lock:
+            held = self.leases.get((instance, index))
+            if held is not None and held[1] >= now:
+                return False
+            self.leases[(instance, index)] = (owner, until)
+            return True
+
+    def give_back_lease(self, instance: str, index: int, owner: str) -> None:
+        with self._lock:
+            if self.leases.get((instance, index), ("",))[0] == owner:
+                del self.leases[(instance, index)]
+
+
+class MemoryPaymentFacts:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def all(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from ((n, dict(v)) for (c, n), v in sorted(self.items.items()) if c == connection)
+
+    def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
+        for number, values in facts:
+            if any(values.values()):
+                self.items[(connection, number)] = dict(values)
+            else:
+                self.items.pop((connection, number), None)
+
+
+class MemoryCustomerNumbers:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str, str], int] = {}
+
+    def remember(self, connection: str, entity: str, pairs: Sequence[tuple[str, int]]) -> None:
+        self.items.update({(connection, entity, n): i for n, i in pairs})
+
+    def internal_ids(self, connection: str, entity: str, numbers: Iterable[str]) -> dict[str, int]:
+        return {n: self.items[(connection, entity, n)] for n in numbers if (connection, entity, n) in self.items}
+
+
+class MemoryReferenceHashes:
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, str]] = {}
+
+    def get(self, connection: str) -> dict[str, str]:
+        return dict(self.items.get(connection, {}))
+
+    def put(self, connection: str, hashes: dict[str, str]) -> None:
+        self.items.setdefault(connection, {}).update(hashes)
+
+
+def memory_state() -> State:
+    return State(
+        watermarks=MemoryWatermarks(), enqueued=MemoryEnqueuedVersions(), records=MemoryRecordVersions(),
+        quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
+        payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
+    )

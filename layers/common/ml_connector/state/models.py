@@ -1,0 +1,89 @@
+"""What the state holds, independent of where: the records every port reads and writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def utc_iso(value: datetime) -> str:
+    """Fixed-width UTC ISO string, so string order equals time order."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_utc_iso(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+class WatermarkEntry(BaseModel):
+    """One entity's watermark and the summary of the cycle that last moved it."""
+
+    watermark: str | None = None
+    last_cycle: dict[str, Any] | None = None
+    updated_at: str | None = None
+
+
+class RecordState(BaseModel):
+    internal_id: int
+    written_modified_at: str | None = None
+    written_version: str | None = None  # messages.version_key: what the version guard compares
+    written_ts: str | None = None
+    written_hash: str | None = None
+    written_key: str | None = None  # the Marketo key written (a lead's e-mail can change)
+    marketo_id: str | None = None
+
+
+class WrittenRecord(BaseModel):
+    """What Marketo accepted for one record: the version the writer's guard compares next time."""
+
+    entity: str
+    internal_id: int
+    modified_at: datetime
+    visma_ts: str
+    version: str
+    content_hash: str
+    key: str | None = None
+    marketo_id: str | None = None
+
+
+class JobRecord(BaseModel):
+    job_id: str
+    connection: str
+    marketo_object: str
+    status: str
+    records: int
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    error: str | None = None
+    message_ids: list[str] = []
+    at: str
+    # The chunk's messages (zlib + base64), kept for failed jobs so an operator can replay them.
+    messages: str | None = None
+    # Deferred jobs (Marketo daily quota): when the poller sends them to the queue again.
+    retry_after: str | None = None
+
+
+class QuarantineEntry(BaseModel):
+    connection: str
+    entity: str
+    ref: str
+    stage: str
+    reason: str
+    raw: str
+    at: str
+    # The record version Marketo refused (writer stage); a later written version resolves the entry.
+    version: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.entity}#{self.ref}"
+
+
+class QuarantineMark(BaseModel):
+    """A quarantine entry without its payload: enough to decide whether a record is still held."""
+
+    stage: str
+    version: str | None = None

@@ -1,0 +1,36 @@
+"""Poll one connection: every entity it syncs, from its watermark, into the given poller's sink."""
+
+from __future__ import annotations
+
+from ml_connector.config import ConnectionConfig
+from ml_connector.deadline import Deadline
+from ml_connector.observability import logger
+from ml_connector.runtime import Runtime
+from ml_connector.sync.payment import PaymentReader
+from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
+
+
+def queue_poller(runtime: Runtime, deadline: Deadline) -> Poller:
+    """A poller that sends to the sync queue and moves watermarks."""
+    return Poller(runtime.state, QueueSink(runtime.state, runtime.outbox()), deadline=deadline,
+                  safety_margin=runtime.settings.safety_margin_seconds)
+
+
+def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller,
+                    deadline: Deadline) -> list[EntityPollReport]:
+    """A failure is reported per entity, not raised, so the other entities and connections still run."""
+    reports = []
+    for entity, mapping in runtime.mappings(connection).items():
+        try:
+            credentials = runtime.visma_credentials(connection)
+            client = runtime.visma_client(connection, credentials, deadline)
+            payments = (PaymentReader(client, connection.visma.page_size)
+                        if entity == "customer" and mapping.uses_payment else None)
+            reports.append(poller.poll_entity(
+                connection, client, entity, company_id=credentials.company_id, mapping=mapping, payments=payments,
+                company_keys=runtime.company_keys(connection, entity, client, credentials.company_id)))
+        except Exception as exc:
+            logger.exception("poll failed", extra={"connection": connection.id, "entity": entity})
+            reports.append(EntityPollReport(connection=connection.id, entity=entity,
+                                            error=f"{type(exc).__name__}: {exc}"))
+    return reports

@@ -1,0 +1,71 @@
+"""List quarantined records, and retry them after a mapping or data fix: those now valid are enqueued."""
+
+from __future__ import annotations
+
+import json
+from typing import cast
+
+from pydantic import BaseModel, ValidationError
+
+from ml_connector.config import VismaEntity
+from ml_connector.deadline import NO_DEADLINE
+from ml_connector.queues import SyncQueues
+from ml_connector.runtime import Runtime
+from ml_connector.state import QuarantineEntry
+from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.outbox import SqsOutbox
+from ml_connector.sync.payment import StoredPaymentFacts
+from ml_connector.sync.poller import EntityContext, RecordWithoutKey, build_message
+
+
+class QuarantineRetry(BaseModel):
+    requeued: int = 0
+    still_invalid: int = 0
+    not_retryable: int = 0
+
+
+def list_quarantine(runtime: Runtime, connection: str | None = None) -> list[QuarantineEntry]:
+    ids = [connection] if connection else [c.id for c in runtime.connections()] + ["_unknown"]
+    return [e for conn in ids for e in runtime.state.quarantine.entries(conn)]
+
+
+def retry_quarantine(runtime: Runtime, queues: SyncQueues, connection: str | None = None) -> QuarantineRetry:
+    result = QuarantineRetry()
+    outbox = SqsOutbox(queues.url, client=queues.sqs)
+    for entry in list_quarantine(runtime, connection):
+        message = _retry_message(runtime, entry)
+        if message is None:
+            if entry.stage == "poller":
+                result.still_invalid += 1
+            else:
+                result.not_retryable += 1
+            continue
+        outbox.send([message])
+        runtime.state.quarantine.release(entry.connection, entry.entity, entry.ref)
+        result.requeued += 1
+    return result
+
+
+def _retry_message(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage | None:
+    try:
+        if entry.stage == "writer" and entry.entity != "message":
+            return SyncMessage.model_validate_json(entry.raw)
+        if entry.stage == "poller":
+            return _rebuild(runtime, entry)
+    except (ValidationError, ValueError, TypeError, RecordWithoutKey):
+        return None
+    return None
+
+
+def _rebuild(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage:
+    """The record as the poller would build it now, with the payment facts the poller stored."""
+    conn = runtime.settings.connection(entry.connection)
+    entity = cast(VismaEntity, entry.entity)
+    mapping = runtime.mappings(conn)[entity]
+    credentials = runtime.visma_credentials(conn)
+    client = runtime.visma_client(conn, credentials, NO_DEADLINE)
+    payment = (StoredPaymentFacts(runtime.state.payments.all(conn.id))
+               if entity == "customer" and mapping.uses_payment else None)
+    keys = runtime.company_keys(conn, entity, client, credentials.company_id)
+    return build_message(json.loads(entry.raw), EntityContext(conn, entity, credentials.company_id, mapping,
+                                                              payment=payment, company_keys=keys))
