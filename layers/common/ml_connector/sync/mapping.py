@@ -117,10 +117,15 @@ def joined(values: list[Any], separator: str) -> str | None:
     return separator.join(parts) if (parts := [p for v in values if (p := _part(v)) is not None]) else None
 
 
+def _blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | dict) and not value)
+
+
 def first_non_empty(values: list[Any]) -> Any:
     """The first value that is neither null nor blank text (nor an empty list or object)."""
-    return next((v for v in values if v not in (None, "", [], {}) and not (isinstance(v, str) and not v.strip())),
-                None)
+    return next((v for v in values if not _blank(v)), None)
 
 
 def unsubscribed_if_opted_out(record: Record) -> bool | None:
