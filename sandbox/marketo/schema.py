@@ -220,6 +220,7 @@ DEFAULT_CUSTOM_OBJECTS: dict[str, dict[str, Any]] = {
             "vismaNumber": {"dataType": "string", "length": 30}, "vismaStatus": {"dataType": "string", "length": 20},
             "vismaClassId": {"dataType": "string", "length": 30}, "vismaClass": {"dataType": "string", "length": 100},
             "vismaPaymentTerms": {"dataType": "string", "length": 100},
+            "vismaSegment": {"dataType": "string", "length": 50}, "street": {"dataType": "string", "length": 255},
             "city": {"dataType": "string", "length": 255}, "country": {"dataType": "string", "length": 255},
             "email": {"dataType": "email", "length": 255}, "phone": {"dataType": "phone", "length": 255},
             "vismaLastModified": {"dataType": "datetime"},

@@ -19,6 +19,10 @@ from typing import Any
 
 from sandbox.visma.clock import MS_PER_DAY, day_floor, format_date, format_stamp, to_ms
 from sandbox.visma.reference import (
+    ADDRESS_LINE2,
+    ADDRESS_LINE3,
+    CLASS_PURCHASE,
+    CLASS_REGION,
     COUNTRIES,
     CUSTOMER_CLASSES,
     CUSTOMER_STATUS_WEIGHTS,
@@ -27,13 +31,18 @@ from sandbox.visma.reference import (
     EU_COUNTRIES,
     PAYMENT_METHOD_TEXT,
     POSITIONS,
+    PURCHASE_TEXT,
+    REGION_TEXT,
+    SEGMENT_TEXT,
     SUPPLIER_CLASSES,
+    SUPPLIER_SEGMENT_TEXT,
     SUPPLIER_STATUS_WEIGHTS,
     SUPPLIER_TERMS,
     TITLES,
     VAT_ZONES,
     City,
     Country,
+    attribute,
 )
 
 Record = dict[str, Any]
@@ -147,7 +156,7 @@ class Generator:
         employees = _employees(rng)
         verification = rng.choice(("Disabled", "DaysPastDue", "CreditLimit", "LimitAndDaysPastDue"))
         main_phone = _phone(rng, country, city)
-        return {
+        record: Record = {
             "internalId": internal_id,
             "number": number,
             "name": ident.name,
@@ -183,7 +192,8 @@ class Generator:
             "location": {"countryId": core.country, "id": "MAIN", "name": "Primary location"},
             "priceClass": {"id": "KEY", "description": "Key account prices"} if class_id == "KEY"
             else {"id": "STD", "description": "Standard prices"},
-            "attributes": [{"id": "SEGMENT", "value": _segment(employees), "description": "Customer segment"}],
+            "attributes": [attribute("SEGMENT", _segment(employees), SEGMENT_TEXT),
+                           attribute("REGION", CLASS_REGION[class_id], REGION_TEXT)],
             "lastModifiedDateTime": None,  # stamps are filled in by the store from the row
             "createdDateTime": None,
             "invoiceToDefaultLocation": True,
@@ -193,6 +203,8 @@ class Generator:
             "timeStamp": None,
             "errorInfo": None,
         } | _tax_ids(rng, core.country)
+        record["mainAddress"] |= self._more_lines("customer", index, core.country)
+        return record
 
     def supplier(self, index: int, internal_id: int, number: str) -> Record:
         rng, core, ident = self.identity("supplier", index)
@@ -202,9 +214,9 @@ class Generator:
         terms = rng.choice(SUPPLIER_TERMS)
         method = "GIRO" if core.country == "SE" and rng.random() < 0.6 else "BANK"
         detail = _bank_detail(rng, core.country)
-        main_address = _address(rng, country, city, ids)
+        main_address = _address(rng, country, city, ids) | self._more_lines("supplier", index, core.country)
         main_contact = _main_contact(rng, country, ident, ids + CONTACT_OFFSET, _phone(rng, country, city))
-        return {
+        record: Record = {
             "internalId": internal_id,
             "number": number,
             "name": ident.name,
@@ -235,7 +247,7 @@ class Generator:
             "vatZone": VAT_ZONES["DOM" if core.country == DOMESTIC_COUNTRY else
                                  "EU" if core.country in EU_COUNTRIES else "EXP"],
             "glAccounts": None,
-            "attributes": [],
+            "attributes": [],  # filled below from values drawn in the record
             "lastModifiedDateTime": None,
             "supplierPaymentMethodDetails": [detail],
             "retainageApply": False,
@@ -246,6 +258,20 @@ class Generator:
             "timeStamp": None,
             "errorInfo": None,
         } | _tax_ids(rng, core.country)
+        record["attributes"] = [
+            attribute("SEGMENT", _segment(record["numberOfEmployees"]), SUPPLIER_SEGMENT_TEXT),
+            attribute("INNKJOP", CLASS_PURCHASE[record["supplierClass"]["id"]], PURCHASE_TEXT)]
+        return record
+
+    def _more_lines(self, entity: str, index: int, country: str) -> Record:
+        """addressLine2 for about one record in three, addressLine3 for some of those. Drawn from a stream
+        of their own so that the record's other values stay what they were before lines 2-3 existed."""
+        rng = self.rng(f"{entity}-address-lines", index)
+        if rng.random() >= 0.3:
+            return {}
+        fill = {"n": rng.randint(1, 6), "b": rng.choice("ABCD")}
+        line3 = rng.choice(ADDRESS_LINE3[country]) if rng.random() < 0.25 else None
+        return {"addressLine2": rng.choice(ADDRESS_LINE2[country]).format(**fill), "addressLine3": line3}
 
     # -- edits -------------------------------------------------------------------------------
     def edit(self, entity: str, current: Record, rng: Random) -> Record:

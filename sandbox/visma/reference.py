@@ -15,29 +15,60 @@ SUPPLIER_STATUSES = ("Active", "OnHold", "HoldPayments", "Inactive", "OneTime")
 CUSTOMER_STATUS_WEIGHTS = {"Active": 85, "OnHold": 5, "CreditHold": 5, "Inactive": 5}
 SUPPLIER_STATUS_WEIGHTS = {"Active": 85, "OnHold": 5, "HoldPayments": 5, "Inactive": 5}
 
+# Attributes ([{id, value, description}], reference §3 and §5): classes carry the defaults Visma gives a new
+# record of the class; records carry their own values.
+SEGMENT_TEXT = "Customer segment"
+SUPPLIER_SEGMENT_TEXT = "Supplier segment"
+REGION_TEXT = "Region"
+PURCHASE_TEXT = "Innkjøpskategori"  # purchase category; the attribute was set up in Norwegian
+
+
+def attribute(attribute_id: str, value: str, description: str) -> dict[str, Any]:
+    return {"id": attribute_id, "value": value, "description": description}
+
+
+# Customer class -> the REGION attribute value of its customers ("EØS" is Norwegian for the EEA).
+CLASS_REGION = {"DOM": "Innland", "EXP": "Utland", "EU": "EØS", "KEY": "Innland", "PUB": "Offentlig"}
 CUSTOMER_CLASSES: list[dict[str, Any]] = [
     {"id": "DOM", "description": "Domestic customers", "taxZoneId": "01", "requiredTaxzoneId": False,
-     "paymentMethodId": "INVOICE", "attributes": []},
+     "paymentMethodId": "INVOICE", "attributes": [attribute("REGION", "Innland", REGION_TEXT)]},
     {"id": "EXP", "description": "Export customers", "taxZoneId": "03", "requiredTaxzoneId": True,
-     "paymentMethodId": "BANK", "attributes": []},
+     "paymentMethodId": "BANK", "attributes": [attribute("REGION", "Utland", REGION_TEXT)]},
     {"id": "EU", "description": "EU customers", "taxZoneId": "02", "requiredTaxzoneId": True,
-     "paymentMethodId": "BANK", "attributes": []},
+     "paymentMethodId": "BANK", "attributes": [attribute("REGION", "EØS", REGION_TEXT)]},
     {"id": "KEY", "description": "Key accounts", "taxZoneId": "01", "requiredTaxzoneId": False,
      "paymentMethodId": "INVOICE",
-     "attributes": [{"id": "SEGMENT", "value": "ENT", "description": "Customer segment"}]},
+     "attributes": [attribute("SEGMENT", "ENT", SEGMENT_TEXT), attribute("REGION", "Innland", REGION_TEXT)]},
     {"id": "PUB", "description": "Public sector", "taxZoneId": "01", "requiredTaxzoneId": False,
-     "paymentMethodId": "EHF", "attributes": []},
+     "paymentMethodId": "EHF", "attributes": [attribute("REGION", "Offentlig", REGION_TEXT)]},
 ]
 
+# Supplier class -> its suppliers' purchase category (the INNKJOP attribute).
+CLASS_PURCHASE = {"TRANSP": "RUTINE", "RAW": "STRATEGISK", "SERV": "RUTINE", "IT": "KRITISK", "ADM": "RUTINE"}
 SUPPLIER_CLASSES: list[dict[str, Any]] = [
     {"id": cid, "description": text, "paymentMethodId": "BANK", "paymentMethodDescription": "Bank transfer",
-     "attributes": [], "timeStamp": stamp}
+     "attributes": [attribute("INNKJOP", CLASS_PURCHASE[cid], PURCHASE_TEXT)], "timeStamp": stamp}
     for cid, text, stamp in (
         ("TRANSP", "Transport suppliers", "AAAAAAAAB9E="), ("RAW", "Raw material suppliers", "AAAAAAAAB9I="),
         ("SERV", "Service suppliers", "AAAAAAAAB9M="), ("IT", "IT suppliers", "AAAAAAAAB9Q="),
         ("ADM", "Administration", "AAAAAAAAB9U="),
     )
 ]
+
+# Second and third address lines a record may have, per country ({n} a number, {b} a letter).
+ADDRESS_LINE2: dict[str, tuple[str, ...]] = {
+    "NO": ("{n}. etasje", "Bygg {b}", "c/o Regnskapsbyrået Ås", "Inngang {b}", "Næringsparken"),
+    "SE": ("{n} tr", "Hus {b}", "c/o Bokföringsbyrån", "Företagsparken"),
+    "DK": ("{n}. sal", "Bygning {b}", "c/o Revisionsfirmaet Ærø"),
+    "FI": ("{n}. krs", "Talo {b}", "c/o Tilitoimisto Hämäläinen"),
+    "DE": ("{n}. OG", "Hinterhaus", "c/o Steuerbüro Müller"),
+    "GB": ("Unit {n}", "Suite {n}", "Building {b}"),
+}
+ADDRESS_LINE3: dict[str, tuple[str, ...]] = {
+    "NO": ("Industriområdet Sørli", "Havnelageret"), "SE": ("Industriområdet Norr",),
+    "DK": ("Erhvervsområdet Syd",), "FI": ("Teollisuusalue",), "DE": ("Gewerbegebiet Süd",),
+    "GB": ("Riverside Business Park",),
+}
 
 
 @dataclass(frozen=True)

@@ -462,6 +462,39 @@ def test_reference_endpoints(sb: VismaSandbox) -> None:
     assert {"paymentMethodId", "active", "meansOfPayment", "description", "useInAp"} <= methods[0].keys()
 
 
+def _attribute_shape(attributes: Any) -> list[str]:
+    """Attribute ids, checking each entry has the reference's shape {id, value, description} (strings)."""
+    assert isinstance(attributes, list)
+    for entry in attributes:
+        assert set(entry) == {"id", "value", "description"} and all(isinstance(v, str) for v in entry.values())
+    return [entry["id"] for entry in attributes]
+
+
+def test_attributes_on_customers_suppliers_and_their_classes(sb: VismaSandbox) -> None:
+    customers = body(sb, "/v1/customer", pageSize=MAX_PAGE)
+    suppliers = body(sb, "/v1/supplier", pageSize=MAX_PAGE)
+    assert all(_attribute_shape(c["attributes"]) == ["SEGMENT", "REGION"] for c in customers)
+    assert all(_attribute_shape(s["attributes"]) == ["SEGMENT", "INNKJOP"] for s in suppliers)
+    segments = {a["value"] for r in customers + suppliers for a in r["attributes"] if a["id"] == "SEGMENT"}
+    assert segments <= {"SMB", "MID", "ENT"} and len(segments) > 1
+    assert "EØS" in {a["value"] for c in customers for a in c["attributes"]}  # non-ASCII values occur
+    assert "Innkjøpskategori" in {a["description"] for s in suppliers for a in s["attributes"]}
+    for path in ("/v1/customer/customerClass", "/v1/supplier/supplierClass"):
+        classes = body(sb, path)
+        assert all(_attribute_shape(c["attributes"]) for c in classes)  # every class has at least one
+    one = body(sb, f"/v1/supplier/{suppliers[0]['number']}")
+    assert one["attributes"] == suppliers[0]["attributes"]
+
+
+def test_some_addresses_have_second_and_third_lines(sb: VismaSandbox) -> None:
+    for entity in ("customer", "supplier"):
+        addresses = [r["mainAddress"] for r in sb.store.records(entity)]
+        with_line2 = [a for a in addresses if a["addressLine2"]]
+        assert 0.1 < len(with_line2) / len(addresses) < 0.6, entity
+        assert all(a["addressLine3"] is None for a in addresses if not a["addressLine2"])  # line 3 only after 2
+    assert any(r["mainAddress"]["addressLine3"] for e in ("customer", "supplier") for r in sb.store.records(e))
+
+
 def test_short_reference_lists_are_whole_unless_paged(sb: VismaSandbox) -> None:
     whole = body(sb, "/v1/paymentMethod")  # paths are case-insensitive, as on ASP.NET
     assert len(whole) == 6 and all("metadata" not in m for m in whole)

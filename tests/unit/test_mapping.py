@@ -237,3 +237,161 @@ def test_entities_are_polled_with_contacts_last_and_contacts_are_opt_in():
     assert WITH_CONTACTS.entities == ["customer", "supplier", "contact"]
     assert DEFAULT.entities == ["customer", "supplier"]  # leads count against the Marketo licence: opt in
     assert WITH_CONTACTS.customer == DEFAULT.customer and WITH_CONTACTS.supplier == DEFAULT.supplier
+
+
+# -- list-by-key paths, join, first_of (issue #19) --------------------------------------------------------
+
+ATTRIBUTES = [{"id": "SEGMENT", "value": "Småbedrift – Ærø ØÅ", "description": "Kundesegment"},
+              {"id": "REGION", "value": "Café 🚀 Île-de-France", "description": "Région é"}]
+NORDIC = {**CUSTOMER, "attributes": ATTRIBUTES,
+          "mainAddress": {**CUSTOMER["mainAddress"], "addressLine2": " c/o Café Ørn ", "addressLine3": None},
+          "invoiceAddress": {"addressLine1": "Postboks 4411", "addressLine2": "", "addressLine3": "Sentrum",
+                             "city": "Oslo", "postalCode": "0403", "country": {"id": "NO"}},
+          "invoiceContact": {"email": " Faktura@Nordlys-Maskin.example", "phone1": "+47 22 00 00 01"}}
+
+
+def _one(rule, record=NORDIC):
+    return _section({"x": rule}).map(record, entity="customer", modified_at=MODIFIED)["x"]
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("attributes[SEGMENT].value", "Småbedrift – Ærø ØÅ"),
+    ("attributes[SEGMENT].description", "Kundesegment"),
+    ("attributes[REGION].value", "Café 🚀 Île-de-France"),
+    ("attributes[region].description", "Région é"),  # attribute ids match regardless of case
+    ("attributes[id=REGION].value", "Café 🚀 Île-de-France"),
+    ("attributes[value=kundesegment].id", None),  # another key field: matches on that field only
+    ("attributes[description=Kundesegment].id", "SEGMENT"),
+    ("attributes[MISSING].value", None),
+    ("mainAddress[SEGMENT].value", None),  # not a list
+])
+def test_a_source_selects_a_list_element_by_key(path, expected):
+    assert get_path(NORDIC, path) == expected
+    assert _one({"source": path}) == expected
+
+
+@pytest.mark.parametrize("attributes", [None, "SEGMENT=SMB", [None, "x", {"value": "no id"}], {"SEGMENT": "SMB"}, []])
+def test_a_missing_or_malformed_attribute_list_yields_null_and_the_default(attributes):
+    record = {**NORDIC, "attributes": attributes}
+    assert _one({"source": "attributes[SEGMENT].value"}, record) is None
+    assert _one({"source": "attributes[SEGMENT].value", "default": "Other"}, record) == "Other"
+
+
+def test_lookup_transform_and_length_apply_to_an_attribute_as_to_any_source():
+    rule = {"source": "attributes[SEGMENT].value", "lookup": {"Småbedrift – Ærø ØÅ": "SMB 🚀"}, "default": "?"}
+    assert _one(rule) == "SMB 🚀"
+    assert _one({**rule, "lookup": {"ENT": "Enterprise"}}) == "?"
+    assert _one({"source": "attributes[REGION].value", "transform": "upper", "max_length": 6}) == "CAFÉ 🚀"
+
+
+def test_join_skips_empty_parts_and_trims_each():
+    lines = ["mainAddress.addressLine1", "mainAddress.addressLine2", "mainAddress.addressLine3"]
+    assert _one({"join": lines}) == "Storgata 12, c/o Café Ørn"
+    assert _one({"join": lines, "separator": "\n"}) == "Storgata 12\nc/o Café Ørn"
+    invoice = [f"invoiceAddress.addressLine{i}" for i in (1, 2, 3)]
+    assert _one({"join": invoice, "separator": " / "}) == "Postboks 4411 / Sentrum"
+    assert _one({"join": ["attributes[SEGMENT].value", "numberOfEmployees", "mainAddress"]}) == \
+        "Småbedrift – Ærø ØÅ, 42"  # numbers join as text; an object is not a value and is skipped
+    assert _one({"join": ["nothing", "invoiceAddress.addressLine2"], "default": "n/a"}) == "n/a"
+
+
+def test_first_of_takes_the_first_non_empty_value():
+    rule = {"first_of": ["invoiceContact.email", "mainContact.email"], "transform": "email"}
+    assert _one(rule) == "faktura@nordlys-maskin.example"
+    for blank in (None, "", "   "):
+        record = {**NORDIC, "invoiceContact": {"email": blank}}
+        assert _one(rule, record) == "post@nordlys-maskin.example"
+    assert _one({"first_of": ["invoiceContact.fax", "numberOfEmployees"]}) == 42  # the value keeps its type
+    assert _one({"first_of": ["a", "b"], "default": "none"}, {}) == "none"
+
+
+def test_describe_lengths_cut_joined_values():
+    from ml_connector.sync.mapping import check_against_marketo
+
+    section = _section({"billingStreet": {"join": ["mainAddress.addressLine1", "mainAddress.addressLine2"]}})
+    described = _Described([_Field("externalCompanyId", 100, False), _Field("billingStreet", 16)])
+    checked = check_against_marketo(section, described, "m.json")
+    assert checked.map(NORDIC, entity="customer", modified_at=MODIFIED) == {"billingStreet": "Storgata 12, c/o"}
+
+
+def test_shipped_default_maps_all_address_lines_and_the_segment_attribute():
+    for section in (DEFAULT.customer, DEFAULT.supplier):
+        fields = section.map(NORDIC, entity="customer", modified_at=MODIFIED)
+        assert fields["billingStreet"] == "Storgata 12, c/o Café Ørn"
+        assert fields["vismaSegment"] == "Småbedrift – Ærø ØÅ"
+    assert DEFAULT.customer.map(CUSTOMER, entity="customer", modified_at=MODIFIED)["vismaSegment"] is None
+
+
+def test_example_invoice_address_mapping_prefers_the_invoice_address_and_contact():
+    example = load_mapping("example-invoice-address.json")
+    fields = example.customer.map(NORDIC, entity="customer", modified_at=MODIFIED)
+    assert fields["billingStreet"] == "Postboks 4411, Sentrum"
+    assert (fields["billingPostalCode"], fields["billingCity"], fields["billingCountry"]) == ("0403", "Oslo", "Norway")
+    assert fields["vismaContactEmail"] == "faktura@nordlys-maskin.example"
+    assert fields["mainPhone"] == "+4722000001"
+    plain = example.customer.map(CUSTOMER, entity="customer", modified_at=MODIFIED)  # no invoice address
+    assert (plain["billingStreet"], plain["billingPostalCode"]) == (None, "0155")
+    assert plain["vismaContactEmail"] == "post@nordlys-maskin.example"
+    assert example.supplier == DEFAULT.supplier
+
+
+@pytest.mark.parametrize("name", ["default.json", "suppliers-as-custom-object.json", "with-contacts-as-leads.json",
+                                  "example-invoice-address.json"])
+def test_every_shipped_mapping_fits_the_sandbox_marketo_schema(name):
+    from ml_connector.marketo.models import ObjectDescription
+    from ml_connector.sync.mapping import check_against_marketo
+    from sandbox.marketo.schema import build_schemas, company_schema
+
+    schemas = {"companies": company_schema(), **build_schemas(None, None)}
+    mapping = load_mapping(name)
+    for entity in ("customer", "supplier"):
+        section = mapping.for_entity(entity)
+        described = ObjectDescription.from_describe(schemas[section.target].metadata(crm_enabled=False))
+        check_against_marketo(section, described, name)
+
+
+def test_uses_payment_sees_payment_facts_inside_join_and_first_of():
+    assert not _section({"a": {"source": "name"}}).uses_payment
+    assert _section({"a": {"join": ["name", "_payment.balance"]}}).uses_payment
+    assert _section({"a": {"first_of": ["_payment.balance", "creditLimit"]}}).uses_payment
+
+
+@pytest.mark.parametrize(("rule", "fragment"), [
+    ({"source": "attributes[SEGMENT"}, "bad source path 'attributes[SEGMENT'"),
+    ({"source": "attributes[].value"}, "bad source path 'attributes[].value'"),
+    ({"source": "attributes[SEGMENT]value"}, "bad source path"),
+    ({"source": "attributes[SEG MENT].value"}, "bad source path"),
+    ({"source": "attributes[SEGMENT]"}, "picks a whole list element; name the value to take, "
+                                         "e.g. attributes[SEGMENT].value"),
+    ({"source": "mainAddress..city"}, "bad source path 'mainAddress..city'"),
+    ({"join": ["mainAddress.addressLine1", "_street"]}, "unknown source '_street'"),
+    ({"join": ["mainAddress.addressLine1", "attributes[SEGMENT"]}, "bad source path 'attributes[SEGMENT'"),
+    ({"join": ["mainAddress.addressLine1", 3]}, "customer.fields.billingStreet.join.1: Input should be a valid string"),
+    ({"join": ["mainAddress.addressLine1"]}, "customer.fields.billingStreet.join: Tuple should have at least 2"),
+    ({"join": "mainAddress.addressLine1"}, "customer.fields.billingStreet.join: Input should be a valid tuple"),
+    ({"first_of": ["invoiceContact.email", "_mainContact.email"]}, "unknown source '_mainContact'"),
+    ({"source": "name", "separator": " "}, "separator applies only to join"),
+    ({"join": ["a", "b"], "source": "name"}, "give exactly one of source, constant, derive, join, first_of"),
+    ({"source": "name", "comment": "why"}, "customer.fields.billingStreet.comment: Extra inputs are not permitted"),
+])
+def test_a_bad_rule_fails_at_load_naming_file_and_field(tmp_path, rule, fragment):
+    path = tmp_path / "segments.json"
+    path.write_text(json.dumps({"customer": {"fields": {"company": {"source": "name"}, "billingStreet": rule}}}))
+    with pytest.raises(MappingError) as error:
+        load_mapping(path)
+    message = str(error.value)
+    assert message.startswith(f"mapping {path}: ") and "customer.fields.billingStreet" in message
+    assert fragment in message
+
+
+def test_comments_are_allowed_in_the_file_sections_and_rules_and_nowhere_else(tmp_path):
+    document = {"_comment": "file", "description": "d",
+                "customer": {"_comment": "section", "fields": {"company": {"_comment": "rule", "source": "name"}}},
+                "reference": {"_comment": "reference"}}
+    mapping = parse_mapping(document, "c.json")
+    assert mapping.customer.fields["company"] == FieldRule(source="name")
+    with pytest.raises(MappingError, match="customer.fields._comment"):  # a field name, not a comment
+        parse_mapping({"customer": {"fields": {"_comment": "x", "company": {"source": "name"}}}}, "c.json")
+    lookup = _section({"s": {"source": "status", "lookup": {"_comment": "kept: lookup keys are data"}}})
+    assert lookup.map({"status": "_comment"}, entity="customer", modified_at=MODIFIED) == {
+        "s": "kept: lookup keys are data"}

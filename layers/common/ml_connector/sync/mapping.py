@@ -5,22 +5,30 @@ names its Marketo target (``companies``, ``leads`` or a custom object's API name
 how its value is built (from the record's ``internalId``, or for leads from a source such as the
 e-mail), and one rule per Marketo field::
 
-    "vismaSegment": {"source": "customerClass.id", "lookup": {"DOM": "Domestic"}, "default": "Other"}
+    "vismaSegment":  {"source": "attributes[SEGMENT].value", "default": "Other"}
+    "billingStreet": {"join": ["mainAddress.addressLine1", "mainAddress.addressLine2"], "separator": ", "}
 
-A rule takes its value from exactly one of ``source`` (a dotted Visma path), ``constant`` or
-``derive`` (a named derivation such as ``payment_status``), then applies ``lookup`` (with
-``default`` for a miss), the named ``transform`` steps in order, ``default`` for a null, and trims
-strings to ``max_length`` (filled from Marketo's describe when not given). ``omit_if_null`` leaves the
-field out of the record instead of sending null (for ``unsubscribed``: Marketo must never be told false).
+A rule takes its value from exactly one of ``source`` (a Visma path: dotted names, where ``name[KEY]``
+picks the element of a list whose ``id`` is KEY and ``name[field=KEY]`` matches on another field),
+``constant``, ``derive`` (a named derivation such as ``payment_status``), ``join`` (the non-empty values
+of several paths joined by ``separator``) or ``first_of`` (the first non-empty value of several paths),
+then applies ``lookup`` (with ``default`` for a miss), the named ``transform`` steps in order,
+``default`` for a null, and trims strings to ``max_length`` (filled from Marketo's describe when not
+given). ``omit_if_null`` leaves the field out of the record instead of sending null (for
+``unsubscribed``: Marketo must never be told false). A ``_comment`` key is allowed in the file, in each
+section and in each rule, and ignored.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -42,14 +50,83 @@ class NoMarketoKey(ValueError):
     """A record has no value for its Marketo key (e.g. a contact without e-mail): it cannot be synced."""
 
 
+# What the connector adds to a record (see EntityMapping.map and the poller); Visma's fields never start with "_".
+SYNTHETIC_SOURCES = ("_entity", "_modified_at", "_payment", "_company_key")
+# One step of a path: a name, optionally selecting from a list by key: ``attributes[SEGMENT]``,
+# ``supplierPaymentMethodDetails[paymentMethodDetailId=ACCOUNT]``.
+_STEP = re.compile(r"(?P<name>[A-Za-z_]\w*)(?:\[(?:(?P<field>[A-Za-z_]\w*)=)?(?P<key>[^\[\]=.\s]+)\])?")
+COMMENT_KEY = "_comment"
+
+
+@dataclass(frozen=True, slots=True)
+class PathStep:
+    name: str
+    match_field: str | None = None  # with key: select the list element whose match_field equals key
+    key: str | None = None
+
+
+@lru_cache(maxsize=4096)
+def parse_path(path: str) -> tuple[PathStep, ...]:
+    """The steps of a source path; ValueError (naming the path and the reason) for one that cannot work."""
+    steps = []
+    for text in path.split("."):
+        match = _STEP.fullmatch(text)
+        if match is None:
+            raise ValueError(f"bad source path {path!r}: {text!r} is not a name or name[KEY] "
+                             "(e.g. mainAddress.city, attributes[SEGMENT].value)")
+        key = match["key"]
+        steps.append(PathStep(match["name"], (match["field"] or "id") if key else None, key))
+    if steps[-1].key is not None:
+        raise ValueError(f"bad source path {path!r}: it picks a whole list element; name the value to take, "
+                         f"e.g. {path}.value")
+    root = steps[0].name
+    if root.startswith("_") and root not in SYNTHETIC_SOURCES:
+        raise ValueError(f"unknown source {root!r} in {path!r} (the connector provides {', '.join(SYNTHETIC_SOURCES)})")
+    return tuple(steps)
+
+
 def get_path(record: Record, path: str) -> Any:
-    """Follow a dotted path (``mainAddress.country.id``); a missing or null step yields None."""
+    """Follow a path (``mainAddress.country.id``, ``attributes[SEGMENT].value``); a missing or null step,
+    or a list without the wanted element, yields None."""
     value: Any = record
-    for step in path.split("."):
-        if not isinstance(value, dict):
-            return None
-        value = value.get(step)
+    for step in parse_path(path):
+        value = value.get(step.name) if isinstance(value, dict) else None
+        if step.key is not None:
+            value = select(value, step.match_field or "id", step.key)
     return value
+
+
+def select(items: Any, field: str, key: str) -> Any:
+    """The first dict in ``items`` whose ``field`` equals ``key``, ignoring case (Visma keeps attribute ids in
+    upper case; a mapping written in lower case should still find them); None when there is none."""
+    if not isinstance(items, list):
+        return None
+    wanted = key.casefold()
+    return next((item for item in items if isinstance(item, dict) and item.get(field) is not None
+                 and str(item[field]).casefold() == wanted), None)
+
+
+def _part(value: Any) -> str | None:
+    """A value as text for joining: stripped, None when empty or not a scalar."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value).strip() or None
+
+
+def joined(values: list[Any], separator: str) -> str | None:
+    """The non-empty values joined by ``separator``; None when all are empty."""
+    return separator.join(parts) if (parts := [p for v in values if (p := _part(v)) is not None]) else None
+
+
+def _blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | dict) and not value)
+
+
+def first_non_empty(values: list[Any]) -> Any:
+    """The first value that is neither null nor blank text (nor an empty list or object)."""
+    return next((v for v in values if not _blank(v)), None)
 
 
 def unsubscribed_if_opted_out(record: Record) -> bool | None:
@@ -68,12 +145,30 @@ DERIVATIONS: dict[str, Callable[[Record], Any]] = {"payment_status": payment_sta
                                                   "unsubscribed_if_opted_out": unsubscribed_if_opted_out}
 
 
-class FieldRule(BaseModel):
+class _MappingModel(BaseModel):
+    """Strict, so a misspelt key fails at load; only ``_comment`` (a note for people) is dropped."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_comment(cls, data: Any) -> Any:
+        if isinstance(data, dict) and COMMENT_KEY in data:
+            return {k: v for k, v in data.items() if k != COMMENT_KEY}
+        return data
+
+
+Paths = Annotated[tuple[str, ...], Field(min_length=2)]
+ORIGINS = ("source", "constant", "derive", "join", "first_of")
+
+
+class FieldRule(_MappingModel):
     source: str | None = None
     constant: Any = None
     derive: str | None = None
+    join: Paths | None = None
+    separator: str = ", "
+    first_of: Paths | None = None
     lookup: dict[str, Any] | None = None
     transform: tuple[str, ...] = ()
     default: Any = None
@@ -87,22 +182,26 @@ class FieldRule(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> FieldRule:
-        if sum(x is not None for x in (self.source, self.constant, self.derive)) != 1:
-            raise ValueError("give exactly one of source, constant, derive")
+        if sum(getattr(self, origin) is not None for origin in ORIGINS) != 1:
+            raise ValueError(f"give exactly one of {', '.join(ORIGINS)}")
+        if "separator" in self.model_fields_set and self.join is None:
+            raise ValueError("separator applies only to join")
         if self.derive is not None and self.derive not in DERIVATIONS:
             raise ValueError(f"unknown derivation {self.derive!r} (known: {', '.join(sorted(DERIVATIONS))})")
         for name in self.transform:
             if name not in TRANSFORMS:
                 raise ValueError(f"unknown transform {name!r} (known: {', '.join(sorted(TRANSFORMS))})")
+        for path in self.paths:
+            parse_path(path)
         return self
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """Every record path the rule reads."""
+        return (self.source,) if self.source is not None else self.join or self.first_of or ()
+
     def value(self, record: Record) -> Any:
-        if self.constant is not None:
-            value = self.constant
-        elif self.derive is not None:
-            value = DERIVATIONS[self.derive](record)
-        else:
-            value = get_path(record, self.source or "")
+        value = self._origin(record)
         if self.lookup is not None:
             value = self.lookup.get(str(value)) if value is not None else None
         for name in self.transform:
@@ -113,10 +212,19 @@ class FieldRule(BaseModel):
             value = value[: self.max_length]
         return value
 
+    def _origin(self, record: Record) -> Any:
+        if self.constant is not None:
+            return self.constant
+        if self.derive is not None:
+            return DERIVATIONS[self.derive](record)
+        if self.join is not None:
+            return joined([get_path(record, p) for p in self.join], self.separator)
+        if self.first_of is not None:
+            return first_non_empty([get_path(record, p) for p in self.first_of])
+        return get_path(record, self.source or "")
 
-class EntityMapping(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
+class EntityMapping(_MappingModel):
     target: str = Field(default="companies", min_length=1)
     dedupe_field: str = "externalCompanyId"
     # Keyed on internalId: Visma customer numbers can be renamed.
@@ -145,7 +253,7 @@ class EntityMapping(BaseModel):
     @property
     def uses_payment(self) -> bool:
         """Whether any field needs payment facts (so the poller reads invoices and balances)."""
-        return any(rule.derive == "payment_status" or (rule.source or "").startswith("_payment")
+        return any(rule.derive == "payment_status" or any(p.startswith("_payment") for p in rule.paths)
                    for rule in self.fields.values())
 
     def key(self, *, company_id: str, entity: str, internal_id: int, record: Record | None = None) -> str:
@@ -174,19 +282,15 @@ class EntityMapping(BaseModel):
         return self.model_copy(update={"fields": fields})
 
 
-class ReferenceMapping(BaseModel):
+class ReferenceMapping(_MappingModel):
     """Where reference data (classes, credit terms, payment methods) goes: one custom object."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     target: str = Field(default="vismaReference_c", min_length=1)
     dedupe_field: str = "vismaRefKey"
     key_template: str = "visma-{company_id}-{type}-{code}"
 
 
-class MappingFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class MappingFile(_MappingModel):
     description: str | None = None
     customer: EntityMapping | None = None
     supplier: EntityMapping | None = None
