@@ -18,10 +18,8 @@ NORDIC_SEGMENT = "Småbedrift – Ærø/Ålesund é 🚀"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    with LocalEnvironment(seed=19, customers=CUSTOMERS, suppliers=SUPPLIERS,
-                          log_path=tmp_path_factory.mktemp("logs") / "lambda.log") as environment:
-        yield environment
+def env(local_stack):
+    return local_stack(seed=19, customers=CUSTOMERS, suppliers=SUPPLIERS)
 
 
 def _key(env: LocalEnvironment, entity: str, internal_id: int) -> str:
