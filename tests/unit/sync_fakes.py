@@ -110,11 +110,20 @@ class FakeMarketo:
         self.calls: list[int] = []  # records per call
         self.refuse: dict[str, str] = {}
         self.quota_after: int | None = None
+        # Hooks around applying a call's records (a slow call is one whose hook waits).
+        self.before_apply: Callable[[list[dict[str, Any]]], None] = lambda _records: None
+        self.after_apply: Callable[[list[dict[str, Any]]], None] = lambda _records: None
 
     def sync_records(self, target: str, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]:
         if self.quota_after is not None and len(self.calls) >= self.quota_after:
             raise MarketoQuotaExceeded("607", "Daily quota reached")
         self.calls.append(len(records))
+        self.before_apply(records)
+        results = self._apply(records, dedupe_field)
+        self.after_apply(records)
+        return results
+
+    def _apply(self, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]:
         results = []
         for seq, record in enumerate(records):
             key = record[dedupe_field]

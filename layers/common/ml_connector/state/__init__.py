@@ -5,12 +5,14 @@ from ml_connector.state.models import (
     QuarantineEntry,
     QuarantineMark,
     RecordState,
+    RepairEntry,
     WatermarkEntry,
+    WriteRecorded,
     WrittenRecord,
     parse_utc_iso,
     utc_iso,
 )
 from ml_connector.state.ports import State
 
-__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "State", "WatermarkEntry",
-           "WrittenRecord", "parse_utc_iso", "utc_iso"]
+__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "State",
+           "WatermarkEntry", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]

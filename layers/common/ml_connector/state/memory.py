@@ -13,9 +13,12 @@ from ml_connector.state.models import (
     QuarantineEntry,
     QuarantineMark,
     RecordState,
+    RepairEntry,
     WatermarkEntry,
+    WriteRecorded,
     WrittenRecord,
     parse_utc_iso,
+    raced_with,
     utc_iso,
 )
 from ml_connector.state.ports import State
@@ -50,27 +53,51 @@ class MemoryEnqueuedVersions:
     def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
         self.items.update({(connection, entity, i): ts for i, ts in versions})
 
+    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        for internal_id in internal_ids:
+            self.items.pop((connection, entity, internal_id), None)
+
 
 class MemoryRecordVersions:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str, int], RecordState] = {}
+        self.written_at: dict[tuple[str, str, int], str] = {}
+        self.to_repair: dict[tuple[str, str, int], RepairEntry] = {}
         self._lock = threading.Lock()
 
     def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
         return {i: self.items[(connection, entity, i)] for i in internal_ids if (connection, entity, i) in self.items}
 
-    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[bool]:
+    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         return [self._mark(connection, r) for r in records]
 
-    def _mark(self, connection: str, r: WrittenRecord) -> bool:
+    def _mark(self, connection: str, r: WrittenRecord) -> WriteRecorded:
+        key = (connection, r.entity, r.internal_id)
         with self._lock:  # the same check-and-set DynamoDB's condition makes
-            current = self.items.get((connection, r.entity, r.internal_id))
+            current = self.items.get(key)
             if current and current.written_version and current.written_version > r.version:
-                return False
-            self.items[(connection, r.entity, r.internal_id)] = RecordState(
+                return WriteRecorded(recorded=False, raced=True)
+            raced = raced_with(r, current.written_version if current else None, self.written_at.get(key))
+            self.items[key] = RecordState(
                 internal_id=r.internal_id, written_modified_at=utc_iso(r.modified_at), written_version=r.version,
                 written_ts=r.visma_ts, written_hash=r.content_hash, written_key=r.key, marketo_id=r.marketo_id)
-            return True
+            self.written_at[key] = utc_iso(datetime.now(UTC))
+            return WriteRecorded(recorded=True, raced=raced)
+
+    def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
+        with self._lock:
+            for e in entries:
+                key = (connection, e.entity, e.internal_id)
+                if key in self.items:
+                    self.items[key] = self.items[key].model_copy(update={"written_hash": None})
+                self.to_repair[key] = e
+
+    def repairs(self, connection: str, entity: str) -> list[RepairEntry]:
+        return [e for (c, en, _), e in sorted(self.to_repair.items()) if (c, en) == (connection, entity)]
+
+    def repaired(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        for internal_id in internal_ids:
+            self.to_repair.pop((connection, entity, internal_id), None)
 
 
 class MemoryQuarantine:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
+
+# Writers' clocks differ by milliseconds (Lambda hosts keep time with Amazon Time Sync); a margin errs
+# towards a (cheap) repair.
+CLOCK_SLACK = timedelta(milliseconds=100)
 
 
 def utc_iso(value: datetime) -> str:
@@ -46,6 +50,25 @@ class WrittenRecord(BaseModel):
     content_hash: str
     key: str | None = None
     marketo_id: str | None = None
+    # When the Marketo call that wrote it started: a write of another version recorded after this moment
+    # ran concurrently, so the two may have landed in Marketo in either order.
+    call_started: datetime | None = None
+
+
+class WriteRecorded(BaseModel):
+    """What recording one write found: ``raced`` when another version's write ran concurrently (or a newer
+    one was already recorded), so Marketo may hold the older one and the record must be sent again."""
+
+    recorded: bool
+    raced: bool
+
+
+class RepairEntry(BaseModel):
+    """A record whose Marketo content may be older than what was recorded: the poller reads it again."""
+
+    entity: str
+    internal_id: int
+    number: str
 
 
 class JobRecord(BaseModel):
@@ -87,3 +110,12 @@ class QuarantineMark(BaseModel):
 
     stage: str
     version: str | None = None
+
+
+def raced_with(record: WrittenRecord, previous_version: str | None, previous_at: str | None) -> bool:
+    """The write it replaced was of another (older) version and was recorded after this write's Marketo call
+    started: the two calls overlapped, and the older may have landed last."""
+    if previous_version in (None, record.version) or previous_at is None or record.call_started is None:
+        return False
+    return previous_at >= utc_iso(record.call_started - CLOCK_SLACK)
+

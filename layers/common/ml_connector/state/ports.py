@@ -18,7 +18,9 @@ from ml_connector.state.models import (
     QuarantineEntry,
     QuarantineMark,
     RecordState,
+    RepairEntry,
     WatermarkEntry,
+    WriteRecorded,
     WrittenRecord,
 )
 
@@ -39,14 +41,25 @@ class EnqueuedVersions(Protocol):
 
     def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None: ...
 
+    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        """The next read of these records is sent again whatever its version."""
+
 
 class RecordVersions(Protocol):
     """What Marketo holds of each record, for the writer's version guard and no-op skip."""
 
     def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]: ...
 
-    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[bool]:
-        """Record each write unless a newer version was recorded meanwhile (False for that one)."""
+    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
+        """Record each write unless a newer version was recorded meanwhile; say which writes raced another."""
+
+    def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
+        """Marketo may hold an older version of these: forget their content hash (so a resend is not skipped
+        as unchanged) and list them for the poller to read again."""
+
+    def repairs(self, connection: str, entity: str) -> list[RepairEntry]: ...
+
+    def repaired(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None: ...
 
 
 class Quarantine(Protocol):

@@ -38,6 +38,7 @@ from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.payment import KnownPaymentFacts, PaymentFacts, PaymentReader
 from ml_connector.sync.ports import Outbox, VismaReader
 from ml_connector.validation import describe
+from ml_connector.visma.client import ENTITY_PATHS
 from ml_connector.visma.errors import VismaError
 from ml_connector.visma.models import ContactDto, CustomerDto, SupplierDto, parse_visma_datetime
 
@@ -90,6 +91,7 @@ class EntityPollReport(BaseModel):
     watermark_after: str | None = None
     visma_calls: int = 0
     payment_refreshes: int = 0
+    repairs: int = 0  # records read again because concurrent writes of two versions overlapped
     without_key: int = 0  # records Marketo cannot identify (a contact without e-mail): not synced
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
@@ -176,6 +178,8 @@ class Poller:
             window = self._read_window(client, context, since, report, ledger)
             if payments is not None and window.covered():
                 self._send_payment_changes(client, context, ledger, window, report)
+            if window.covered() and not self._dry_run:
+                self._send_repairs(client, context, window, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
@@ -296,6 +300,27 @@ class Poller:
         if not self._dry_run:
             for chunk in ledger.changed_facts():
                 self._state.payments.put(ctx.connection.id, ((n, f.model_dump()) for n, f in chunk))
+
+    def _send_repairs(self, client: VismaReader, ctx: EntityContext, window: _Pass, report: EntityPollReport) -> None:
+        """Records a writer flagged because another version's write overlapped its own: Marketo may hold the
+        older one. Read each from Visma and send it whatever its version, so the newest is written last."""
+        connection, entity = ctx.connection.id, ctx.entity
+        repairs = self._state.records.repairs(connection, entity)
+        if not repairs:
+            return
+        self._state.enqueued.forget(connection, entity, [r.internal_id for r in repairs])
+        for repair in repairs:
+            ref = repair.internal_id if entity == "contact" else repair.number
+            try:
+                raw = client.get(f"{ENTITY_PATHS[entity]}/{quote(str(ref), safe='')}")
+            except VismaError as exc:
+                if exc.status != 404:
+                    raise
+                continue  # gone from Visma: nothing newer to write
+            report.repairs += 1
+            self._process_page([raw], ctx, window, report)
+            self._check_time()
+        self._state.records.repaired(connection, entity, [r.internal_id for r in repairs])
 
     def _check_time(self) -> None:
         if self._deadline.within(self._margin):

@@ -31,7 +31,7 @@ from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
 from ml_connector.observability import emit, log_context, logger
-from ml_connector.state import JobRecord, QuarantineEntry, State, WrittenRecord, utc_iso
+from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, State, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.messages import SyncMessage, pack_messages
@@ -54,7 +54,7 @@ class _Item:
 METRIC_BY_OUTCOME = {
     "created": "RecordsWritten", "updated": "RecordsWritten", "skipped": "RecordsQuarantined",
     "stale": "RecordsStale", "unchanged": "RecordsSkippedUnchanged", "superseded": "RecordsSuperseded",
-    "marketo_calls": "MarketoSyncCalls",
+    "marketo_calls": "MarketoSyncCalls", "raced": "WriteRacesRepaired",
 }
 
 
@@ -69,6 +69,7 @@ class WriteReport:
     updated: int = 0
     skipped: int = 0
     marketo_calls: int = 0
+    raced: int = 0  # written while another version's write was in flight: read again by the next poll
     jobs: list[str] = field(default_factory=list)
     failed_message_ids: set[str] = field(default_factory=set)
     quota_exhausted: bool = False
@@ -227,6 +228,7 @@ class Writer:
         if blocked is not None:
             self._defer(base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
             return
+        call_started = datetime.now(UTC)
         try:
             results = self._write_chunk(job=job).results
         except MarketoQuotaExceeded as exc:
@@ -240,7 +242,7 @@ class Writer:
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
             emit("ChunkWriteFailures", 1, connection=connection)
             return
-        counts = self._apply_results(connection, chunk, results, report)
+        counts = self._apply_results(connection, chunk, results, call_started, report)
         self._state.jobs.put(JobRecord(**base, status="done", **counts))
 
     def _defer(self, base: dict[str, Any], packed: str, until: datetime, error: str, report: WriteReport) -> None:
@@ -249,7 +251,8 @@ class Writer:
         self._deferred.park(JobRecord(**base, status="deferred", error=error, messages=packed), until)
 
     def _apply_results(
-        self, connection: str, chunk: list[_Item], results: list[SyncResult], report: WriteReport
+        self, connection: str, chunk: list[_Item], results: list[SyncResult], call_started: datetime,
+        report: WriteReport,
     ) -> dict[str, int]:
         counts = {"created": 0, "updated": 0, "skipped": 0}
         written: list[SyncMessage] = []
@@ -265,19 +268,31 @@ class Writer:
             else:
                 counts["skipped"] += 1
                 self._quarantine_skipped(connection, item.message, result)
-        self._record_written(connection, written, ids)
+        self._record_written(connection, written, ids, call_started, report)
         for outcome, count in counts.items():
             report.add(connection, outcome, count)
         report.add(connection, "marketo_calls")
         return counts
 
-    def _record_written(self, connection: str, messages: list[SyncMessage], marketo_ids: list[str | None]) -> None:
-        """What Marketo now holds, for the version guard; and earlier refusals those versions resolve."""
-        self._state.records.mark_written(connection, [
+    def _record_written(self, connection: str, messages: list[SyncMessage], marketo_ids: list[str | None],
+                        call_started: datetime, report: WriteReport) -> None:
+        """What Marketo now holds, for the version guard; and earlier refusals those versions resolve.
+
+        Writers run concurrently: a write of another version of the same record that overlapped this one
+        may have landed in Marketo after it, leaving the older version there. Such records are sent again
+        from Visma by the next poll (``flag_for_repair``), so Marketo ends on the newest version."""
+        outcomes = self._state.records.mark_written(connection, [
             WrittenRecord(entity=m.entity, internal_id=m.internal_id, modified_at=m.modified_at,
                           visma_ts=m.visma_timestamp, version=m.version, content_hash=m.content_hash,
-                          key=m.key, marketo_id=marketo_id)
+                          key=m.key, marketo_id=marketo_id, call_started=call_started)
             for m, marketo_id in zip(messages, marketo_ids, strict=True)])
+        raced = [m for m, outcome in zip(messages, outcomes, strict=True) if outcome.raced]
+        if raced:
+            self._state.records.flag_for_repair(connection, [
+                RepairEntry(entity=m.entity, internal_id=m.internal_id, number=m.number) for m in raced])
+            report.add(connection, "raced", len(raced))
+            logger.warning("concurrent writes of other versions overlapped; these records are read again",
+                           extra={"records": [m.record_ref for m in raced[:20]], "count": len(raced)})
         self._release_resolved(connection, messages)
 
     def _quarantine_skipped(self, connection: str, msg: SyncMessage, result: SyncResult) -> None:

@@ -9,6 +9,8 @@ pk                                sk                     holds
                                                          (entity ``reference``: reference data's last run)
 ``POLL#{connection}#{entity}``    ``{internalId}``       row version last enqueued by the poller
 ``REC#{connection}#{entity}``     ``{internalId}``       version and content hash last written to Marketo
+``FIX#{connection}#{entity}``     ``{internalId}``       record to read again: a concurrent write may have
+                                                         left an older version in Marketo (its number)
 ``NUM#{connection}#{entity}``     ``{number}``           internalId of a customer number (contacts link by it)
 ``JOB#{connection}``              ``{jobId}``            chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
@@ -38,6 +40,10 @@ def enqueued(connection: str, entity: str) -> str:
 
 def records(connection: str, entity: str) -> str:
     return f"REC#{connection}#{entity}"
+
+
+def repairs(connection: str, entity: str) -> str:
+    return f"FIX#{connection}#{entity}"
 
 
 def numbers(connection: str, entity: str) -> str:

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
-from ml_connector.state.models import RecordState, WrittenRecord, utc_iso
+from ml_connector.state.models import RecordState, RepairEntry, WriteRecorded, WrittenRecord, raced_with, utc_iso
 
 PARALLEL_WRITES = 16  # conditional record writes in flight at once (a chunk has up to 300)
 
@@ -22,6 +23,11 @@ class DynamoEnqueuedVersions:
         pk = keys.enqueued(connection, entity)
         self._t.put_many({**keys.key(pk, internal_id), "ts": ts} for internal_id, ts in versions)
 
+    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        with self._t.table.batch_writer() as batch:
+            for internal_id in internal_ids:
+                batch.delete_item(Key=keys.key(keys.enqueued(connection, entity), internal_id))
+
 
 class DynamoRecordVersions:
     def __init__(self, table: StateTable) -> None:
@@ -31,7 +37,7 @@ class DynamoRecordVersions:
         states = (_record_state(i) for i in self._t.get_many(keys.records(connection, entity), internal_ids))
         return {s.internal_id: s for s in states}
 
-    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[bool]:
+    def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         """The conditional writes run in parallel: one after another they would cost a chunk of 300 records
         over a second of DynamoDB round trips."""
         if len(records) <= 1:
@@ -39,23 +45,42 @@ class DynamoRecordVersions:
         with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(records))) as pool:
             return list(pool.map(lambda r: self._mark_written(connection, r), records))
 
-    def _mark_written(self, connection: str, record: WrittenRecord) -> bool:
+    def _mark_written(self, connection: str, record: WrittenRecord) -> WriteRecorded:
         try:
-            self._t.client.update_item(
+            old = self._t.client.update_item(
                 TableName=self._t.name,
                 Key=keys.key(keys.records(connection, record.entity), record.internal_id),
                 UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
-                                 "writtenHash = :h, marketoId = :id, writtenKey = :k",
+                                 "writtenHash = :h, marketoId = :id, writtenKey = :k, writtenAt = :at",
                 ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
                 ExpressionAttributeValues={
                     ":m": utc_iso(record.modified_at), ":v": record.version, ":t": record.visma_ts,
-                    ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key},
-            )
-            return True
+                    ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key,
+                    ":at": utc_iso(datetime.now(UTC))},
+                ReturnValues="UPDATED_OLD",  # what it replaced, at no extra cost
+            ).get("Attributes", {})
         except Exception as exc:
             if self._t.conditional_failure(exc):
-                return False
+                return WriteRecorded(recorded=False, raced=True)  # a newer version was recorded first
             raise
+        return WriteRecorded(recorded=True, raced=raced_with(record, old.get("writtenVersion"), old.get("writtenAt")))
+
+    def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
+        for entry in entries:
+            self._t.client.update_item(TableName=self._t.name,
+                                       Key=keys.key(keys.records(connection, entry.entity), entry.internal_id),
+                                       UpdateExpression="REMOVE writtenHash")
+        self._t.put_many({**keys.key(keys.repairs(connection, e.entity), e.internal_id), "number": e.number}
+                         for e in entries)
+
+    def repairs(self, connection: str, entity: str) -> list[RepairEntry]:
+        return [RepairEntry(entity=entity, internal_id=int(i["sk"]), number=i["number"])
+                for i in self._t.query(keys.repairs(connection, entity))]
+
+    def repaired(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        with self._t.table.batch_writer() as batch:
+            for internal_id in internal_ids:
+                batch.delete_item(Key=keys.key(keys.repairs(connection, entity), internal_id))
 
 
 def _record_state(item: dict[str, Any]) -> RecordState:
