@@ -9,6 +9,11 @@ faults are switched on at random on every side:
 - AWS: the writer crashing after Marketo accepted a chunk but before its records were recorded, the
   poller crashing mid-window (an SQS send refused), SQS delivering messages twice and out of order.
 
+With ``writers`` above one it runs as Lambda does in production: that many writer processes drain the
+queue at once (each one Lambda's SQS event-source loop, as the bench runs them), every Marketo call takes
+``marketo_latency`` seconds (so older writes land after newer ones), a poll runs while they drain, and
+``hot_records`` customers are edited in every poll so two versions of one record are often in flight.
+
 Then the faults stop, the quota resets, the queue drains, and the check is strict: Marketo equals the
 mapping of the final Visma state for every record, with no duplicate, nothing in the dead-letter queue,
 nothing parked, and every quarantined record carrying its reason.
@@ -26,7 +31,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +58,9 @@ class ChaosSettings(BaseModel):
     reorder_rate: float = Field(default=0.5, ge=0, le=1)  # batches shuffled with part held back
     second_poll_rate: float = Field(default=0.4, ge=0, le=1)  # cycles that poll twice before draining
     contacts: bool = True  # also sync contact persons to leads (mapping with-contacts-as-leads.json)
+    writers: int = Field(default=1, ge=1)  # concurrent writer processes; above one, polls overlap the drains
+    marketo_latency: tuple[float, float] = (0.0, 0.0)  # seconds per Marketo call, drawn uniformly
+    hot_records: int = Field(default=0, ge=0)  # customers renamed in every poll, so their versions collide
 
 
 class ConvergenceReport(BaseModel):
@@ -61,6 +71,8 @@ class ConvergenceReport(BaseModel):
     faults_observed: dict[str, int] = Field(default_factory=dict)
     poller_crashes: int = 0
     writer_invocation_errors: int = 0
+    concurrent_drains: int = 0
+    write_races_repaired: int = 0
     messages_delivered_twice: int = 0
     messages_held_back: int = 0
     settle_cycles: int = 0
@@ -95,6 +107,9 @@ class ConvergenceReport(BaseModel):
             f"  Visma changes: {changes}",
             f"  faults armed: {faults}",
             f"  faults observed: {observed}",
+            f"  writers {self.settings.writers} (Marketo latency {self.settings.marketo_latency[0]}-"
+            f"{self.settings.marketo_latency[1]}s, {self.concurrent_drains} concurrent drains with a poll during "
+            f"each), write races repaired {self.write_races_repaired}",
             f"  poller crashes {self.poller_crashes}, writer invocation errors {self.writer_invocation_errors}, "
             f"messages delivered twice {self.messages_delivered_twice}, held back (out of order) "
             f"{self.messages_held_back}",
@@ -108,7 +123,7 @@ class ConvergenceReport(BaseModel):
 
 
 class ChaosRun:
-    def __init__(self, env: LocalEnvironment, settings: ChaosSettings) -> None:
+    def __init__(self, env: LocalEnvironment, settings: ChaosSettings, log_dir: Path) -> None:
         self.env = env
         self.settings = settings
         self.rng = random.Random(settings.seed)
@@ -116,6 +131,8 @@ class ChaosRun:
         self.delivery = DeliveryChaos(random.Random(settings.seed + 1), duplicate_rate=settings.duplicate_rate,
                                       reorder_rate=settings.reorder_rate)
         self._quota_cycles_left = 0
+        self._renames = 0
+        self.log_dir = log_dir
         self._deck: list[str] = []
         self._faults: dict[str, Callable[[], None]] = {
             "visma_5xx": lambda: env.visma.faults.fail_next(self.rng.randint(1, 2),
@@ -167,12 +184,34 @@ class ChaosRun:
             # A second version of some records goes into the queue before the first is written.
             self._change_visma(scale=0.5)
             self._poll()
-        self.env.visma.faults.stop_editing()
-        drained = self.env.drain(chaos=self.delivery)
-        self.report.writer_invocation_errors += drained.handler_errors
+        if self.settings.writers > 1:
+            self._drain_while_polling()
+        else:
+            self.env.visma.faults.stop_editing()
+            drained = self.env.drain(chaos=self.delivery)
+            self.report.writer_invocation_errors += drained.handler_errors
         self._lift_quota_when_due()
         self.report.cycles_run += 1
         return armed
+
+    def _drain_while_polling(self) -> None:
+        """Writer processes drain the queue while this process polls again: new versions go in behind the
+        ones being written, as when a schedule tick comes while the writers are still busy."""
+        from bench.remote import StackSpec
+        from bench.writers import run_writers
+
+        assert self.env.stack is not None
+        spec = StackSpec.of(self.env.stack, self.env.env())
+        log_dir = self.log_dir / f"cycle-{self.report.cycles_run + 1}"
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            writers = pool.submit(run_writers, spec, self.settings.writers, log_dir, idle_polls=4)
+            time.sleep(self.rng.uniform(1.0, 3.0))  # the writers are busy with the first versions
+            self._change_visma(scale=0.5)
+            self._poll()
+            self.env.visma.faults.stop_editing()
+            results = writers.result()
+        self.report.writer_invocation_errors += sum(r.handler_errors for r in results)
+        self.report.concurrent_drains += 1
 
     def _draw_faults(self, count: int) -> list[str]:
         """The next faults from a shuffled deck of every kind, so that each kind comes up in turn (a run of
@@ -191,7 +230,7 @@ class ChaosRun:
 
     def _poll(self) -> None:
         try:
-            self.env.run_poller()
+            self._count_repairs(self.env.run_poller()["entities"])
         except Exception:  # noqa: BLE001 - a crashed poll is part of the test; the next one must recover
             self.report.poller_crashes += 1
 
@@ -212,10 +251,21 @@ class ChaosRun:
         if self.rng.random() < 0.5:
             customer = self.rng.choice(store.records("customer"))
             changes["payments"] += 1 if store.settle_invoices(str(customer["number"])) else 0
+        for internal_id in self._hot_ids():
+            self._renames += 1
+            store.update("customer", internal_id, name=f"Hot {internal_id} v{self._renames} AS")
+            changes["hot renames"] += 1
         if s.contacts and edits:
             # Contact edits include consent flags switched on and off.
             edited = store.edit_contacts(max(1, edits // 2), rng_seed=self.rng.randrange(1 << 30))
             changes["contact edits"] += len(edited)
+
+    def _count_repairs(self, entities: list[dict[str, Any]]) -> None:
+        self.report.write_races_repaired += sum(e.get("repairs", 0) for e in entities)
+
+    def _hot_ids(self) -> list[int]:
+        customers = self.env.visma.store.records("customer")
+        return [c["internalId"] for c in customers[: self.settings.hot_records]]
 
     def _quota_gone(self) -> None:
         self.env.marketo.set_daily_usage(10**9)
@@ -248,6 +298,7 @@ class ChaosRun:
         held-back messages all come through here)."""
         for number in range(1, max_cycles + 1):
             cycle = self.env.cycle(f"settle {number}")
+            self._count_repairs(cycle.poll)
             self.report.settle_cycles = number
             echo(cycle.line())
             if cycle.messages_sent == 0 and cycle.marketo_calls == 0 and self.env.queue_depth() == 0:
@@ -273,15 +324,22 @@ class ChaosRun:
         report.parked_jobs_left = len(DeferredChunks(state).parked(connection))
 
 
+
 def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
                     echo: Callable[[str], None] = lambda _: None) -> ConvergenceReport:
     extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S)}
     if settings.contacts:
         extra_env["MAPPING_FILE"] = "with-contacts-as-leads.json"
+    if settings.writers > 1:
+        from bench import fast_sqs
+
+        fast_sqs.install()  # moto's own SQS is not safe under concurrent writer processes (see bench/fast_sqs.py)
+    marketo = {"latency": settings.marketo_latency, "seed": settings.seed} if any(settings.marketo_latency) else {}
     env = LocalEnvironment(seed=settings.seed, customers=settings.customers, suppliers=settings.suppliers,
-                           log_path=log_path, extra_env=extra_env)
+                           log_path=log_path, extra_env=extra_env, marketo_options=marketo)
+    log_dir = (log_path or Path(".demo/chaos.log")).parent / "chaos-writers"
     with env:
-        return ChaosRun(env, settings).run(echo)
+        return ChaosRun(env, settings, log_dir).run(echo)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
         flag = f"--{name.replace('_', '-')}"
         if isinstance(field.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default)
+        elif isinstance(field.default, tuple):
+            parser.add_argument(flag, type=float, nargs=len(field.default), default=field.default)
         else:
             parser.add_argument(flag, type=type(field.default), default=field.default)
     parser.add_argument("--log", type=Path, default=Path(".demo/chaos-lambda.log"),
