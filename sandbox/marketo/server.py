@@ -2,8 +2,8 @@
 
 Every REST call goes through the same pipeline, in Marketo's order as far as the reference tells it:
 gateway limits (HTTP 414/413) -> token (header only; 600/601/602) -> instance limits (607/606/615) ->
-in flight (latency, injected faults, the endpoint) -> envelope. Calls that answer a code Marketo does
-not count give their place in the rate window and the daily quota back.
+in flight (latency, injected faults, the endpoint) -> envelope. Every call is charged to the rate window
+and the daily quota except those answering a code Marketo documents as not counted (errors.NOT_COUNTED).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class MarketoSandbox:
         try:
             self._authenticate(request)
             slot = self.limits.enter()
-        except MarketoError as error:
+        except MarketoError as error:  # refused by the token check (not counted) or a limit (counted)
+            self._tally(error.code not in NOT_COUNTED)
             return self._failure(error)
         self.stats.concurrency(slot.in_flight)
         counted = False
@@ -122,8 +123,11 @@ class MarketoSandbox:
             return response
         finally:
             self.limits.leave(slot, counted)
-            if counted:
-                self.stats.add("calls_counted")
+            self._tally(counted)
+
+    def _tally(self, counted: bool) -> None:
+        if counted:
+            self.stats.add("calls_counted")
 
     def _authenticate(self, request: Request) -> None:
         if "access_token" in request.query:
