@@ -21,7 +21,7 @@ from sandbox.marketo.schema import build_schemas, lead_schema
 from sandbox.marketo.stats import Stats
 from sandbox.marketo.store import MarketoStore
 
-MAX_BODY = 1024 * 1024  # 413 beyond 1 MB (reference §4)
+MAX_BODY = 1_000_000  # 413 beyond "1 MB" of body bytes (reference §4); the decimal reading is the stricter
 MAX_URI = 8 * 1024  # 414 beyond 8 KB
 
 
@@ -106,6 +106,8 @@ class MarketoSandbox:
     # -- the REST pipeline --------------------------------------------------------------------------------
     def _serve(self, request: Request, handler: Handler) -> Response:
         self.stats.add("calls_total")
+        if request.body:
+            self.stats.body(len(request.body))
         status = _gateway_status(request)
         if status is not None:
             return self._http_error(status)

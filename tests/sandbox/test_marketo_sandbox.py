@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -234,6 +235,21 @@ def test_whole_call_errors_run_nothing(api: Api, sb: MarketoSandbox) -> None:
     huge = api.raw("POST", COMPANIES, json={"input": [{"externalCompanyId": "h", "company": "x" * 1_100_000}]})
     assert huge.status_code == 413
     assert len(sb.store.companies()) == before + 300
+
+
+def test_the_1_mb_limit_is_on_the_body_bytes_received(api: Api, sb: MarketoSandbox) -> None:
+    """413 beyond 1,000,000 bytes ("1 MB", reference §4, read as the stricter decimal), counted in bytes as
+    received, not in characters: JSON whitespace pads a body to the exact size."""
+    headers = {"Content-Type": "application/json"}
+    small = b'{"input":[{"externalCompanyId":"limit-1"}]}'
+    at_limit = api.raw("POST", COMPANIES, data=small + b" " * (1_000_000 - len(small)), headers=headers)
+    assert at_limit.status_code == 200 and at_limit.json()["success"] is True
+    over = api.raw("POST", COMPANIES, data=small + b" " * (1_000_001 - len(small)), headers=headers)
+    assert over.status_code == 413
+    text = json.dumps({"input": [{"externalCompanyId": "limit-2", "company": "ø" * 500_000}]}, ensure_ascii=False)
+    assert len(text) < 1_000_000 < len(text.encode("utf-8"))
+    assert api.raw("POST", COMPANIES, data=text.encode("utf-8"), headers=headers).status_code == 413
+    assert sb.stats.snapshot()["body_bytes"][-3:] == [1_000_000, 1_000_001, len(text.encode("utf-8"))]
 
 
 def test_unknown_paths_and_methods(api: Api) -> None:
