@@ -158,6 +158,10 @@ class SandboxServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of new connections would wait for TCP SYN retries
+    # (1 s and more) instead of reaching the sandbox's own limits (e.g. Marketo's 615 for concurrency).
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (its timeout, an injected dropped connection) is normal here, not a traceback.
         if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):

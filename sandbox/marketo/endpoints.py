@@ -81,8 +81,7 @@ class RestApi:
 
     # -- records -----------------------------------------------------------------------------------------
     def sync_or_query(self, api_name: str, request: Request) -> Body:
-        # POST ...?_method=GET is a query with its parameters in the body (avoids 414 on long URIs).
-        if request.query.get("_method", "").upper() == "GET":
+        if _is_query(request):
             return self.query(api_name, request)
         return self.sync(api_name, request)
 
@@ -124,7 +123,7 @@ class RestApi:
         return {"result": [self.store.lead_schema.describe2(self.crm_enabled)]}
 
     def sync_or_query_leads(self, request: Request) -> Body:
-        if request.query.get("_method", "").upper() == "GET":
+        if _is_query(request):
             return self.query_leads(request)
         return self.sync_leads(request)
 
@@ -177,8 +176,22 @@ class RestApi:
 
 # -- request parsing ---------------------------------------------------------------------------------
 
+def _media_type(request: Request) -> str:
+    return (request.header("content-type") or "").split(";")[0].strip().lower()
+
+
 def _is_json(request: Request) -> bool:
-    return (request.header("content-type") or "").split(";")[0].strip().lower() == "application/json"
+    return _media_type(request) == "application/json"
+
+
+def _is_query(request: Request) -> bool:
+    """POST with ``_method=GET`` is a query with its parameters in the body (avoids 414 on long URIs).
+    Marketo takes ``_method`` in the query string or in a form-encoded body (developers.marketo.com, "REST
+    API Exception and Error Handling", part 1)."""
+    method = request.query.get("_method")
+    if method is None and _media_type(request) == "application/x-www-form-urlencoded":
+        method = request.form().get("_method")
+    return (method or "").upper() == "GET"
 
 
 def _json_body(request: Request) -> dict[str, Any]:

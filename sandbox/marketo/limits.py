@@ -1,8 +1,9 @@
 """Per-instance limits (reference §4): a sliding window of calls (606), calls in flight (615) and a
 daily quota (607).
 
-A call takes its place in the window and the day's count when admitted; if it ends with a code that
-is not counted, the place is given back, so only counted calls use up the budget.
+A call takes its place in the window and the day's count when it arrives, refused or not (a refusal
+606/607/615 is not among the codes Marketo documents as not counted); an admitted call that ends with a
+code that is not counted gives its place back.
 """
 
 from __future__ import annotations
@@ -50,21 +51,28 @@ class Limits:
         return MESSAGES["606"].format(calls=self.calls, window=window)
 
     def enter(self) -> Slot:
-        """Admit a call, or raise the limit it breaks: 607, then 606, then 615."""
+        """Admit a call, or raise the limit it breaks: 607, then 606, then 615. Either way it is charged."""
         with self._lock:
             now = self._clock()
             while self._window_starts and now - self._window_starts[0] >= self.window:
                 self._window_starts.popleft()
-            if self._daily_used >= self.daily_quota:
-                raise MarketoError("607")
-            if len(self._window_starts) >= self.calls:
-                raise MarketoError("606", self.rate_message())
-            if self._in_flight >= self.max_concurrency:
-                raise MarketoError("615")
-            self._in_flight += 1
+            refusal = self._refusal()
             self._daily_used += 1
             self._window_starts.append(now)
+            if refusal is not None:
+                raise refusal
+            self._in_flight += 1
             return Slot(now, self._in_flight)
+
+    def _refusal(self) -> MarketoError | None:
+        """The limit a new call breaks, judged before it is charged (caller holds the lock)."""
+        if self._daily_used >= self.daily_quota:
+            return MarketoError("607")
+        if len(self._window_starts) >= self.calls:
+            return MarketoError("606", self.rate_message())
+        if self._in_flight >= self.max_concurrency:
+            return MarketoError("615")
+        return None
 
     def leave(self, slot: Slot, counted: bool) -> None:
         with self._lock:

@@ -2,8 +2,8 @@
 
 Every REST call goes through the same pipeline, in Marketo's order as far as the reference tells it:
 gateway limits (HTTP 414/413) -> token (header only; 600/601/602) -> instance limits (607/606/615) ->
-in flight (latency, injected faults, the endpoint) -> envelope. Calls that answer a code Marketo does
-not count give their place in the rate window and the daily quota back.
+in flight (latency, injected faults, the endpoint) -> envelope. Every call is charged to the rate window
+and the daily quota except those answering a code Marketo documents as not counted (errors.NOT_COUNTED).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sandbox.marketo.schema import build_schemas, lead_schema
 from sandbox.marketo.stats import Stats
 from sandbox.marketo.store import MarketoStore
 
-MAX_BODY = 1024 * 1024  # 413 beyond 1 MB (reference §4)
+MAX_BODY = 1_000_000  # 413 beyond "1 MB" of body bytes (reference §4); the decimal reading is the stricter
 MAX_URI = 8 * 1024  # 414 beyond 8 KB
 
 
@@ -106,13 +106,16 @@ class MarketoSandbox:
     # -- the REST pipeline --------------------------------------------------------------------------------
     def _serve(self, request: Request, handler: Handler) -> Response:
         self.stats.add("calls_total")
+        if request.body:
+            self.stats.body(len(request.body))
         status = _gateway_status(request)
         if status is not None:
             return self._http_error(status)
         try:
             self._authenticate(request)
             slot = self.limits.enter()
-        except MarketoError as error:
+        except MarketoError as error:  # refused by the token check (not counted) or a limit (counted)
+            self._tally(error.code not in NOT_COUNTED)
             return self._failure(error)
         self.stats.concurrency(slot.in_flight)
         counted = False
@@ -122,8 +125,11 @@ class MarketoSandbox:
             return response
         finally:
             self.limits.leave(slot, counted)
-            if counted:
-                self.stats.add("calls_counted")
+            self._tally(counted)
+
+    def _tally(self, counted: bool) -> None:
+        if counted:
+            self.stats.add("calls_counted")
 
     def _authenticate(self, request: Request) -> None:
         if "access_token" in request.query:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from sandbox.marketo.schema import COMPANY
@@ -12,6 +12,7 @@ COUNTERS = ("sync_calls", "query_calls", "describe_calls", "records_created", "r
             "leads_created", "leads_updated", "leads_skipped",
             "calls_total", "calls_counted", "token_requests", "token_in_url_refused")
 LEADS = "leads"  # by_object name of the Lead object, as the client names the target
+RECENT_BODIES = 1000  # body sizes kept for tests; bounded so a benchmark's many calls do not grow it
 
 
 class Stats:
@@ -23,6 +24,7 @@ class Stats:
         self._skipped: Counter[str] = Counter()
         self._by_object: dict[str, Counter[str]] = {}
         self._max_concurrency = 0
+        self._body_bytes: deque[int] = deque(maxlen=RECENT_BODIES)
 
     def reset(self) -> None:
         with self._lock:
@@ -30,6 +32,7 @@ class Stats:
                 counter.clear()
             self._by_object.clear()
             self._max_concurrency = 0
+            self._body_bytes.clear()
 
     def add(self, name: str, n: int = 1) -> None:
         with self._lock:
@@ -59,6 +62,11 @@ class Stats:
                 if result["status"] == "skipped":
                     self._skipped[result["reasons"][0]["code"]] += 1
 
+    def body(self, size: int) -> None:
+        """A REST call's request body arrived with ``size`` bytes (what the 413 limit is judged on)."""
+        with self._lock:
+            self._body_bytes.append(size)
+
     def concurrency(self, in_flight: int) -> None:
         with self._lock:
             self._max_concurrency = max(self._max_concurrency, in_flight)
@@ -70,5 +78,6 @@ class Stats:
             data["http_errors_by_status"] = dict(self._http_errors)
             data["skipped_by_code"] = dict(self._skipped)
             data["max_concurrency_seen"] = self._max_concurrency
+            data["body_bytes"] = list(self._body_bytes)  # REST calls with a body, oldest first
             data["by_object"] = {name: dict(counts) for name, counts in self._by_object.items()}
         return data

@@ -11,6 +11,7 @@ from ml_connector.marketo.client import MarketoClient, forget_tokens, instance_u
 from ml_connector.marketo.errors import MarketoCrmEnabled, MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.limits import CallBudget, LocalCallLimiter
 from ml_connector.marketo.models import MarketoCredentials
+from ml_connector.marketo.payload import COMPANIES, MAX_BODY_BYTES, sync_body, sync_envelope
 from ml_connector.retry import Backoff
 from sandbox.marketo import MarketoSandbox
 
@@ -153,6 +154,67 @@ def test_leads_sync_by_email_with_results_in_input_order(marketo: MarketoSandbox
 def test_more_than_300_records_never_leave_the_client(marketo: MarketoSandbox) -> None:
     with pytest.raises(ValueError, match="at most 300"):
         client_for(marketo).sync_companies([company(str(i)) for i in range(301)])
+
+
+def nordic(key: str) -> dict[str, object]:
+    """About 3 KB of UTF-8 (2-byte Nordic letters, 3-byte CJK, 4-byte emoji), over 7 KB if ASCII-escaped."""
+    return company(key, company=("Ærøskøbing Smørbrød Blåbær " * 10)[:255], billingStreet=("東京中文公司" * 43)[:255],
+                   billingCity=("🚀🧀🌲" * 85)[:255], vismaContactName=("서울中文" * 64)[:255])
+
+
+def held_ids(marketo: MarketoSandbox) -> dict[str, object]:
+    return {c["externalCompanyId"]: c["id"] for c in marketo.store.companies()}
+
+
+def test_a_body_measured_under_the_limit_is_sent_as_measured_and_accepted(marketo: MarketoSandbox) -> None:
+    """300 records whose UTF-8 body is under 1 MB: one call, and the sandbox receives exactly the bytes the
+    batching measures (ASCII-escaped, the same body is over 2 MB and was refused with HTTP 413)."""
+    records = [nordic(f"n-{i}") for i in range(300)]
+    measured = len(sync_body(sync_envelope(COMPANIES), records))
+    assert 850_000 < measured <= MAX_BODY_BYTES
+    client = client_for(marketo)
+    results = client.sync_companies(records)
+    assert client.calls == 1 and marketo.stats.snapshot()["body_bytes"][-1] == measured
+    assert [r.status for r in results] == ["created"] * 300
+    held = {c["externalCompanyId"]: c for c in marketo.store.companies()}
+    assert all(held[str(r["externalCompanyId"])]["billingCity"] == r["billingCity"] for r in records)
+
+
+def test_a_413_is_split_in_halves_and_every_record_lands_in_input_order(marketo: MarketoSandbox) -> None:
+    client = client_for(marketo)
+    records = [company(f"h-{i}") for i in range(8)]
+    marketo.faults.inject(413, times=3, path_contains="companies")  # the 8, then the first 4, then the first 2
+    results = client.sync_companies(records)
+    assert [(r.seq, r.status) for r in results] == [(i, "created") for i in range(8)]
+    ids = held_ids(marketo)
+    assert [r.id for r in results] == [ids[f"h-{i}"] for i in range(8)]  # each result is its own record's
+    assert client.calls == 7  # 3 refused + 1 + 1 + 2 + 4 records: every HTTP call counted
+    assert marketo.stats.snapshot()["http_errors_by_status"]["413"] >= 3
+
+
+def test_a_413_split_keeps_lead_positions(marketo: MarketoSandbox) -> None:
+    """Sync Leads answers without seq: the halves' positions are offset back into the whole chunk."""
+    client = client_for(marketo)
+    leads = [{"email": f"split-{i}@lead.example", "firstName": f"S{i}"} for i in range(5)]
+    marketo.faults.inject(413, times=1, path_contains="leads")
+    results = client.sync_leads(leads)
+    assert [r.seq for r in results] == list(range(5)) and client.calls == 3
+    for lead, result in zip(leads, results, strict=True):
+        held = marketo.store.lead_by_email(str(lead["email"]))
+        assert held is not None and held["id"] == result.id
+
+
+def test_a_record_too_large_alone_is_skipped_with_the_reason(marketo: MarketoSandbox) -> None:
+    client = client_for(marketo)
+    huge = company("big-1", company="ø" * 600_000)  # 1.2 MB of UTF-8
+    results = client.sync_companies([company("big-0"), huge, company("big-2")])
+    assert [(r.seq, r.status) for r in results] == [(0, "created"), (1, "skipped"), (2, "created")]
+    assert results[1].reasons[0].code == "413" and "1000000 bytes" in results[1].reasons[0].message
+    assert client.calls == 2  # known too large before sending: never sent
+    marketo.faults.inject(413, times=3, path_contains="companies")  # Marketo refuses even single records
+    results = client.sync_companies([company("big-3"), company("big-4")])
+    assert [(r.seq, r.status, r.reasons[0].code) for r in results] == [(0, "skipped", "413"), (1, "skipped", "413")]
+    assert not {"big-1", "big-3", "big-4"} & set(held_ids(marketo)) and client.calls == 2 + 3
 
 
 def test_base_url_comes_from_the_munchkin_id() -> None:

@@ -689,3 +689,30 @@ def test_ping_reports_a_wrong_marketo_secret_on_the_marketo_side(env, tmp_path, 
     assert [c["ok"] for c in checks] == [True, True, False, False]
     assert "Marketo refused the client credentials" in checks[2]["detail"]
     assert wrong not in captured.out + captured.err
+
+
+# -- long non-ASCII text against Marketo's 1 MB request limit (issue #14, item 2) --------------------------
+def test_300_long_nordic_emoji_cjk_customers_all_land_in_marketo(tmp_path):
+    """300 customers whose text is long and mostly non-ASCII: a chunk sized as UTF-8 must also be sent as
+    UTF-8. Sent ASCII-escaped (ø -> \\u00f8, an emoji -> 12 bytes), this chunk grew past 1 MB, Marketo
+    answered 413 on every delivery and the messages ended in the dead-letter queue.
+
+    Its own environment, so the planted bad records above play no part (moto's state is per process: this
+    resets the module's environment, which is why the test stays last)."""
+    with LocalEnvironment(seed=97, customers=300, suppliers=0, log_path=tmp_path / "lambda.log") as big:
+        for n, customer in enumerate(big.visma.store.records("customer")):
+            big.visma.store.update("customer", customer["internalId"],
+                                   name=f"{n} " + ("Ærøskøbing Smørbrød Blåbær 🚀 " * 12),  # cut to 255 by the mapping
+                                   mainAddress={"addressLine1": ("東京中文公司" * 43)[:255],
+                                                "city": ("🚀🧀🌲" * 85)[:255]},
+                                   mainContact={"attention": ("서울中文" * 64)[:255]})
+        report = big.cycle("long non-ASCII customers")
+        verification = big.verify()
+        assert verification.ok, verification.summary()
+        assert report.created == 300 and report.skipped == 0
+        assert report.drain is not None and report.drain.failed == 0
+        assert queue_depth(big, "SyncDeadLetterQueue") == 0 and queue_depth(big, "SyncQueue") == 0
+        assert quarantine(big) == {}
+        stats = big.marketo.stats.snapshot()
+        assert "413" not in stats["http_errors_by_status"]
+        assert max(stats["body_bytes"]) > 800_000  # the chunk was near the limit: the test is about something

@@ -176,6 +176,15 @@ def test_get_leads_by_filter_type_with_fields_and_paging(api: Api) -> None:
     assert api.get(filterType="email", filterValues="none@example.com")["result"] == []
 
 
+
+def test_get_leads_with_method_get_in_a_form_body(api: Api, sb: MarketoSandbox) -> None:
+    """``_method=GET`` may travel in the form body instead of the query string; it is a query, not a sync."""
+    api.sync([{"email": "mg@example.com", "firstName": "Mette"}])
+    found = api.call("POST", LEADS, data={"_method": "GET", "filterType": "email", "filterValues": "mg@example.com",
+                                          "fields": "firstName"})
+    assert found["success"] is True and [r["firstName"] for r in found["result"]] == ["Mette"]
+    assert len(sb.store.leads()) == 1
+
 def test_get_leads_refusals(api: Api) -> None:
     assert code(api.get(filterValues="a@example.com")) == "701"
     assert code(api.get(filterType="email")) == "701"
@@ -227,7 +236,7 @@ def test_lead_calls_count_toward_the_limits() -> None:
         api = Api(sb)
         answers = [code(api.sync([{"email": f"r{i}@example.com"}])) for i in range(4)]
         assert answers == [None, None, None, "606"]
-        assert sb.limits.daily_used == 3
+        assert sb.limits.daily_used == 4  # the 606 refusal is charged too (not a starred code, §3a)
         assert code(api.call("GET", DESCRIBE)) == "606"
     with MarketoSandbox(daily_quota=2) as sb:
         api = Api(sb)

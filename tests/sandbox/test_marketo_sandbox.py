@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -236,11 +237,41 @@ def test_whole_call_errors_run_nothing(api: Api, sb: MarketoSandbox) -> None:
     assert len(sb.store.companies()) == before + 300
 
 
+def test_the_1_mb_limit_is_on_the_body_bytes_received(api: Api, sb: MarketoSandbox) -> None:
+    """413 beyond 1,000,000 bytes ("1 MB", reference §4, read as the stricter decimal), counted in bytes as
+    received, not in characters: JSON whitespace pads a body to the exact size."""
+    headers = {"Content-Type": "application/json"}
+    small = b'{"input":[{"externalCompanyId":"limit-1"}]}'
+    at_limit = api.raw("POST", COMPANIES, data=small + b" " * (1_000_000 - len(small)), headers=headers)
+    assert at_limit.status_code == 200 and at_limit.json()["success"] is True
+    over = api.raw("POST", COMPANIES, data=small + b" " * (1_000_001 - len(small)), headers=headers)
+    assert over.status_code == 413
+    text = json.dumps({"input": [{"externalCompanyId": "limit-2", "company": "ø" * 500_000}]}, ensure_ascii=False)
+    assert len(text) < 1_000_000 < len(text.encode("utf-8"))
+    assert api.raw("POST", COMPANIES, data=text.encode("utf-8"), headers=headers).status_code == 413
+    assert sb.stats.snapshot()["body_bytes"][-3:] == [1_000_000, 1_000_001, len(text.encode("utf-8"))]
+
+
 def test_unknown_paths_and_methods(api: Api) -> None:
     assert code(api.call("GET", "/rest/v1/leads/nothing.json")) == "610"
     assert code(api.call("DELETE", COMPANIES)) == "605"
     assert code(api.call("GET", "/rest/v1/customobjects/nope_c/describe.json")) == "610"
     assert api.raw("GET", COMPANIES, params={"filterType": "id", "filterValues": "1" * 9000}).status_code == 414
+
+
+def test_method_get_is_accepted_in_a_form_body_as_in_the_query_string(api: Api) -> None:
+    """Marketo's recipe for 414: POST with the query string as a form body that carries ``_method=GET``
+    (developers.marketo.com, "REST API Exception and Error Handling", part 1); a query, nothing written."""
+    api.sync([{"externalCompanyId": "mg-1", "company": "Method Get AS"}])
+    form = {"filterType": "externalCompanyId", "filterValues": "mg-1", "fields": "company"}
+    in_body = api.call("POST", COMPANIES, data={"_method": "GET", **form})
+    in_query = api.call("POST", COMPANIES, params={"_method": "GET"}, data=form)
+    assert in_body["success"] is True and in_body["result"] == in_query["result"]
+    assert [r["company"] for r in in_body["result"]] == ["Method Get AS"]
+    found = api.call("POST", SUPPLIERS, data={"_method": "get", "filterType": "vismaKey", "filterValues": "none"})
+    assert found["success"] is True and found["result"] == []
+    # Without _method a form body is a sync call with the wrong content type.
+    assert code(api.call("POST", COMPANIES, data=form)) == "612"
 
 
 # -- companies: query --------------------------------------------------------------------------------
@@ -286,7 +317,9 @@ def test_rate_limit_gives_606_and_the_window_slides() -> None:
         time.sleep(1.05)
         assert code(api.call("GET", DESCRIBE)) is None
         stats = sb.stats.snapshot()
-        assert stats["calls_counted"] == 6 and stats["errors_by_code"] == {"606": 3}
+        # 5 + 1 successes and the three 606 refusals: a refusal is charged too (reference §3a exempts only
+        # 601/602/604/605/608/611), so it cannot be used to probe the window for free.
+        assert stats["calls_counted"] == 9 and stats["errors_by_code"] == {"606": 3}
 
 
 def test_concurrency_limit_gives_615() -> None:
@@ -306,7 +339,8 @@ def test_concurrency_limit_gives_615() -> None:
             thread.join()
         assert sorted(codes, key=str) == ["615", "615", None, None]
         stats = sb.stats.snapshot()
-        assert stats["max_concurrency_seen"] == 2 and stats["calls_counted"] == 2
+        # The two 615 refusals are charged as well as the two calls that ran (615 is not a starred code).
+        assert stats["max_concurrency_seen"] == 2 and stats["calls_counted"] == 4
 
 
 def test_daily_quota_gives_607_and_usage_reports_counted_calls() -> None:
@@ -320,6 +354,57 @@ def test_daily_quota_gives_607_and_usage_reports_counted_calls() -> None:
         assert api.call("GET", DESCRIBE)["errors"] == [{"code": "607", "message": "Daily quota reached"}]
         sb.reset_quota()
         assert code(api.call("GET", DESCRIBE)) is None
+
+
+def test_refused_calls_count_against_the_window_and_the_quota() -> None:
+    """Only 601, 602, 604, 605, 608 and 611 are documented as not counted (reference §3a, §4); the
+    conservative reading charges every other answer, the limit refusals 606, 607 and 615 included."""
+    with MarketoSandbox(rate_limit=(4, 60.0), daily_quota=100) as sb:
+        api = Api(sb)
+        for fault in ("606", "607", "615"):
+            sb.faults.inject(fault)
+            assert code(api.call("GET", DESCRIBE)) == fault
+        for fault in ("604", "605", "608", "611"):
+            sb.faults.inject(fault)
+            assert code(api.call("GET", DESCRIBE)) == fault
+        assert sb.limits.daily_used == 3
+        assert code(api.call("GET", DESCRIBE)) is None  # the 4th counted call fills the window
+        assert code(api.call("GET", DESCRIBE)) == "606"  # the window's own refusal is charged too
+        assert sb.limits.daily_used == 5 and sb.stats.snapshot()["calls_counted"] == 5
+    with MarketoSandbox(daily_quota=2) as sb:
+        api = Api(sb)
+        sb.set_daily_usage(2)
+        assert [code(api.call("GET", DESCRIBE)) for _ in range(2)] == ["607", "607"]
+        assert sb.limits.daily_used == 4
+
+
+def test_a_burst_of_connections_is_answered_promptly_by_the_concurrency_rule() -> None:
+    """The listen backlog must not decide concurrency: 30 connections at once all get a prompt answer
+    (10 run, the rest 615), none waits for a TCP SYN retry (1 s or more)."""
+    burst = 30
+    with MarketoSandbox(latency=0.3, rate_limit=(10_000, 20.0)) as sb:
+        api = Api(sb)
+        start = threading.Barrier(burst)
+        answers: list[tuple[str | None, float]] = []
+
+        def one() -> None:
+            start.wait()
+            began = time.monotonic()
+            with requests.Session() as session:  # a new connection each
+                reply = session.get(f"{sb.url}{DESCRIBE}", headers={"Authorization": f"Bearer {api.token}"},
+                                    timeout=10)
+            answers.append((code(reply.json()), time.monotonic() - began))
+
+        threads = [threading.Thread(target=one) for _ in range(burst)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        codes = [c for c, _ in answers]
+        assert len(answers) == burst and set(codes) <= {None, "615"} and "615" in codes
+        assert codes.count(None) >= 10
+        slowest = max(elapsed for _, elapsed in answers)
+        assert slowest < 0.9, f"slowest answer took {slowest:.2f}s: a connection waited in the backlog"
 
 
 # -- CRM-enabled instance ----------------------------------------------------------------------------

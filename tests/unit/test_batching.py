@@ -2,9 +2,29 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ml_connector.sync.batching import chunk_by_limits, chunked, json_size, latest_per_key
+from ml_connector.marketo.payload import (
+    COMPANIES,
+    LEADS,
+    MAX_BODY_BYTES,
+    body_size,
+    encode,
+    sync_body,
+    sync_envelope,
+)
+from ml_connector.sync.batching import chunk_by_limits, chunked, latest_per_key
 from ml_connector.sync.messages import SyncMessage, content_hash
 from ml_connector.sync.writer import job_id_for
+
+COMPANY_ENVELOPE = sync_envelope(COMPANIES)
+NORDIC = "Ærøskøbing Østfold Ålesund Smørbrødfabrikken Blåbærsyltetøy "
+EMOJI = "🚀👩\u200d💻🇳🇴🧀 "
+CJK = "中文有限公司東京株式会社서울 "
+
+
+def long_text_records(count: int) -> list[dict[str, str]]:
+    """Companies whose text is mostly non-ASCII: 2-byte Nordic letters, 4-byte emoji, 3-byte CJK."""
+    return [{"externalCompanyId": f"nordic-{i}", "company": (NORDIC * 5)[:255], "billingCity": (EMOJI * 60)[:255],
+             "billingStreet": (CJK * 20)[:255]} for i in range(count)]
 
 
 def test_chunked_respects_size():
@@ -14,18 +34,46 @@ def test_chunked_respects_size():
 
 
 def test_chunk_by_limits_counts_records_and_bytes():
-    records = [{"k": str(i), "v": "x" * 100} for i in range(650)]
-    by_count = list(chunk_by_limits(records, lambda r: r))
+    records = [{"k": f"{i:03d}", "v": "x" * 100} for i in range(650)]  # all the same size
+    by_count = list(chunk_by_limits(records, lambda r: r, envelope=COMPANY_ENVELOPE))
     assert [len(c) for c in by_count] == [300, 300, 50]
-    one = json_size(records[0])
-    by_bytes = list(chunk_by_limits(records, lambda r: r, max_bytes=one * 100))
-    assert all(len(c) <= 100 for c in by_bytes)
-    assert sum(len(c) for c in by_bytes) == 650
+    hundred = len(sync_body(COMPANY_ENVELOPE, records[:100]))
+    by_bytes = list(chunk_by_limits(records, lambda r: r, envelope=COMPANY_ENVELOPE, max_bytes=hundred))
+    assert [len(c) for c in by_bytes] == [100] * 6 + [50]
+    assert sum(by_bytes, []) == records
 
 
-def test_record_over_the_byte_limit_is_an_error():
-    with pytest.raises(ValueError, match="over the"):
-        list(chunk_by_limits([{"v": "x" * 50}], lambda r: r, max_bytes=10))
+@pytest.mark.parametrize("envelope", [COMPANY_ENVELOPE, sync_envelope("vismaSupplier_c", action="updateOnly"),
+                                      sync_envelope(LEADS, "vismaContactId")], ids=["company", "custom", "lead"])
+def test_measured_size_is_the_length_of_the_body_sent(envelope):
+    """The size the batching computes equals len() of the bytes the client sends, for text that JSON's
+    ASCII escaping would have tripled (ø -> \\u00f8) or worse (an emoji -> two 6-byte escapes)."""
+    for count in (0, 1, 2, 299):
+        records = long_text_records(count)
+        sent = sync_body(envelope, records)
+        assert body_size(envelope, sum(len(encode(r)) for r in records), count) == len(sent)
+        assert sent.decode("utf-8").count("\\u") == 0  # raw UTF-8, not escapes
+    records = long_text_records(300)
+    exact = len(sync_body(envelope, records))
+    # A limit of exactly the sent length fits all 300 in one call; one byte less needs two.
+    assert [len(c) for c in chunk_by_limits(records, lambda r: r, envelope=envelope, max_bytes=exact)] == [300]
+    assert len(list(chunk_by_limits(records, lambda r: r, envelope=envelope, max_bytes=exact - 1))) == 2
+
+
+def test_every_chunk_of_long_unicode_records_is_sent_within_the_limit():
+    records = long_text_records(1200)
+    chunks = list(chunk_by_limits(records, lambda r: r, envelope=COMPANY_ENVELOPE, max_records=1200))  # bytes bind
+    sizes = [len(sync_body(COMPANY_ENVELOPE, c)) for c in chunks]
+    assert all(size <= MAX_BODY_BYTES for size in sizes) and sum(chunks, []) == records
+    # Chunks are full: adding the next record would have broken the limit.
+    assert all(len(sync_body(COMPANY_ENVELOPE, c + [records[0]])) > MAX_BODY_BYTES for c in chunks[:-1])
+
+
+def test_record_over_the_byte_limit_goes_alone():
+    """Not an exception that would fail the whole batch: the client reports it skipped (HTTP 413)."""
+    records = [{"v": "a"}, {"v": "ø" * 200}, {"v": "b"}]
+    chunks = list(chunk_by_limits(records, lambda r: r, envelope=COMPANY_ENVELOPE, max_bytes=200))
+    assert chunks == [[{"v": "a"}], [{"v": "ø" * 200}], [{"v": "b"}]]
 
 
 def _message(key: str, ts: str, minute: int, name: str = "A") -> SyncMessage:

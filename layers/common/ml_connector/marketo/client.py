@@ -7,6 +7,9 @@
 - Every call takes a slot from the call limiter (our budget of the instance's limits). 606/615 back
   off long enough to clear the rate window; transient codes back off exponentially; 607 and 1018 raise
   their own errors; anything else fails clearly with Marketo's code and message.
+- A sync call sends the body ``payload.sync_body`` encodes (the one the batching measured). A body over
+  Marketo's limit (HTTP 413, or over it before sending) is split in halves down to single records; a
+  record too big alone is reported skipped. The caller sees one call's results, in input (``seq``) order.
 """
 
 from __future__ import annotations
@@ -29,18 +32,25 @@ from ml_connector.marketo.errors import (
     error_for,
 )
 from ml_connector.marketo.limits import CallLimiter, LocalCallLimiter
-from ml_connector.marketo.models import MarketoCredentials, ObjectDescription, SyncResult
+from ml_connector.marketo.models import MarketoCredentials, ObjectDescription, Reason, SyncResult
+from ml_connector.marketo.payload import (
+    COMPANIES,
+    DEFAULT_ACTION,
+    JSON_CONTENT_TYPE,
+    LEADS,
+    MAX_BODY_BYTES,
+    sync_body,
+    sync_envelope,
+)
 from ml_connector.observability import emit, logger
 from ml_connector.retry import Backoff, TimeBudget, TimeBudgetExceeded
 from ml_connector.tokens import Token, TokenCache
 
 MAX_ATTEMPTS = 6
 # Sync Custom Objects may run 120 s on Marketo's side; other calls 60 s or less.
-COMPANIES, LEADS = "companies", "leads"  # mapping targets with their own endpoints; others are custom objects
 WRITE_TIMEOUT = 125.0
 READ_TIMEOUT = 35.0
-
-
+TOO_LARGE = "413"  # HTTP 413, as the code request() raises it with
 
 _tokens = TokenCache()
 
@@ -84,20 +94,17 @@ class MarketoClient:
         self.retried_codes: dict[str, int] = {}
 
     # -- writes ------------------------------------------------------------------------------
-    def sync_companies(self, records: list[dict[str, Any]], action: str = "createOrUpdate") -> list[SyncResult]:
-        body = {"action": action, "dedupeBy": "dedupeFields", "input": records}
-        return self._sync("/rest/v1/companies.json", body, len(records))
+    def sync_companies(self, records: list[dict[str, Any]], action: str = DEFAULT_ACTION) -> list[SyncResult]:
+        return self._sync("/rest/v1/companies.json", sync_envelope(COMPANIES, action=action), records)
 
     def sync_custom_objects(self, api_name: str, records: list[dict[str, Any]],
-                            action: str = "createOrUpdate") -> list[SyncResult]:
-        body = {"action": action, "dedupeBy": "dedupeFields", "input": records}
-        return self._sync(f"/rest/v1/customobjects/{api_name}.json", body, len(records))
+                            action: str = DEFAULT_ACTION) -> list[SyncResult]:
+        return self._sync(f"/rest/v1/customobjects/{api_name}.json", sync_envelope(api_name, action=action), records)
 
     def sync_leads(self, records: list[dict[str, Any]], lookup_field: str = "email",
-                   action: str = "createOrUpdate") -> list[SyncResult]:
+                   action: str = DEFAULT_ACTION) -> list[SyncResult]:
         """Sync Leads; results carry no ``seq`` but follow the input order, so position is the seq."""
-        body = {"action": action, "lookupField": lookup_field, "input": records}
-        return self._sync("/rest/v1/leads.json", body, len(records))
+        return self._sync("/rest/v1/leads.json", sync_envelope(LEADS, lookup_field, action), records)
 
     def sync_records(self, target: str, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]:
         """Upsert into a mapping target: ``companies``, ``leads`` or a custom object's API name."""
@@ -107,11 +114,41 @@ class MarketoClient:
             return self.sync_leads(records, lookup_field=dedupe_field)
         return self.sync_custom_objects(target, records)
 
-    def _sync(self, path: str, body: dict[str, Any], count: int) -> list[SyncResult]:
-        if count > 300:
-            raise ValueError(f"{count} records in one call: Marketo takes at most 300")
-        data = self.request("POST", path, json_body=body, timeout=WRITE_TIMEOUT)
-        return [SyncResult.model_validate({"seq": i, **r}) for i, r in enumerate(data.get("result") or [])]
+    def _sync(self, path: str, envelope: dict[str, Any], records: list[dict[str, Any]]) -> list[SyncResult]:
+        if len(records) > 300:
+            raise ValueError(f"{len(records)} records in one call: Marketo takes at most 300")
+        return self._sync_part(path, envelope, records, first_seq=0)
+
+    def _sync_part(self, path: str, envelope: dict[str, Any], records: list[dict[str, Any]],
+                   first_seq: int) -> list[SyncResult]:
+        """Results for ``records`` (input positions from ``first_seq``): one call, or its halves if too large."""
+        body = sync_body(envelope, records)
+        data = self._post_sync(path, body) if len(body) <= MAX_BODY_BYTES else None
+        if data is None:
+            return self._split(path, envelope, records, first_seq, len(body))
+        return [SyncResult.model_validate({**r, "seq": first_seq + int(r.get("seq", i))})
+                for i, r in enumerate(data.get("result") or [])]
+
+    def _post_sync(self, path: str, body: bytes) -> dict[str, Any] | None:
+        """The success body, or None when Marketo refused the body as too large."""
+        try:
+            return self.request("POST", path, body=body, timeout=WRITE_TIMEOUT)
+        except MarketoError as exc:
+            if exc.code == TOO_LARGE:
+                return None
+            raise
+
+    def _split(self, path: str, envelope: dict[str, Any], records: list[dict[str, Any]], first_seq: int,
+               size: int) -> list[SyncResult]:
+        if len(records) == 1:
+            reason = Reason(code=TOO_LARGE, message=f"request too large for Marketo (HTTP 413): {size} bytes with "
+                                                    f"this record alone; the limit is {MAX_BODY_BYTES} bytes")
+            return [SyncResult(seq=first_seq, status="skipped", reasons=[reason])]
+        logger.warning("Marketo sync body too large; splitting it", extra={"path": path, "records": len(records),
+                                                                            "bytes": size})
+        half = len(records) // 2
+        return (self._sync_part(path, envelope, records[:half], first_seq)
+                + self._sync_part(path, envelope, records[half:], first_seq + half))
 
     # -- reads -------------------------------------------------------------------------------
     def describe_companies(self) -> ObjectDescription:
@@ -167,14 +204,15 @@ class MarketoClient:
 
     # -- transport ---------------------------------------------------------------------------
     def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                json_body: Any = None, form: dict[str, str] | None = None, timeout: float = READ_TIMEOUT
+                body: bytes | None = None, form: dict[str, str] | None = None, timeout: float = READ_TIMEOUT
                 ) -> dict[str, Any]:
-        """One logical call: limiter slot, bearer header, retries by the error table. The success body."""
+        """One logical call: limiter slot, bearer header, retries by the error table. The success body.
+        ``body`` is JSON already encoded (payload.sync_body), sent as is; ``form`` a form-encoded body."""
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
-            code, message, data = self._attempt(method, path, params, json_body, form, timeout)
+            code, message, data = self._attempt(method, path, params, body, form, timeout)
             if code is None:
                 assert data is not None
                 return data
@@ -187,16 +225,18 @@ class MarketoClient:
                 raise error_for(code, message)
             self._retry_wait(code, attempt, path)
 
-    def _attempt(self, method: str, path: str, params: dict[str, str] | None, json_body: Any,
+    def _attempt(self, method: str, path: str, params: dict[str, str] | None, body: bytes | None,
                  form: dict[str, str] | None, timeout: float) -> tuple[str | None, str, dict[str, Any] | None]:
         """(None, "", body) on success, else (code, message, None); HTTP failures become codes too."""
         headers = {"Authorization": f"Bearer {self._token()}"}
+        if body is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
         try:
             with self.limiter.slot(self._wait):
                 self.calls += 1
                 response = self._session.request(
-                    method, f"{self.base_url}{path}", params=params, json=json_body, data=form, headers=headers,
-                    timeout=self._budget.timeout(timeout))
+                    method, f"{self.base_url}{path}", params=params, data=body if body is not None else form,
+                    headers=headers, timeout=self._budget.timeout(timeout))
         except TimeBudgetExceeded as exc:
             raise MarketoTimeBudgetExceeded(f"{method} {path}: {exc}") from exc
         except (requests.Timeout, requests.ConnectionError) as exc:

@@ -1,16 +1,15 @@
-"""Chunking for Marketo writes: at most 300 records and 1 MB of JSON per call, one record per key."""
+"""Chunking for Marketo writes: at most 300 records and 1 MB of request body per call, one record per key."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
+
+from ml_connector.marketo.payload import MAX_BODY_BYTES, body_size, encode
 
 T = TypeVar("T")
 
 MAX_RECORDS_PER_CALL = 300
-# Marketo rejects bodies over 1 MB (HTTP 413); leave room for the request envelope.
-MAX_BYTES_PER_CALL = 1_000_000 - 4_096
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[list[T]]:
@@ -20,29 +19,30 @@ def chunked(items: Sequence[T], size: int) -> Iterator[list[T]]:
         yield list(items[start : start + size])
 
 
-def json_size(record: dict[str, Any]) -> int:
-    return len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode("utf-8")) + 1
-
-
 def chunk_by_limits(
     items: Iterable[T],
     payload: Callable[[T], dict[str, Any]],
     *,
+    envelope: dict[str, Any],
     max_records: int = MAX_RECORDS_PER_CALL,
-    max_bytes: int = MAX_BYTES_PER_CALL,
+    max_bytes: int = MAX_BODY_BYTES,
 ) -> Iterator[list[T]]:
-    """Group items into chunks whose Marketo payloads respect both the record and the byte limit."""
+    """Group items into chunks whose sync body (``payload.sync_body(envelope, ...)``, byte for byte what
+    the client sends) respects both the record and the byte limit.
+
+    A record too big even alone gets a chunk of its own: the client reports it as skipped with the
+    reason, rather than one record failing a whole batch.
+    """
     chunk: list[T] = []
-    size = 0
+    record_bytes = 0
     for item in items:
-        item_size = json_size(payload(item))
-        if item_size > max_bytes:
-            raise ValueError(f"one record is {item_size} bytes, over the {max_bytes}-byte call limit")
-        if chunk and (len(chunk) >= max_records or size + item_size > max_bytes):
+        size = len(encode(payload(item)))
+        over = body_size(envelope, record_bytes + size, len(chunk) + 1) > max_bytes
+        if chunk and (len(chunk) >= max_records or over):
             yield chunk
-            chunk, size = [], 0
+            chunk, record_bytes = [], 0
         chunk.append(item)
-        size += item_size
+        record_bytes += size
     if chunk:
         yield chunk
 

@@ -30,6 +30,7 @@ from ml_connector.config import RuntimeSettings
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
+from ml_connector.marketo.payload import sync_envelope
 from ml_connector.observability import emit, log_context, logger
 from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, State, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
@@ -195,7 +196,8 @@ class Writer:
     # -- writing ----------------------------------------------------------------------------
     def _write_group(self, connection: str, marketo_object: str, items: list[_Item], report: WriteReport) -> None:
         pending = self._pending(connection, items, report)
-        chunks = list(chunk_by_limits(pending, lambda i: i.message.marketo_record()))
+        envelope = sync_envelope(marketo_object, items[0].message.dedupe_field)  # as the client will send it
+        chunks = list(chunk_by_limits(pending, lambda i: i.message.marketo_record(), envelope=envelope))
         for index, chunk in enumerate(chunks):
             if self._out_of_time():
                 for rest in chunks[index:]:
