@@ -81,7 +81,8 @@ def _rule_failures(sam: dict[str, Any], overrides: dict[str, str]) -> list[str]:
     for name, rule in sam["Rules"].items():
         if "RuleCondition" in rule and not _evaluate(rule["RuleCondition"], params):
             continue
-        failed += [f"{name}: {a['AssertDescription']}" for a in rule["Assertions"] if not _evaluate(a["Assert"], params)]
+        failed += [f"{name}: {a['AssertDescription']}" for a in rule["Assertions"]
+                   if not _evaluate(a["Assert"], params)]
     return failed
 
 
@@ -171,7 +172,8 @@ def test_failed_polls_go_to_a_watched_queue(cfn: dict[str, Any]) -> None:
     assert destination == {"Fn::GetAtt": ["PollFailureQueue", "Arn"]}
     assert props(cfn, "PollFailureQueue")["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
     # Lambda sends to the destination with the poller's role.
-    poller_statements = [s for p in props(cfn, "PollerFunctionRole")["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    poller_statements = [s for p in props(cfn, "PollerFunctionRole")["Policies"]
+                         for s in p["PolicyDocument"]["Statement"]]
     assert any(s["Action"] == "sqs:SendMessage" and s["Resource"] == destination for s in poller_statements)
     (alarm,) = [a for a in _alarms(cfn).values()
                 if a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["PollFailureQueue", "QueueName"]}]
@@ -300,7 +302,8 @@ def _locked() -> dict[str, tuple[str, list[str]]]:
             continue
         requirement = Requirement(line.split("\\")[0].strip())
         (spec,) = requirement.specifier
-        found[canonicalize_name(requirement.name)] = (spec.operator + spec.version, re.findall(r"--hash=sha256:\w+", block))
+        hashes = re.findall(r"--hash=sha256:\w+", block)
+        found[canonicalize_name(requirement.name)] = (spec.operator + spec.version, hashes)
     return found
 
 
