@@ -2,16 +2,30 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# The stamp names the interpreter's version, so `make test PYTHON=python3.13` rebuilds a venv made
+# with another Python instead of silently reusing it.
+PY_VERSION := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PY_VERSION)
 # SAM CLI lives in its own venv: it pins boto3/botocore versions that would fight the project's.
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-north-1
+# checkov too (it pins hundreds of packages); template findings we accept carry their reason as a skip
+# annotation in template.yaml (Metadata: checkov: skip).
+CHECKOV_VENV := .tools/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# The layer's lock: CPython 3.13 on manylinux aarch64, hashed; botocore and what only it needs come
+# from the Lambda runtime (see layers/common/requirements.in).
+LOCK_TARGET := --python-platform aarch64-manylinux2014 --python-version 3.13 --generate-hashes \
+	--no-emit-package botocore --no-emit-package python-dateutil --no-emit-package six
 
-.PHONY: demo test lint venv clean validate build bench
+.PHONY: demo test lint venv clean validate build bench lock checkov
 
 
 $(STAMP): pyproject.toml layers/common/requirements.txt
+	@test -n "$(PY_VERSION)" || { echo "PYTHON=$(PYTHON) does not run" >&2; exit 1; }
+	if [ -x $(BIN)/python ] && [ "$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PY_VERSION)" ]; then \
+		rm -rf $(VENV); fi
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -22,15 +36,26 @@ $(SAM):
 	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(SAM_VENV)/bin/python -m pip install --quiet "aws-sam-cli>=1.120"
 
+$(CHECKOV):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet "checkov>=3.2,<4"
+
 venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/ml-connector demo
 
-test: $(STAMP) $(SAM)
+test: $(STAMP) $(SAM) $(CHECKOV)
 	$(BIN)/ruff check --output-format concise .
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
+	$(MAKE) --no-print-directory checkov
 	$(BIN)/python -m pytest -q
+
+# Only the template (not the Python: ruff's bandit rules cover that); fails on any finding that has
+# no reasoned skip in template.yaml.
+checkov: $(CHECKOV)
+	$(CHECKOV) --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,7 +66,13 @@ lint: $(STAMP)
 validate: $(SAM)
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 
-# sam build needs python3.13 on PATH for the arm64 python3.13 runtime (pyenv provides it here).
+# Regenerates layers/common/requirements.txt from requirements.in (needs the package index).
+lock: $(STAMP)
+	$(BIN)/uv pip compile layers/common/requirements.in $(LOCK_TARGET) --quiet \
+		--output-file layers/common/requirements.txt
+
+# sam build needs python3.13 on PATH for the arm64 python3.13 runtime (pyenv provides it here); the
+# layer builds with layers/common/Makefile (locked wheels for aarch64, no Docker).
 build: $(SAM)
 	PATH="$$(ls -d $$HOME/.pyenv/versions/3.13*/bin 2>/dev/null | head -1):$$PATH" $(SAM_ENV) $(SAM) build
 

@@ -480,6 +480,17 @@ def _create_permission(stack: DeployedStack, logical_id: str, props: dict[str, A
     return logical_id
 
 
+def _create_event_invoke_config(stack: DeployedStack, logical_id: str, props: dict[str, Any]) -> str:
+    # The poller's retry/age settings and on-failure destination: recorded so the local stack has the
+    # deployed shape (moto never invokes asynchronously here; localrun calls the handler in-process).
+    request = {k: v for k, v in props.items() if k in ("FunctionName", "Qualifier", "DestinationConfig")}
+    for key in ("MaximumRetryAttempts", "MaximumEventAgeInSeconds"):
+        if key in props:
+            request[key] = int(props[key])
+    stack.aws.client("lambda").put_function_event_invoke_config(**request)
+    return logical_id
+
+
 def _repair_key_policy(stack: DeployedStack, logical_id: str, props: dict[str, Any]) -> None:
     # moto's CloudFormation stores KeyPolicy as a dict where KMS keeps a JSON string; every later
     # DescribeKey then fails. Store the template's policy the way KMS does.
@@ -505,6 +516,7 @@ _DIRECT_CREATORS: dict[str, Callable[[DeployedStack, str, dict[str, Any]], str]]
     "AWS::SecretsManager::Secret": _create_secret,
     "AWS::Lambda::LayerVersion": _create_layer_version,
     "AWS::Lambda::Permission": _create_permission,
+    "AWS::Lambda::EventInvokeConfig": _create_event_invoke_config,
     "AWS::CloudWatch::Alarm": _create_alarm,
     "AWS::SNS::Topic": _create_topic,
 }

@@ -47,8 +47,10 @@ def test_globals(sam: dict[str, Any]) -> None:
     function = sam["Globals"]["Function"]
     assert function["Runtime"] == "python3.13" and function["Architectures"] == ["arm64"]
     assert function["Tracing"] == "Active" and function["Layers"] == [{"Ref": "CommonLayer"}]
+    assert function["PermissionsBoundary"] == {"Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundary"},
+                                                          {"Ref": "AWS::NoValue"}]}
     assert function["Environment"]["Variables"] == {
-        "POWERTOOLS_SERVICE_NAME": "ml-connector",
+        "POWERTOOLS_SERVICE_NAME": {"Ref": "AWS::StackName"},
         "POWERTOOLS_METRICS_NAMESPACE": "MlConnector",
         "LOG_LEVEL": {"Ref": "LogLevel"},
         "STATE_TABLE": {"Ref": "StateTable"},
@@ -87,7 +89,7 @@ def test_layer(sam: dict[str, Any]) -> None:
     layer = sam["Resources"]["CommonLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "layers/common"
-    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
 
@@ -98,12 +100,14 @@ def test_poller(sam: dict[str, Any]) -> None:
     assert (poller["Timeout"], poller["MemorySize"], poller["ReservedConcurrentExecutions"]) == (300, 512, 1)
     schedule = poller["Events"]["Schedule"]
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == {"Ref": "ScheduleRate"}
+    assert schedule["Properties"]["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
+    assert "Enabled" not in schedule["Properties"]
 
 
 def test_writer_and_its_event_source(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
     writer = props(sam, "WriterFunction")
     assert (writer["CodeUri"], writer["Handler"]) == ("functions/writer", "app.lambda_handler")
-    assert (writer["Timeout"], writer["MemorySize"]) == (120, 512)
+    assert writer["MemorySize"] == 512
     mapping = props(cfn, "WriterFunctionSyncQueue")
     assert mapping["EventSourceArn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
     assert mapping["BatchSize"] == {"Ref": "WriterBatchSize"}

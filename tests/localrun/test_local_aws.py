@@ -58,7 +58,7 @@ def test_queues_have_the_templates_encryption_and_redrive(stack: DeployedStack, 
     dlq = sqs.get_queue_attributes(QueueUrl=stack.resources["SyncDeadLetterQueue"],
                                    AttributeNames=["All"])["Attributes"]
     assert json.loads(main["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5}
-    assert main["VisibilityTimeout"] == "720"
+    assert main["VisibilityTimeout"] == "1080"
     assert main["KmsMasterKeyId"] == key_id and dlq["KmsMasterKeyId"] == key_id
     assert dlq["MessageRetentionPeriod"] == "1209600"
     assert stack.queue_arn("SyncQueue") == main["QueueArn"]
@@ -96,11 +96,16 @@ def test_kms_key_schedule_and_event_source_exist(stack: DeployedStack, aws: Loca
     assert key["KeyId"] == stack.resources["EncryptionKey"] and key["Enabled"]
     rule = aws.client("events").describe_rule(Name=stack.resources["PollerFunctionSchedule"])
     assert rule["ScheduleExpression"] == "rate(15 minutes)"
+    assert rule["State"] == "DISABLED"  # ScheduleEnabled defaults to false (placeholder secrets)
     mapping = aws.client("lambda").get_event_source_mapping(UUID=stack.resources["WriterFunctionSyncQueue"])
     assert mapping["EventSourceArn"] == stack.queue_arn("SyncQueue")
     assert mapping["BatchSize"] == 300
     function = aws.client("lambda").get_function(FunctionName=stack.function_name("WriterFunction"))
-    assert function["Configuration"]["Timeout"] == 120
+    assert function["Configuration"]["Timeout"] == 180
+    # The poller's asynchronous invocations: one retry, then the failure queue.
+    config = aws.client("lambda").get_function_event_invoke_config(FunctionName=stack.function_name("PollerFunction"))
+    assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (1, 900)
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == stack.queue_arn("PollFailureQueue")
 
 
 def test_function_environment_resolves_globals_refs_and_parameters(stack: DeployedStack) -> None:
@@ -115,9 +120,9 @@ def test_function_environment_resolves_globals_refs_and_parameters(stack: Deploy
     assert env["VISMA_BASE_URL"] == "https://api.finance.visma.net"
     assert env["VISMA_TOKEN_URL"] == "https://connect.visma.com/connect/token"
     assert env["CONNECTION_ID"] == "default" and env["LOG_LEVEL"] == "INFO"
-    assert env["POWERTOOLS_SERVICE_NAME"] == "ml-connector"
+    assert env["POWERTOOLS_SERVICE_NAME"] == stack.stack_name == "ml-connector"  # !Ref AWS::StackName
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "MlConnector"
-    assert stack.function_timeout("PollerFunction") == 300 and stack.function_timeout("WriterFunction") == 120
+    assert stack.function_timeout("PollerFunction") == 300 and stack.function_timeout("WriterFunction") == 180
 
 
 def test_function_specific_variables_getatt_and_sub(fixture_stack: DeployedStack) -> None:

@@ -1,7 +1,8 @@
 """Shared Powertools instances and the one way the connector emits a metric.
 
 Service name and namespace come from POWERTOOLS_SERVICE_NAME / POWERTOOLS_METRICS_NAMESPACE
-(set in template.yaml); the defaults keep local runs and tests working without them.
+(set in template.yaml; the service is the stack name there, so each stack has its own metrics and
+alarms); the defaults keep local runs and tests working without them.
 """
 
 from __future__ import annotations
