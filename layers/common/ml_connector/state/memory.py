@@ -36,8 +36,14 @@ class MemoryWatermarks:
         current = self.items.get((connection, entity))
         value = utc_iso(watermark)
         if current is None or current.watermark is None or current.watermark <= value:
-            self.items[(connection, entity)] = WatermarkEntry(watermark=value, last_cycle=summary,
-                                                              updated_at=utc_iso(datetime.now(UTC)))
+            self.items[(connection, entity)] = (current or WatermarkEntry()).model_copy(update={
+                "watermark": value, "last_cycle": summary, "updated_at": utc_iso(datetime.now(UTC))})
+
+    def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
+        current = self.items.get((connection, entity), WatermarkEntry())
+        if current.polled_at is None or current.polled_at <= utc_iso(started):
+            self.items[(connection, entity)] = current.model_copy(update={
+                "polled_at": utc_iso(started), "last_cycle": summary, "updated_at": utc_iso(datetime.now(UTC))})
 
     def entries(self, connection: str) -> dict[str, WatermarkEntry]:
         return {e: v for (c, e), v in self.items.items() if c == connection}

@@ -27,6 +27,7 @@ class WatermarkEntry(BaseModel):
     watermark: str | None = None
     last_cycle: dict[str, Any] | None = None
     updated_at: str | None = None
+    polled_at: str | None = None  # start of the last complete poll: Marketo is current as of then
 
 
 class RecordState(BaseModel):

@@ -31,6 +31,9 @@ class Watermarks(Protocol):
     def advance(self, connection: str, entity: str, watermark: datetime, summary: dict[str, Any]) -> None:
         """Move forward only: a late or repeated poll never moves a watermark back."""
 
+    def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
+        """A poll that started at ``started`` read its whole window (forward only, like the watermark)."""
+
     def entries(self, connection: str) -> dict[str, WatermarkEntry]: ...
 
 

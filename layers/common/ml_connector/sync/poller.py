@@ -193,7 +193,9 @@ class Poller:
                 report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
             else:
                 report.watermark_after = report.watermark_before
-        self._emit_metrics(report)
+            if not self._dry_run:
+                self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
+        self._emit_metrics(report, started)
         return report
 
     def _read_window(
@@ -326,14 +328,23 @@ class Poller:
         if self._deadline.within(self._margin):
             raise PollStoppedEarly
 
-    def _emit_metrics(self, report: EntityPollReport) -> None:
+    def _emit_metrics(self, report: EntityPollReport, started: datetime) -> None:
         dims = {"connection": report.connection, "entity": report.entity}
         for name, value in (("RecordsPolled", report.records_read), ("RecordsEnqueued", report.messages_sent),
                             ("RecordsQuarantined", report.quarantined)):
             emit(name, value, MetricUnit.Count, **dims)
-        mark = report.watermark_after or report.watermark_before
-        if mark and not self._dry_run:
-            emit("SyncLagSeconds", (self._clock() - parse_utc_iso(mark)).total_seconds(), MetricUnit.Seconds, **dims)
+        if self._dry_run:
+            return
+        # "Marketo is current as of" the start of the last complete poll: lag is the time since, however long
+        # ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
+        # a missing metric as breaching).
+        current_as_of = started if report.complete else self._last_complete_poll(report)
+        if current_as_of is not None:
+            emit("SyncLagSeconds", (self._clock() - current_as_of).total_seconds(), MetricUnit.Seconds, **dims)
+
+    def _last_complete_poll(self, report: EntityPollReport) -> datetime | None:
+        entry = self._state.watermarks.entries(report.connection).get(report.entity)
+        return parse_utc_iso(entry.polled_at) if entry and entry.polled_at else None
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,10 @@ def show_status(runtime: Runtime, queues: SyncQueues, *, jobs: int = 5) -> Statu
         for entity in runtime.entities(conn):
             entry = marks.get(entity)
             mark = entry.watermark if entry else None
+            polled = entry.polled_at if entry else None  # lag as the alarm sees it: since the last complete poll
             entities.append(EntityStatus(
                 connection=conn.id, entity=entity, watermark=mark,
-                lag_seconds=round((now - parse_utc_iso(mark)).total_seconds(), 1) if mark else None,
+                lag_seconds=round((now - parse_utc_iso(polled)).total_seconds(), 1) if polled else None,
                 last_cycle=entry.last_cycle if entry else None, last_updated=entry.updated_at if entry else None,
             ))
         recent.extend(state.jobs.all(conn.id))

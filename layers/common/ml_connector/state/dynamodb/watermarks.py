@@ -20,12 +20,26 @@ class DynamoWatermarks:
     def advance(self, connection: str, entity: str, watermark: datetime, summary: dict[str, Any]) -> None:
         value = utc_iso(watermark)
         try:
-            self._t.table.put_item(
-                Item={**keys.key(keys.watermarks(connection), entity), "watermark": value,
-                      "lastCycle": json.dumps(summary, default=str), "updatedAt": utc_iso(datetime.now(UTC))},
+            self._t.table.update_item(  # an update, not a put: the item also holds the last complete poll
+                Key=keys.key(keys.watermarks(connection), entity),
+                UpdateExpression="SET watermark = :w, lastCycle = :c, updatedAt = :u",
                 ConditionExpression="attribute_not_exists(watermark) OR watermark <= :w",
-                ExpressionAttributeValues={":w": value},
+                ExpressionAttributeValues={":w": value, ":c": json.dumps(summary, default=str),
+                                           ":u": utc_iso(datetime.now(UTC))},
             )
+        except Exception as exc:
+            if not self._t.conditional_failure(exc):
+                raise
+
+    def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
+        value = utc_iso(started)
+        try:
+            self._t.table.update_item(
+                Key=keys.key(keys.watermarks(connection), entity),
+                UpdateExpression="SET polledAt = :p, lastCycle = :c, updatedAt = :u",
+                ConditionExpression="attribute_not_exists(polledAt) OR polledAt <= :p",
+                ExpressionAttributeValues={":p": value, ":c": json.dumps(summary, default=str),
+                                           ":u": utc_iso(datetime.now(UTC))})
         except Exception as exc:
             if not self._t.conditional_failure(exc):
                 raise
@@ -33,5 +47,5 @@ class DynamoWatermarks:
     def entries(self, connection: str) -> dict[str, WatermarkEntry]:
         return {i["sk"]: WatermarkEntry(watermark=i.get("watermark"),
                                         last_cycle=json.loads(i["lastCycle"]) if i.get("lastCycle") else None,
-                                        updated_at=i.get("updatedAt"))
+                                        updated_at=i.get("updatedAt"), polled_at=i.get("polledAt"))
                 for i in self._t.query(keys.watermarks(connection))}
