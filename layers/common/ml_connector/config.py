@@ -131,10 +131,25 @@ SHIPPED_MAPPINGS = Path(__file__).resolve().parent / "mappings"
 
 
 _ssm_providers: dict[str, Any] = {}
+DEFAULT_REFRESH_SECONDS = 300
+
+
+def refresh_seconds() -> int:
+    """How long settings, connections documents, mappings and secrets are reused before being read again
+    (``CONFIG_REFRESH_SECONDS``, default five minutes): a rotated secret or an edited document takes effect
+    within this time, without a deploy."""
+    raw = os.environ.get("CONFIG_REFRESH_SECONDS", "")
+    try:
+        value = int(raw) if raw else DEFAULT_REFRESH_SECONDS
+    except ValueError:
+        raise ConfigError(f"CONFIG_REFRESH_SECONDS: expected whole seconds, got {raw!r}") from None
+    if value < 1:
+        raise ConfigError("CONFIG_REFRESH_SECONDS: must be at least 1")
+    return value
 
 
 def read_document(source: str) -> str:
-    """A config document: ``ssm:/name`` (SSM Parameter Store, cached 5 minutes) or a file path."""
+    """A config document: ``ssm:/name`` (SSM Parameter Store, cached ``refresh_seconds()``) or a file path."""
     if not source.startswith(SSM_PREFIX):
         return Path(source).read_text(encoding="utf-8")
     import boto3
@@ -145,7 +160,7 @@ def read_document(source: str) -> str:
     if endpoint not in _ssm_providers:
         _ssm_providers[endpoint] = parameters.SSMProvider(boto3_client=boto3.client("ssm"))
     try:
-        return str(_ssm_providers[endpoint].get(source[len(SSM_PREFIX):], max_age=300))
+        return str(_ssm_providers[endpoint].get(source[len(SSM_PREFIX):], max_age=refresh_seconds()))
     except parameters.exceptions.GetParameterError as exc:
         raise OSError(f"cannot read SSM parameter {source[len(SSM_PREFIX):]}: {exc}") from exc
 

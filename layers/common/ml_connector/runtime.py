@@ -1,7 +1,7 @@
 """Composition root: settings, secrets, clients and caches for one Lambda container; nothing else.
 
 The use cases (``ml_connector.usecases``) take a Runtime and the invocation's Deadline. Settings and
-the mapping cache are rebuilt after ``REFRESH_SECONDS`` (and whenever the relevant environment
+the mapping cache are rebuilt after ``config.refresh_seconds()`` (and whenever the relevant environment
 changes, which local runs and tests do between stacks); secrets are read through Powertools
 Parameters with the same maximum age, and clients are built per invocation with that invocation's
 deadline, so a rotated secret or an edited connections document is picked up within five minutes
@@ -20,7 +20,14 @@ import boto3
 import requests
 from aws_lambda_powertools.utilities import parameters
 
-from ml_connector.config import ConfigError, ConnectionConfig, RuntimeSettings, VismaEntity, load_settings
+from ml_connector.config import (
+    ConfigError,
+    ConnectionConfig,
+    RuntimeSettings,
+    VismaEntity,
+    load_settings,
+    refresh_seconds,
+)
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.client import MarketoClient
 from ml_connector.marketo.errors import MarketoError
@@ -36,15 +43,14 @@ from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.models import VismaCredentials
 
-REFRESH_SECONDS = 300
-ENV_KEYS = ("STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_CONFIG", "VISMA_SECRET_ID",
+ENV_KEYS = ("CONFIG_REFRESH_SECONDS", "STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_CONFIG", "VISMA_SECRET_ID",
             "MARKETO_SECRET_ID", "VISMA_BASE_URL", "VISMA_TOKEN_URL", "MARKETO_MUNCHKIN_ID",
             "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL")
 
 
 def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:
     """Secret JSON, cached per container for five minutes (so a rotation is picked up without a deploy)."""
-    value = provider.get(secret_id, transform="json", max_age=REFRESH_SECONDS)
+    value = provider.get(secret_id, transform="json", max_age=refresh_seconds())
     if not isinstance(value, dict):
         raise ConfigError(f"secret {secret_id}: expected a JSON object")
     return value
@@ -156,7 +162,7 @@ def get_runtime(clock: Callable[[], float] = time.monotonic) -> Runtime:
     """The container's Runtime; a bad configuration raises ConfigError naming the field."""
     signature = tuple(os.environ.get(k, "") for k in ENV_KEYS)
     cached = _cache.get(signature)
-    if cached is not None and clock() - cached[1] < REFRESH_SECONDS:
+    if cached is not None and clock() - cached[1] < refresh_seconds():
         return cached[0]
     settings = load_settings()
     previous = cached[0] if cached else None
