@@ -3,6 +3,8 @@ quarantine and its release, the deadline. No moto, no HTTP."""
 
 from __future__ import annotations
 
+import json
+
 from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
 
 from ml_connector.deadline import Deadline
@@ -104,3 +106,19 @@ def test_a_poll_short_of_time_stops_cleanly_without_moving_the_watermark():
     assert state.watermarks.get("c1", "customer") is None
     report = poll(state, visma, outbox)  # the next invocation reads the window again
     assert report.complete and {m.internal_id for m in outbox.sent} == set(range(1, 8))
+
+
+def test_a_quarantined_customer_retried_keeps_its_stored_payment_facts():
+    from ml_connector.state import QuarantineEntry
+    from ml_connector.sync.poller import EntityContext
+    from ml_connector.usecases.retry_quarantine import rebuild_message
+
+    state = memory_state()
+    state.payments.put("c1", [("C7", {"balance": 1200.0, "overdue_amount": 800.0, "overdue_invoices": 2,
+                                      "max_dunning_level": 0})])
+    raw = customer(7, "Skyldig AS", NOW - minutes(3))
+    entry = QuarantineEntry(connection="c1", entity="customer", ref="7", stage="poller", reason="was invalid",
+                            raw=json.dumps(raw), at="2026-06-01T00:00:00.000000Z")
+    message = rebuild_message(entry, state, EntityContext(CONNECTION, "customer", "1", customer_mapping()))
+    assert message.fields["vismaBalance"] == 1200.0
+    assert message.fields["vismaPaymentStatus"] == "overdue"

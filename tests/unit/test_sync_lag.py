@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta
 
 import pytest
+from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping
 
 from ml_connector.deadline import Deadline
 from ml_connector.observability import metrics
@@ -15,7 +16,6 @@ from ml_connector.state import State
 from ml_connector.state.memory import memory_state
 from ml_connector.sync.poller import Poller, QueueSink
 from ml_connector.visma.errors import VismaError
-from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping
 
 SCHEDULE = timedelta(minutes=15)
 ALARM_THRESHOLD_S = 3600

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import cast
 
 from pydantic import BaseModel, ValidationError
@@ -11,7 +12,7 @@ from ml_connector.config import VismaEntity
 from ml_connector.deadline import NO_DEADLINE
 from ml_connector.queues import SyncQueues
 from ml_connector.runtime import Runtime
-from ml_connector.state import QuarantineEntry
+from ml_connector.state import QuarantineEntry, State
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.payment import StoredPaymentFacts
@@ -58,14 +59,18 @@ def _retry_message(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage | No
 
 
 def _rebuild(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage:
-    """The record as the poller would build it now, with the payment facts the poller stored."""
     conn = runtime.settings.connection(entry.connection)
     entity = cast(VismaEntity, entry.entity)
-    mapping = runtime.mappings(conn)[entity]
     credentials = runtime.visma_credentials(conn)
     client = runtime.visma_client(conn, credentials, NO_DEADLINE)
-    payment = (StoredPaymentFacts(runtime.state.payments.all(conn.id))
-               if entity == "customer" and mapping.uses_payment else None)
-    keys = runtime.company_keys(conn, entity, client, credentials.company_id)
-    return build_message(json.loads(entry.raw), EntityContext(conn, entity, credentials.company_id, mapping,
-                                                              payment=payment, company_keys=keys))
+    return rebuild_message(entry, runtime.state, EntityContext(
+        conn, entity, credentials.company_id, runtime.mappings(conn)[entity],
+        company_keys=runtime.company_keys(conn, entity, client, credentials.company_id)))
+
+
+def rebuild_message(entry: QuarantineEntry, state: State, context: EntityContext) -> SyncMessage:
+    """The record as the poller would build it now, with the payment facts the poller stored (without
+    them a customer with overdue invoices would be sent as current)."""
+    if context.entity == "customer" and context.mapping.uses_payment:
+        context = replace(context, payment=StoredPaymentFacts(state.payments.all(context.connection.id)))
+    return build_message(json.loads(entry.raw), context)
