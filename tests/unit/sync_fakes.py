@@ -91,6 +91,8 @@ class FakeOutbox:
         self.sent: list[SyncMessage] = []
 
     def send(self, messages: Sequence[SyncMessage]) -> int:
+        if any(len(m.model_dump_json().encode()) > 262_144 for m in messages):
+            raise RuntimeError("SQS: message longer than the queue's 262144-byte maximum")  # what SQS does
         self.sent.extend(messages)
         return len(messages)
 

@@ -122,3 +122,16 @@ def test_a_quarantined_customer_retried_keeps_its_stored_payment_facts():
     message = rebuild_message(entry, state, EntityContext(CONNECTION, "customer", "1", customer_mapping()))
     assert message.fields["vismaBalance"] == 1200.0
     assert message.fields["vismaPaymentStatus"] == "overdue"
+
+
+def test_a_record_too_big_for_sqs_is_quarantined_and_never_blocks_the_window():
+    records = seven_customers()
+    records[4] = {**records[4], "mainAddress": {"addressLine1": "Storgata " + "x" * 300_000}}
+    state, outbox, visma = memory_state(), FakeOutbox(), FakeVisma(records)
+    report = poll(state, visma, outbox)
+    assert report.complete and report.quarantined == 1 and len(outbox.sent) == 6
+    [entry] = state.quarantine.entries("c1")
+    assert entry.ref == "5" and "over SQS's 262144-byte limit" in entry.reason
+    assert state.watermarks.get("c1", "customer") == NOW - minutes(63)
+    report = poll(state, visma, outbox)  # still too big: it stays quarantined, not released
+    assert [e.ref for e in state.quarantine.entries("c1")] == ["5"]

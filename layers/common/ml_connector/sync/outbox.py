@@ -1,4 +1,7 @@
-"""Sends sync messages to SQS, ten per SendMessageBatch call, retrying entries SQS refuses."""
+"""Sends sync messages to SQS, retrying entries SQS refuses.
+
+A SendMessageBatch call carries at most ten messages and 256 KiB in all, and each message is at most
+256 KiB (the queue's default ``MaximumMessageSize``): batches are cut by both limits."""
 
 from __future__ import annotations
 
@@ -8,10 +11,10 @@ from typing import Any
 
 import boto3
 
-from ml_connector.sync.batching import chunked
 from ml_connector.sync.messages import SyncMessage
 
 SQS_BATCH_LIMIT = 10
+SQS_MAX_BYTES = 262_144  # one message, and the sum of one batch's messages
 MAX_ATTEMPTS = 5
 
 
@@ -26,14 +29,18 @@ class SqsOutbox:
         self.calls = 0
 
     def send(self, messages: Sequence[SyncMessage]) -> int:
-        for batch in chunked(messages, SQS_BATCH_LIMIT):
+        bodies = [(m, message_body(m)) for m in messages]
+        oversize = [m.record_ref for m, body in bodies if len(body.encode("utf-8")) > SQS_MAX_BYTES]
+        if oversize:
+            raise EnqueueError(f"message over SQS's {SQS_MAX_BYTES}-byte limit: {', '.join(oversize[:5])}")
+        for batch in _batches(bodies):
             self._send_batch(batch)
         return len(messages)
 
-    def _send_batch(self, batch: list[SyncMessage]) -> None:
-        pending = {str(i): m for i, m in enumerate(batch)}
+    def _send_batch(self, batch: list[tuple[SyncMessage, str]]) -> None:
+        pending = {str(i): body for i, (_, body) in enumerate(batch)}
         for attempt in range(MAX_ATTEMPTS):
-            entries = [{"Id": i, "MessageBody": m.model_dump_json()} for i, m in pending.items()]
+            entries = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
             self.calls += 1
             response = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
             failed = response.get("Failed", [])
@@ -45,3 +52,25 @@ class SqsOutbox:
             pending = {f["Id"]: pending[f["Id"]] for f in failed}
             time.sleep(min(0.1 * 2**attempt, 2.0))
         raise EnqueueError(f"SQS kept failing {len(pending)} message(s) after {MAX_ATTEMPTS} attempts")
+
+
+def message_body(message: SyncMessage) -> str:
+    """What is sent for a message (and so what its size is measured on)."""
+    return message.model_dump_json()
+
+
+def fits_in_sqs(message: SyncMessage) -> bool:
+    return len(message_body(message).encode("utf-8")) <= SQS_MAX_BYTES
+
+
+def _batches(bodies: list[tuple[SyncMessage, str]]) -> list[list[tuple[SyncMessage, str]]]:
+    batches: list[list[tuple[SyncMessage, str]]] = []
+    size = 0
+    for item in bodies:
+        length = len(item[1].encode("utf-8"))
+        if not batches or len(batches[-1]) >= SQS_BATCH_LIMIT or size + length > SQS_MAX_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += length
+    return batches

@@ -35,8 +35,9 @@ from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.outbox import SQS_MAX_BYTES, fits_in_sqs, message_body
 from ml_connector.sync.payment import KnownPaymentFacts, PaymentFacts, PaymentReader
-from ml_connector.sync.ports import Outbox, VismaReader
+from ml_connector.sync.ports import Delivery, Outbox, VismaReader
 from ml_connector.validation import describe
 from ml_connector.visma.client import ENTITY_PATHS
 from ml_connector.visma.errors import VismaError
@@ -49,9 +50,7 @@ DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier"
 class MessageSink(Protocol):
     """Where a page's mapped messages go: the SQS queue, or a preview that only compares."""
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
-        """Deliver messages; returns (delivered, skipped as already delivered)."""
-        ...
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery: ...
 
 
 class QueueSink:
@@ -61,15 +60,30 @@ class QueueSink:
         self._state = state
         self._outbox = outbox
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
         enqueued = self._state.enqueued.get(connection, entity, (m.internal_id for m in messages))
         fresh = [m for m in messages if enqueued.get(m.internal_id) != m.enqueue_version]
+        oversize = [m for m in fresh if not fits_in_sqs(m)]
+        for message in oversize:
+            self._quarantine_oversize(message)
+        fresh = [m for m in fresh if fits_in_sqs(m)]
         if fresh:
             self._outbox.send(fresh)
             self._state.enqueued.mark(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
             if entity == "customer":
                 self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
-        return len(fresh), len(messages) - len(fresh)
+        return Delivery(len(fresh), len(messages) - len(fresh) - len(oversize),
+                        frozenset(m.internal_id for m in oversize))
+
+    def _quarantine_oversize(self, message: SyncMessage) -> None:
+        """A record whose message SQS cannot carry is held with its reason; it never fails the whole poll."""
+        size = len(message_body(message).encode("utf-8"))
+        reason = f"mapped message is {size} bytes, over SQS's {SQS_MAX_BYTES}-byte limit"
+        self._state.quarantine.put(QuarantineEntry(
+            connection=message.connection, entity=message.entity, ref=str(message.internal_id), stage="poller",
+            reason=reason, raw=message_body(message)[:100_000], at=utc_iso(datetime.now(UTC))))
+        logger.warning("record quarantined", extra={"entity": message.entity, "ref": message.internal_id,
+                                                    "reason": reason})
 
 
 class PollStoppedEarly(Exception):
@@ -233,10 +247,11 @@ class Poller:
             if message is not None:
                 candidates[message.internal_id] = message
         if candidates:
-            sent, skipped = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
-            report.messages_sent += sent
-            report.already_enqueued += skipped
-            self._release_fixed(ctx, candidates)
+            delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
+            report.messages_sent += delivery.sent
+            report.already_enqueued += delivery.skipped
+            report.quarantined += len(delivery.refused)
+            self._release_fixed(ctx, {i: m for i, m in candidates.items() if i not in delivery.refused})
 
     def _release_fixed(self, ctx: EntityContext, sent: dict[int, SyncMessage]) -> None:
         """A record quarantined by an earlier poll that now validates (fixed in Visma) leaves the quarantine."""

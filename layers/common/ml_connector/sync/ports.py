@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ml_connector.marketo.models import SyncResult
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.visma.models import VismaPage
+
+
+class Delivery(NamedTuple):
+    """What a sink did with a page's messages."""
+
+    sent: int
+    skipped: int  # already delivered earlier
+    refused: frozenset[int] = frozenset()  # internalIds quarantined instead (a message SQS cannot carry)
 
 
 class VismaReader(Protocol):

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from ml_connector.config import VismaEntity
 from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.ports import Delivery
 
 # (marketo_object, dedupe_field, keys, fields) -> {key: current Marketo record}
 MarketoLookup = Callable[[str, str, list[str], list[str]], dict[str, dict[str, Any]]]
@@ -51,13 +52,13 @@ class PreviewSink:
         self._lookup = lookup
         self.items: list[PreviewItem] = []
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> tuple[int, int]:
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
         first = messages[0]
         field_names = sorted({f for m in messages for f in m.fields})
         current = self._lookup(first.marketo_object, first.dedupe_field, [m.key for m in messages], field_names)
         for message in messages:
             self.items.append(self._compare(message, current.get(message.key)))
-        return len(messages), 0
+        return Delivery(len(messages), 0)
 
     @staticmethod
     def _compare(message: SyncMessage, existing: dict[str, Any] | None) -> PreviewItem:
