@@ -4,6 +4,7 @@ requeue. No moto, no HTTP."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from sync_fakes import (
@@ -133,3 +134,13 @@ def test_a_writer_short_of_time_hands_the_rest_back_to_the_queue():
     inbound = poll_into(state, FakeVisma(customers(10))).inbound()
     report = write(state, marketo, inbound, deadline=Deadline(lambda: 1.0))
     assert marketo.calls == [] and report.failed_message_ids == {m.message_id for m in inbound}
+
+
+def test_a_message_naming_another_marketo_object_than_its_mapping_is_quarantined_not_sent():
+    state, marketo = memory_state(), FakeMarketo()
+    [good] = poll_into(state, FakeVisma(customers(1))).inbound()
+    forged = json.loads(good.body) | {"marketo_object": "../leads/delete", "internal_id": 99}
+    report = write(state, marketo, [good, InboundMessage("forged", json.dumps(forged))])
+    assert report.invalid == 1 and report.created == 1 and marketo.calls == [1]
+    [entry] = state.quarantine.entries("_unknown")
+    assert entry.ref == "forged" and "goes to ('companies', 'externalCompanyId') by its mapping" in entry.reason

@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ml_connector.config import RuntimeSettings
+from ml_connector.config import ConnectionConfig, RuntimeSettings
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
@@ -35,6 +35,7 @@ from ml_connector.observability import emit, log_context, logger
 from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, State, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.deferred_chunks import DeferredChunks
+from ml_connector.sync.mapping import load_mapping
 from ml_connector.sync.messages import SyncMessage, pack_messages
 from ml_connector.sync.ports import MarketoWriter
 from ml_connector.validation import describe
@@ -112,6 +113,12 @@ def job_id_for(connection: str, marketo_object: str, messages: Iterable[SyncMess
     return digest[:32]
 
 
+def mapping_targets(connection: ConnectionConfig) -> dict[str, tuple[str, str]]:
+    """(Marketo object, dedupe field) per entity, as the connection's mapping says."""
+    mapping = load_mapping(connection.mapping)
+    return {e: (s.target, s.dedupe_field) for e in mapping.entities if (s := mapping.for_entity(e)) is not None}
+
+
 def write_chunk_to_marketo(client: MarketoWriter, job: ChunkJob) -> ChunkResults:
     return ChunkResults(results=client.sync_records(job.marketo_object, job.records, job.dedupe_field))
 
@@ -133,6 +140,7 @@ class Writer:
         # Replaced by the handler with the Powertools-idempotent version of the same call.
         self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
         self._deadline = deadline
+        self._targets: dict[str, dict[str, tuple[str, str]]] = {}  # per connection, read once per batch
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
@@ -147,18 +155,28 @@ class Writer:
     # -- parsing ----------------------------------------------------------------------------
     def _parse(self, inbound: list[InboundMessage], report: WriteReport) -> list[_Item]:
         items = []
-        known = {c.id for c in self._settings.connections}
         for msg in inbound:
             try:
                 parsed = SyncMessage.model_validate_json(msg.body)
-                if parsed.connection not in known:
-                    raise ValueError(f"unknown connection {parsed.connection!r}")
+                self._check_destination(parsed)
             except (ValidationError, ValueError) as exc:
                 report.invalid += 1
                 self._quarantine_message(msg, exc)
                 continue
             items.append(_Item(msg.message_id, parsed))
         return items
+
+    def _check_destination(self, message: SyncMessage) -> None:
+        """The Marketo object goes into the request URL: only the connection's own mapping may name it."""
+        if message.connection not in self._targets:
+            if message.connection not in {c.id for c in self._settings.connections}:
+                raise ValueError(f"unknown connection {message.connection!r}")
+            self._targets[message.connection] = mapping_targets(self._settings.connection(message.connection))
+        expected = self._targets[message.connection].get(message.entity)
+        if expected != (message.marketo_object, message.dedupe_field):
+            raise ValueError(f"{message.entity} of connection {message.connection!r} goes to "
+                             f"{expected or 'no Marketo object'} by its mapping, not "
+                             f"{(message.marketo_object, message.dedupe_field)}")
 
     def _quarantine_message(self, msg: InboundMessage, exc: Exception) -> None:
         reason = describe(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
