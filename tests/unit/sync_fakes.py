@@ -8,11 +8,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml_connector.config import ConnectionConfig, RuntimeSettings
+from ml_connector.deadline import Deadline
 from ml_connector.marketo.errors import MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
+from ml_connector.state import State
 from ml_connector.sync.mapping import EntityMapping, load_mapping
 from ml_connector.sync.messages import SyncMessage
-from ml_connector.sync.writer import InboundMessage
+from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
+from ml_connector.sync.writer import InboundMessage, Writer, WriteReport
 from ml_connector.visma.models import VismaPage
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -141,3 +144,22 @@ class FakeMarketo:
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def poll_into(state: State, visma: FakeVisma) -> tuple[EntityPollReport, FakeOutbox]:
+    """One customer poll of the fake Visma into a fresh fake queue."""
+    outbox = FakeOutbox()
+    report = Poller(state, QueueSink(state, outbox), clock=lambda: NOW).poll_entity(
+        CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping())
+    return report, outbox
+
+
+def write(state: State, marketo: FakeMarketo, inbound: list[InboundMessage],
+          deadline: Deadline | None = None) -> WriteReport:
+    writer = Writer(SETTINGS, state, lambda _c: marketo, **({"deadline": deadline} if deadline else {}))
+    return writer.process(inbound)
+
+
+def queued(state: State, visma: FakeVisma) -> list[InboundMessage]:
+    """What one poll puts in the queue, as the writer receives it."""
+    return poll_into(state, visma)[1].inbound()

@@ -8,42 +8,20 @@ import threading
 import time
 from typing import Any
 
-from sync_fakes import (
-    CONNECTION,
-    NOW,
-    SETTINGS,
-    FakeMarketo,
-    FakeOutbox,
-    FakeVisma,
-    customer,
-    customer_mapping,
-    minutes,
-)
+from sync_fakes import NOW, FakeMarketo, FakeVisma, customer, minutes, poll_into, queued, write
 
 from ml_connector.state import State
 from ml_connector.state.memory import memory_state
-from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
-from ml_connector.sync.writer import InboundMessage, Writer, WriteReport
+from ml_connector.sync.writer import InboundMessage
 
 KEY = "visma-1-customer-1"
 
 
-def poll(state: State, visma: FakeVisma) -> tuple[EntityPollReport, list[InboundMessage]]:
-    outbox = FakeOutbox()
-    report = Poller(state, QueueSink(state, outbox), clock=lambda: NOW).poll_entity(
-        CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping())
-    return report, outbox.inbound()
-
-
-def write(state: State, marketo: FakeMarketo, inbound: list[InboundMessage]) -> WriteReport:
-    return Writer(SETTINGS, state, lambda _c: marketo).process(inbound)
-
-
 def two_versions(state: State) -> tuple[FakeVisma, list[InboundMessage], list[InboundMessage]]:
     visma = FakeVisma([customer(1, "Old AS", NOW - minutes(10))])
-    _, old = poll(state, visma)
+    old = queued(state, visma)
     visma.put(customer(1, "New AS", NOW - minutes(1)))
-    _, new = poll(state, visma)
+    new = queued(state, visma)
     return visma, old, new
 
 
@@ -79,7 +57,8 @@ def test_older_write_landing_after_a_newer_recorded_one_is_repaired_by_the_next_
     assert marketo.companies[KEY]["company"] == "Old AS"  # the hazard: the older version landed last
     assert [r.internal_id for r in state.records.repairs("c1", "customer")] == [1]
 
-    report, resent = poll(state, visma)
+    report, queue = poll_into(state, visma)
+    resent = queue.inbound()
     assert report.repairs == 1 and len(resent) == 1
     write(state, marketo, resent)
     assert marketo.companies[KEY]["company"] == "New AS"
@@ -104,7 +83,7 @@ def test_older_write_recorded_before_the_newer_one_is_also_repaired():
     assert state.records.get("c1", "customer", [1])[1].written_version is not None
     assert [r.internal_id for r in state.records.repairs("c1", "customer")] == [1]
 
-    _, resent = poll(state, visma)
+    resent = queued(state, visma)
     write(state, marketo, resent)
     assert marketo.companies[KEY]["company"] == "New AS"
 
@@ -117,5 +96,6 @@ def test_writes_that_did_not_overlap_need_no_repair():
     write(state, marketo, new)
     assert marketo.companies[KEY]["company"] == "New AS"
     assert state.records.repairs("c1", "customer") == []
-    report, resent = poll(state, visma)
+    report, queue = poll_into(state, visma)
+    resent = queue.inbound()
     assert report.repairs == 0 and resent == []

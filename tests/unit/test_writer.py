@@ -7,37 +7,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sync_fakes import (
-    CONNECTION,
-    NOW,
-    SETTINGS,
-    FakeMarketo,
-    FakeOutbox,
-    FakeVisma,
-    customer,
-    customer_mapping,
-    minutes,
-)
+from sync_fakes import NOW, FakeMarketo, FakeOutbox, FakeVisma, customer, minutes, queued, write
 
 from ml_connector.deadline import Deadline
-from ml_connector.state import State
 from ml_connector.state.memory import memory_state
 from ml_connector.sync.deferred_chunks import DeferredChunks
-from ml_connector.sync.poller import Poller, QueueSink
-from ml_connector.sync.writer import InboundMessage, Writer, WriteReport
-
-
-def poll_into(state: State, visma: FakeVisma) -> FakeOutbox:
-    outbox = FakeOutbox()
-    Poller(state, QueueSink(state, outbox), clock=lambda: NOW).poll_entity(
-        CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping())
-    return outbox
-
-
-def write(state: State, marketo: FakeMarketo, inbound: list[InboundMessage],
-          deadline: Deadline | None = None) -> WriteReport:
-    writer = Writer(SETTINGS, state, lambda _c: marketo, **({"deadline": deadline} if deadline else {}))
-    return writer.process(inbound)
+from ml_connector.sync.writer import InboundMessage
 
 
 def customers(count: int, name: str = "Firma", **extra) -> list[dict]:
@@ -47,7 +22,7 @@ def customers(count: int, name: str = "Firma", **extra) -> list[dict]:
 
 def test_chunks_hold_at_most_300_records():
     state, marketo = memory_state(), FakeMarketo()
-    report = write(state, marketo, poll_into(state, FakeVisma(customers(650))).inbound())
+    report = write(state, marketo, queued(state, FakeVisma(customers(650))))
     assert marketo.calls == [300, 300, 50]
     assert report.created == 650 and not report.failed_message_ids
 
@@ -55,14 +30,14 @@ def test_chunks_hold_at_most_300_records():
 def test_chunks_stay_under_one_megabyte():
     state, marketo = memory_state(), FakeMarketo()
     long_street = {"addressLine1": "Åsveien " + "ø" * 2000}  # about 4 KB a record: 300 of them pass 1 MB
-    report = write(state, marketo, poll_into(state, FakeVisma(customers(300, mainAddress=long_street))).inbound())
+    report = write(state, marketo, queued(state, FakeVisma(customers(300, mainAddress=long_street))))
     assert len(marketo.calls) >= 2 and sum(marketo.calls) == 300
     assert report.created == 300
 
 
 def test_a_redelivered_message_with_unchanged_content_costs_no_call():
     state, marketo = memory_state(), FakeMarketo()
-    inbound = poll_into(state, FakeVisma(customers(5))).inbound()
+    inbound = queued(state, FakeVisma(customers(5)))
     write(state, marketo, inbound)
     report = write(state, marketo, [InboundMessage(f"again-{m.message_id}", m.body) for m in inbound])
     assert report.unchanged == 5 and len(marketo.calls) == 1
@@ -71,9 +46,9 @@ def test_a_redelivered_message_with_unchanged_content_costs_no_call():
 def test_an_older_version_never_overwrites_a_newer_one():
     state, marketo = memory_state(), FakeMarketo()
     visma = FakeVisma(customers(1))
-    old = poll_into(state, visma).inbound()
+    old = queued(state, visma)
     visma.put(customer(1, "Newer AS", NOW - minutes(1)))
-    new = poll_into(state, visma).inbound()
+    new = queued(state, visma)
     write(state, marketo, new)
     report = write(state, marketo, old)  # the older version arrives late (SQS is unordered)
     assert report.stale == 1 and len(marketo.calls) == 1
@@ -83,9 +58,9 @@ def test_an_older_version_never_overwrites_a_newer_one():
 def test_of_two_versions_in_one_batch_only_the_newest_is_written():
     state, marketo = memory_state(), FakeMarketo()
     visma = FakeVisma(customers(1))
-    old = poll_into(state, visma).inbound()
+    old = queued(state, visma)
     visma.put(customer(1, "Newer AS", NOW - minutes(1)))
-    new = poll_into(state, visma).inbound()
+    new = queued(state, visma)
     report = write(state, marketo, [*new, *[InboundMessage("old", m.body) for m in old]])
     assert report.superseded == 1 and marketo.calls == [1]
     assert next(iter(marketo.companies.values()))["company"] == "Newer AS"
@@ -94,7 +69,7 @@ def test_of_two_versions_in_one_batch_only_the_newest_is_written():
 def test_a_refused_record_is_quarantined_and_a_later_accepted_version_releases_it():
     state, marketo = memory_state(), FakeMarketo()
     visma = FakeVisma(customers(3))
-    first = poll_into(state, visma).inbound()
+    first = queued(state, visma)
     refused_key = "visma-1-customer-2"
     marketo.refuse[refused_key] = "Invalid value for numberOfEmployees"
     report = write(state, marketo, first)
@@ -103,7 +78,7 @@ def test_a_refused_record_is_quarantined_and_a_later_accepted_version_releases_i
     assert entry.ref == "2" and entry.stage == "writer" and "1003: Invalid value" in entry.reason
     marketo.refuse.clear()
     visma.put(customer(2, "Fixed AS", NOW - minutes(1)))
-    write(state, marketo, poll_into(state, visma).inbound())
+    write(state, marketo, queued(state, visma))
     assert state.quarantine.entries("c1") == []
     assert marketo.companies[refused_key]["company"] == "Fixed AS"
 
@@ -111,12 +86,12 @@ def test_a_refused_record_is_quarantined_and_a_later_accepted_version_releases_i
 def test_quota_used_up_parks_chunks_and_the_poll_cycle_sends_them_again_after_the_reset():
     state, marketo = memory_state(), FakeMarketo()
     marketo.quota_after = 1  # the second call answers 607
-    report = write(state, marketo, poll_into(state, FakeVisma(customers(650))).inbound())
+    report = write(state, marketo, queued(state, FakeVisma(customers(650))))
     assert marketo.calls == [300] and report.quota_exhausted
     assert report.deferred == 350 and not report.failed_message_ids  # parked, not retried by SQS
     deferred = DeferredChunks(state)
     assert deferred.blocked_until("123-ABC-456") is not None
-    later = write(state, marketo, poll_into(state, FakeVisma([customer(900, "New AS", NOW)])).inbound())
+    later = write(state, marketo, queued(state, FakeVisma([customer(900, "New AS", NOW)])))
     assert later.deferred == 1 and marketo.calls == [300]  # blocked: deferred without a call
     outbox = FakeOutbox()
     assert deferred.requeue_due(["c1"], outbox) == 0  # before the reset: nothing yet
@@ -131,14 +106,14 @@ def test_quota_used_up_parks_chunks_and_the_poll_cycle_sends_them_again_after_th
 
 def test_a_writer_short_of_time_hands_the_rest_back_to_the_queue():
     state, marketo = memory_state(), FakeMarketo()
-    inbound = poll_into(state, FakeVisma(customers(10))).inbound()
+    inbound = queued(state, FakeVisma(customers(10)))
     report = write(state, marketo, inbound, deadline=Deadline(lambda: 1.0))
     assert marketo.calls == [] and report.failed_message_ids == {m.message_id for m in inbound}
 
 
 def test_a_message_naming_another_marketo_object_than_its_mapping_is_quarantined_not_sent():
     state, marketo = memory_state(), FakeMarketo()
-    [good] = poll_into(state, FakeVisma(customers(1))).inbound()
+    [good] = queued(state, FakeVisma(customers(1)))
     forged = json.loads(good.body) | {"marketo_object": "../leads/delete", "internal_id": 99}
     report = write(state, marketo, [good, InboundMessage("forged", json.dumps(forged))])
     assert report.invalid == 1 and report.created == 1 and marketo.calls == [1]
