@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections import Counter
 from pathlib import Path
@@ -31,8 +32,8 @@ class LiveProgress:
             return
         line = f"  {progress.label.strip()} {progress.elapsed_s:5.1f}s  " + (
             f"polling Visma: {progress.messages_sent} messages sent" if progress.phase == "polling" else
-            f"read {progress.records_read}, sent {progress.messages_sent}, written {progress.written} "
-            f"({progress.batches} writer batches done)")
+            f"read {progress.records_read}, sent {progress.messages_sent}, written {progress.written}, "
+            f"writer batches done {progress.batches}")
         self.out.write(f"\r\x1b[K{line}" if self.tty else f"{line}\n")
         self.out.flush()
 
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suppliers", type=int, default=500)
     parser.add_argument("--edits", type=int, default=50)
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # piped into tee or a CI log, lines still arrive as they happen
     return run(args.seed, args.customers, args.suppliers, args.edits)
 
 

@@ -62,7 +62,7 @@ def test_plain_lines_when_not_a_terminal() -> None:
     assert live.every_s == 2.0
     assert out.getvalue().splitlines() == [
         "  Cycle 1 (full load)   4.2s  polling Visma: 1200 messages sent",
-        "  Cycle 1 (full load)   4.2s  read 2500, sent 2500, written 900 (3 writer batches done)",
+        "  Cycle 1 (full load)   4.2s  read 2500, sent 2500, written 900, writer batches done 3",
     ]
 
 
