@@ -23,10 +23,11 @@ from typing import Any
 
 from moto.sqs.models import sqs_backends
 
-from bench import fast_dispatch, fast_sqs
+from bench import fast_dispatch
 from bench.models import MemoryResult
 from bench.pipeline import SUPPLIER_SHARE, customers_and_suppliers_mapping
 from bench.remote import StackSpec
+from localrun import fast_sqs
 from localrun.environment import SCHEDULE_EVENT, LocalEnvironment
 from localrun.lambda_runtime import invoke
 

@@ -97,11 +97,11 @@ def render(report: BenchReport) -> str:
         "completion of the last one of the cycle; the first call's records are not counted (N calls span N − 1 "
         "intervals). Poller time is reported apart.",
         "- The mapping is the shipped one restricted to customers, suppliers and reference data (the issue's load).",
-        "- Emulator speed-ups (bench only, no semantic change): `bench/fast_sqs.py` indexes moto's SQS messages by "
-        "receipt handle and computes queue message counts only when read (moto 5.2 scans every message on each "
-        "receive, delete and send); `bench/fast_dispatch.py` caches moto's per-request service lookup. "
-        "`tests/bench/test_fast_sqs.py` checks the same receive/delete/visibility/redrive behaviour with and "
-        "without them.", "",
+        "- Emulator speed-ups (no semantic change): `localrun/fast_sqs.py` (the whole local stack uses it) "
+        "indexes moto's SQS messages by receipt handle and computes queue message counts only when read (moto 5.2 "
+        "scans every message on each receive, delete and send); `bench/fast_dispatch.py` caches moto's per-request "
+        "service lookup. `tests/localrun/test_fast_sqs.py` checks the same receive/delete/visibility/redrive "
+        "behaviour with and without them.", "",
         "## Targets", "", "| Target | Measured | Met | Why missed |", "|---|---|---|---|",
     ]
     lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} | {why} |" for t, m, ok, why in targets(report)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from bench import coldstart, fast_dispatch, fast_sqs, memory
+from bench import coldstart, fast_dispatch, memory
 from bench.baseline import run_baseline
 from bench.cost import Cost, cost_of
 from bench.models import (
@@ -26,6 +26,7 @@ from bench.models import (
 )
 from bench.pipeline import BenchEnvironment
 from bench.probes import DynamoCounter
+from localrun import fast_sqs
 
 
 class Options(BaseModel):

@@ -12,6 +12,8 @@ the mapping's part in-process.
 
 moto keeps its state per process: two LocalAws servers in one process share it, and ``reset()``
 clears both. Use one LocalAws per process (tests share one per session and reset between tests).
+Starting a LocalAws installs ``localrun.fast_sqs`` in its process: moto's SQS with indexed storage
+instead of per-call scans of every waiting message (same behaviour, tested against plain moto).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from localrun import fast_sqs
 from localrun.sam_template import Resolver, TemplateError, load_template, parameter_values
 
 FAKE_ACCESS_KEY = "testing"
@@ -162,6 +165,8 @@ class LocalAws:
     def start(self) -> LocalAws:
         if self._server is None:
             _quiet_moto()
+            # moto's SQS scans every waiting message on each call; a full load would spend minutes there.
+            fast_sqs.install()
             app = self.faults.middleware(DomainDispatcherApplication(create_backend_app))
             self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=_QuietHandler)
             self.port = self._server.server_port

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -57,6 +58,23 @@ class CycleReport:
         return (f"{self.label}: read {self.records_read} records, sent {self.messages_sent} messages, "
                 f"{self.marketo_calls} Marketo calls, {self.created} created, {self.updated} updated, "
                 f"{self.skipped} skipped, {self.reference_written} reference records, {self.elapsed_s:.1f}s")
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """Where a running cycle is, seen from outside the handlers: the queue and the Marketo sandbox."""
+
+    label: str
+    phase: str  # "polling", "writing" or "done"
+    elapsed_s: float
+    messages_sent: int  # while polling: messages in the queue so far
+    records_read: int | None = None  # known once the poller has returned
+    delivered: int = 0  # messages handed to the writer
+    written: int = 0  # Marketo records created, updated or skipped in this cycle
+    batches: int = 0
+
+
+ProgressHook = Callable[[CycleProgress], None]
 
 
 @dataclass
@@ -205,11 +223,16 @@ class LocalEnvironment:
         return [self.stack.parameters["ConnectionId"], *self._pairs]
 
     # -- cycles -----------------------------------------------------------------------------
-    def cycle(self, label: str) -> CycleReport:
+    def cycle(self, label: str, *, progress: ProgressHook | None = None, every_s: float = 2.0) -> CycleReport:
+        """One scheduled run: the poller, then the writer until the queue is empty. ``progress`` is called
+        every ``every_s`` seconds from a watcher thread, and once more when the cycle is done."""
         before = self._marketo_counts()
         started = time.monotonic()
-        poll = self.run_poller()
-        drained = self.drain()
+        watch = _CycleWatch(self, label, before, started, progress)
+        with watch.running(every_s):
+            poll = self.run_poller()
+            watch.polled(poll)
+            drained = self.drain(on_batch=watch.delivered)
         after = self._marketo_counts()
         report = CycleReport(label=label, poll=poll["entities"], drain=drained,
                              elapsed_s=time.monotonic() - started)
@@ -218,6 +241,7 @@ class LocalEnvironment:
         report.messages_sent = sum(e["messages_sent"] for e in poll["entities"])
         for name in ("marketo_calls", "created", "updated", "skipped"):
             setattr(report, name, after[name] - before[name])
+        watch.report(done=True)
         return report
 
     def _marketo_counts(self) -> dict[str, int]:
@@ -320,6 +344,64 @@ class LocalEnvironment:
         return self._pairs[connection_id]
 
 
+class _CycleWatch:
+    """Samples a running cycle for a progress hook. The poller and writer run in this thread, inside the
+    emulated Lambda, so a watcher thread reads what they leave behind: queue depth, Marketo's counters."""
+
+    def __init__(self, env: LocalEnvironment, label: str, before: dict[str, int], started: float,
+                 hook: ProgressHook | None) -> None:
+        self._env, self._label, self._before, self._started, self._hook = env, label, before, started, hook
+        self._queued_before = env.queue_depth() if hook is not None else 0
+        self._poll: dict[str, Any] | None = None
+        self._drain = DrainStats()
+        self._lock = threading.Lock()  # one report at a time, in order
+
+    @contextlib.contextmanager
+    def running(self, every_s: float) -> Iterator[None]:
+        if self._hook is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def tick() -> None:
+            while not stop.wait(every_s):
+                self.report()
+
+        thread = threading.Thread(target=tick, name="cycle-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def polled(self, poll: dict[str, Any]) -> None:
+        self._poll = poll
+
+    def delivered(self, stats: DrainStats) -> None:
+        self._drain = stats.model_copy()
+
+    def report(self, *, done: bool = False) -> None:
+        if self._hook is None:
+            return
+        with self._lock:
+            self._hook(self._sample(done))
+
+    def _sample(self, done: bool) -> CycleProgress:
+        elapsed = time.monotonic() - self._started
+        poll, drain = self._poll, self._drain
+        counts = self._env._marketo_counts()
+        written = sum(counts[k] - self._before[k] for k in ("created", "updated", "skipped"))
+        if poll is None:
+            return CycleProgress(self._label, "polling", elapsed,
+                                 messages_sent=max(0, self._env.queue_depth() - self._queued_before), written=written)
+        entities = poll["entities"]
+        return CycleProgress(self._label, "done" if done else "writing", elapsed,
+                             messages_sent=sum(e["messages_sent"] for e in entities),
+                             records_read=sum(e["records_read"] for e in entities),
+                             delivered=drain.messages, written=written, batches=drain.batches)
+
+
 ZERO_FACTS = PaymentFacts().model_dump()
 
 
@@ -408,4 +490,4 @@ def _redirect_stdout_to(path: Path) -> Any:
         yield
 
 
-__all__ = ["LocalEnvironment", "CycleReport", "Verification"]
+__all__ = ["LocalEnvironment", "CycleReport", "CycleProgress", "Verification"]

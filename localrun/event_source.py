@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,10 @@ class SqsEventSource:
         self._sqs = stack.aws.client("sqs")
         self.chaos = chaos
 
-    def drain(self, *, max_batches: int | None = None, idle_polls: int = 1) -> DrainStats:
-        """Invoke the handler batch after batch until ``idle_polls`` polls in a row find the queue empty."""
+    def drain(self, *, max_batches: int | None = None, idle_polls: int = 1,
+              on_batch: Callable[[DrainStats], None] | None = None) -> DrainStats:
+        """Invoke the handler batch after batch until ``idle_polls`` polls in a row find the queue empty;
+        ``on_batch`` sees the running totals after each batch (progress display)."""
         stats = DrainStats()
         idle = 0
         while max_batches is None or stats.batches < max_batches:
@@ -109,6 +112,8 @@ class SqsEventSource:
                 continue
             idle = 0
             self._deliver(messages, stats)
+            if on_batch is not None:
+                on_batch(stats)
         return stats
 
     # -- one batch --------------------------------------------------------------------------

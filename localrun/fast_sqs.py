@@ -1,4 +1,4 @@
-"""An emulator speed-up for moto's SQS, applied only by the benchmark: same behaviour, no O(N) scans.
+"""An emulator speed-up for moto's SQS, used by the whole local stack: same behaviour, no O(N) scans.
 
 moto 5.2 keeps a queue's messages in a list. Every ReceiveMessage builds a list of all visible
 messages (``Queue.messages``) before taking ten, and every DeleteMessage / ChangeMessageVisibility
@@ -12,8 +12,9 @@ one (the retention period on every receive, ContentBasedDeduplication on every s
 stays moto's own code: receive counts, visibility timeouts, delays, DLQ redrive at maxReceiveCount
 (moto's ``receive_message`` runs unchanged on top of the index), purge, FIFO de-duplication. Deleting
 an already-deleted handle stays a no-op and an unknown handle still raises ReceiptHandleIsInvalid.
-``tests/bench/test_fast_sqs.py`` runs the same script against patched and unpatched moto
-and compares what a client sees.
+``LocalAws.start()`` installs it (moto's server runs in that process), so the demo, the tests' local
+stack and the benchmark all use it. ``tests/localrun/test_fast_sqs.py`` runs the same script against
+patched and unpatched moto, each in a fresh process, and compares what a client sees.
 """
 
 from __future__ import annotations
@@ -253,25 +254,13 @@ _PATCHES: dict[tuple[type, str], Any] = {
 
 
 def install() -> None:
-    """Patch moto's SQS classes in this process (idempotent). Only the benchmark calls this."""
+    """Patch moto's SQS classes in this process (idempotent); LocalAws.start() calls this."""
     with _install_lock:
         if _ORIGINALS:
             return
         for (cls, name), replacement in _PATCHES.items():
             _ORIGINALS[(cls, name)] = cls.__dict__.get(name)
             setattr(cls, name, replacement)
-
-
-def uninstall() -> None:
-    """Restore moto's own methods. For tests: queues created while installed must be gone (reset) by then."""
-    with _install_lock:
-        for cls, name in _PATCHES:
-            original = _ORIGINALS.get((cls, name))
-            if original is None:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, original)
-        _ORIGINALS.clear()
 
 
 def installed() -> bool:
