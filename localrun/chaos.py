@@ -330,10 +330,6 @@ def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
     extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S)}
     if settings.contacts:
         extra_env["MAPPING_FILE"] = "with-contacts-as-leads.json"
-    if settings.writers > 1:
-        from bench import fast_sqs
-
-        fast_sqs.install()  # moto's own SQS is not safe under concurrent writer processes (see bench/fast_sqs.py)
     marketo = {"latency": settings.marketo_latency, "seed": settings.seed} if any(settings.marketo_latency) else {}
     env = LocalEnvironment(seed=settings.seed, customers=settings.customers, suppliers=settings.suppliers,
                            log_path=log_path, extra_env=extra_env, marketo_options=marketo)

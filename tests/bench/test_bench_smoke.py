@@ -1,7 +1,7 @@
 """The benchmark harness end to end at a small size and low latency: it runs, measures, and reports.
 
-It runs ``python -m bench`` in a child process: the harness patches moto (bench/fast_sqs.py,
-bench/fast_dispatch.py) in the process that hosts it, and those patches must not reach the other tests.
+It runs ``python -m bench`` in a child process: the harness patches moto's request routing
+(bench/fast_dispatch.py) in the process that hosts it, and that patch must not reach the other tests.
 """
 
 from __future__ import annotations
