@@ -37,12 +37,13 @@ tracer = Tracer(service=SERVICE)
 
 @contextmanager
 def log_context(**keys: str) -> Iterator[None]:
-    """Every log line inside the block carries these keys (connection, entity, job ID ...)."""
-    logger.append_keys(**keys)
+    """Every log line inside the block carries these keys (connection, entity, job ID ...); per thread, so
+    writers working on several Marketo instances at once keep their lines apart."""
+    logger.thread_safe_append_keys(**keys)
     try:
         yield
     finally:
-        logger.remove_keys(list(keys))
+        logger.thread_safe_remove_keys(list(keys))
 
 
 def emit(name: str, value: float, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

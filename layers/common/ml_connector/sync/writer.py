@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -53,6 +54,8 @@ class _Item:
     message: SyncMessage
 
 
+MAX_INSTANCES_AT_ONCE = 8  # Marketo instances a writer invocation works on side by side
+COUNTS = ("superseded", "stale", "unchanged", "created", "updated", "skipped", "marketo_calls", "raced", "deferred")
 METRIC_BY_OUTCOME = {
     "created": "RecordsWritten", "updated": "RecordsWritten", "skipped": "RecordsQuarantined",
     "stale": "RecordsStale", "unchanged": "RecordsSkippedUnchanged", "superseded": "RecordsSuperseded",
@@ -82,6 +85,16 @@ class WriteReport:
         """Count an outcome in the totals and in the connection's metrics."""
         setattr(self, outcome, getattr(self, outcome) + count)
         self.by_connection[connection][METRIC_BY_OUTCOME[outcome]] += count
+
+    def absorb(self, part: WriteReport) -> None:
+        """Add another report's counts (one per Marketo instance, written side by side)."""
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.jobs.extend(part.jobs)
+        self.failed_message_ids |= part.failed_message_ids
+        self.quota_exhausted = self.quota_exhausted or part.quota_exhausted
+        for connection, counts in part.by_connection.items():
+            self.by_connection[connection].update(counts)
 
     def summary(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k not in ("failed_message_ids", "by_connection")}
@@ -144,13 +157,27 @@ class Writer:
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
-        groups: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+        by_instance: dict[str, dict[tuple[str, str], list[_Item]]] = defaultdict(lambda: defaultdict(list))
         for item in self._parse(inbound, report):
-            groups[(item.message.connection, item.message.marketo_object)].append(item)
-        for (connection, marketo_object), items in groups.items():
-            self._write_group(connection, marketo_object, items, report)
+            munchkin = self._settings.connection(item.message.connection).marketo.munchkin_id
+            by_instance[munchkin][(item.message.connection, item.message.marketo_object)].append(item)
+        # Each Marketo instance has its own budget and quota: written side by side, one instance waiting on
+        # its budget (or parked by its quota) does not hold the others back.
+        parts = [WriteReport() for _ in by_instance]
+        work = list(zip(by_instance.values(), parts, strict=True))
+        if len(work) == 1:
+            self._write_instance(*work[0])
+        elif work:
+            with ThreadPoolExecutor(max_workers=min(len(work), MAX_INSTANCES_AT_ONCE)) as pool:
+                list(pool.map(lambda job: self._write_instance(*job), work))
+        for part in parts:
+            report.absorb(part)
         self._emit_metrics(report)
         return report
+
+    def _write_instance(self, groups: dict[tuple[str, str], list[_Item]], report: WriteReport) -> None:
+        for (connection, marketo_object), items in groups.items():
+            self._write_group(connection, marketo_object, items, report)
 
     # -- parsing ----------------------------------------------------------------------------
     def _parse(self, inbound: list[InboundMessage], report: WriteReport) -> list[_Item]:

@@ -13,8 +13,8 @@ class DynamoJobs:
         self._ttl = ttl_days * 86_400
 
     def put(self, job: JobRecord) -> None:
-        self._t.table.put_item(Item={**keys.key(keys.jobs(job.connection), job.job_id), **job.model_dump(),
-                                     "expiresAt": int(time.time()) + self._ttl})
+        self._t.put({**keys.key(keys.jobs(job.connection), job.job_id), **job.model_dump(),
+                     "expiresAt": int(time.time()) + self._ttl})
 
     def get(self, connection: str, job_id: str) -> JobRecord | None:
         item = self._t.get(keys.jobs(connection), job_id)

@@ -14,7 +14,7 @@ class DynamoQuotaBlock:
         self._t = table
 
     def block(self, munchkin_id: str, until: datetime) -> None:
-        self._t.table.put_item(Item={**keys.key(keys.limits(munchkin_id), keys.QUOTA_SK), "until": utc_iso(until)})
+        self._t.put({**keys.key(keys.limits(munchkin_id), keys.QUOTA_SK), "until": utc_iso(until)})
 
     def blocked_until(self, munchkin_id: str, now: datetime) -> datetime | None:
         item = self._t.get(keys.limits(munchkin_id), keys.QUOTA_SK)
@@ -45,16 +45,16 @@ class DynamoLimiterItems:
 
     def give_back_lease(self, instance: str, index: int, owner: str) -> None:
         try:
-            self._t.table.delete_item(Key=keys.key(keys.limits(instance), keys.lease_sk(index)),
-                                      ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
-                                      ExpressionAttributeValues={":me": owner})
+            self._t.delete(keys.key(keys.limits(instance), keys.lease_sk(index)),
+                           ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
+                           ExpressionAttributeValues={":me": owner})
         except Exception as exc:
             if not self._t.conditional_failure(exc):
                 raise  # a lease that expired and was taken over is no longer ours to delete
 
     def _conditional_put(self, item: dict[str, Any], condition: dict[str, Any]) -> bool:
         try:
-            self._t.table.put_item(Item=item, **condition)
+            self._t.put(item, **condition)
             return True
         except Exception as exc:
             if self._t.conditional_failure(exc):

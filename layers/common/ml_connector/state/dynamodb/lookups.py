@@ -20,13 +20,12 @@ class DynamoPaymentFacts:
                                if k not in ("pk", "sk")}
 
     def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        with self._t.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for number, values in facts:
-                key = keys.key(keys.payments(connection), number)
-                if any(values.values()):
-                    batch.put_item(Item={**key, **{k: Decimal(str(v)) for k, v in values.items()}})
-                else:
-                    batch.delete_item(Key=key)
+        requests = []
+        for number, values in facts:
+            key = keys.key(keys.payments(connection), number)
+            requests.append({"PutRequest": {"Item": {**key, **{k: Decimal(str(v)) for k, v in values.items()}}}}
+                            if any(values.values()) else {"DeleteRequest": {"Key": key}})
+        self._t.write_many(requests)
 
 
 class DynamoCustomerNumbers:

@@ -14,9 +14,8 @@ class DynamoQuarantine:
         self._t = table
 
     def put(self, entry: QuarantineEntry) -> None:
-        self._t.table.put_item(Item={**keys.key(keys.quarantine(entry.connection),
-                                                keys.quarantine_sk(entry.entity, entry.ref)),
-                                     **entry.model_dump()})
+        self._t.put({**keys.key(keys.quarantine(entry.connection), keys.quarantine_sk(entry.entity, entry.ref)),
+                     **entry.model_dump()})
 
     def entries(self, connection: str) -> list[QuarantineEntry]:
         return [QuarantineEntry.model_validate(plain(i)) for i in self._t.query(keys.quarantine(connection))]
@@ -28,7 +27,7 @@ class DynamoQuarantine:
         return _marks(self._t.query(keys.quarantine(connection), projection=MARK_FIELDS))
 
     def release(self, connection: str, entity: str, ref: str) -> None:
-        self._t.table.delete_item(Key=keys.key(keys.quarantine(connection), keys.quarantine_sk(entity, ref)))
+        self._t.delete(keys.key(keys.quarantine(connection), keys.quarantine_sk(entity, ref)))
 
 
 def _marks(items: Iterable[dict[str, str]]) -> dict[str, QuarantineMark]:

@@ -1,4 +1,7 @@
-"""Reads and writes on the state table shared by every key family: paged queries, batched gets."""
+"""Reads and writes on the state table shared by every key family: paged queries, batched gets and writes.
+
+Everything goes through the resource's low-level client, which is thread-safe (a boto3 resource is not)
+and still takes plain Python values, so writers can work on several Marketo instances at once."""
 
 from __future__ import annotations
 
@@ -9,15 +12,14 @@ from typing import Any
 from ml_connector.state.dynamodb.keys import key
 
 BATCH_GET_LIMIT = 100
+BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_RETRIES = 8
 
 
 class StateTable:
     def __init__(self, name: str, resource: Any) -> None:
         self.name = name
-        self.resource = resource
-        self.table = resource.Table(name)
-        # The resource's client: thread-safe (unlike the resource), and it still takes plain Python values.
+        # Created through the resource so that it takes and returns plain Python values.
         self.client = resource.meta.client
 
     def conditional_failure(self, exc: Exception) -> bool:
@@ -25,16 +27,29 @@ class StateTable:
             getattr(exc, "response", {}).get("Error", {}).get("Code") == "ConditionalCheckFailedException")
 
     def get(self, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
-        item: dict[str, Any] | None = self.table.get_item(Key=key(pk, sk), ConsistentRead=consistent).get("Item")
+        item: dict[str, Any] | None = self.client.get_item(TableName=self.name, Key=key(pk, sk),
+                                                           ConsistentRead=consistent).get("Item")
         return item
 
+    def put(self, item: dict[str, Any], **condition: Any) -> None:
+        self.client.put_item(TableName=self.name, Item=item, **condition)
+
+    def update(self, item_key: dict[str, str], **expression: Any) -> dict[str, Any]:
+        attributes: dict[str, Any] = self.client.update_item(TableName=self.name, Key=item_key,
+                                                             **expression).get("Attributes", {})
+        return attributes
+
+    def delete(self, item_key: dict[str, str], **condition: Any) -> None:
+        self.client.delete_item(TableName=self.name, Key=item_key, **condition)
+
     def query(self, pk: str, projection: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {"KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": pk}}
+        kwargs: dict[str, Any] = {"TableName": self.name, "KeyConditionExpression": "pk = :pk",
+                                  "ExpressionAttributeValues": {":pk": pk}}
         if projection:
             names = _names(projection)
             kwargs.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
         while True:
-            page = self.table.query(**kwargs)
+            page = self.client.query(**kwargs)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
@@ -49,9 +64,23 @@ class StateTable:
         return items
 
     def put_many(self, items: Iterable[dict[str, Any]]) -> None:
-        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
-            for item in items:
-                batch.put_item(Item=item)
+        self.write_many({"PutRequest": {"Item": item}} for item in items)
+
+    def delete_many(self, keys: Iterable[dict[str, str]]) -> None:
+        self.write_many({"DeleteRequest": {"Key": k}} for k in keys)
+
+    def write_many(self, requests: Iterable[dict[str, Any]]) -> None:
+        """BatchWriteItem, 25 at a time (the last request for a key wins), retrying what DynamoDB leaves."""
+        unique = list({_request_key(r): r for r in requests}.values())
+        for start in range(0, len(unique), BATCH_WRITE_LIMIT):
+            pending: dict[str, Any] = {self.name: unique[start : start + BATCH_WRITE_LIMIT]}
+            for attempt in range(MAX_UNPROCESSED_RETRIES):
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError("DynamoDB left writes unprocessed after retries")
 
     def _batch_get(self, keys: list[dict[str, str]], projection: Sequence[str]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -61,7 +90,7 @@ class StateTable:
             spec.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
         request = {self.name: spec}
         for attempt in range(MAX_UNPROCESSED_RETRIES):
-            response = self.resource.batch_get_item(RequestItems=request)
+            response = self.client.batch_get_item(RequestItems=request)
             items.extend(response.get("Responses", {}).get(self.name, []))
             request = response.get("UnprocessedKeys") or {}
             if not request:
@@ -72,6 +101,11 @@ class StateTable:
 
 def _names(projection: Sequence[str]) -> dict[str, str]:
     return {f"#p{i}": name for i, name in enumerate(projection)}
+
+
+def _request_key(request: dict[str, Any]) -> tuple[str, str]:
+    body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
+    return body["pk"], body["sk"]
 
 
 def plain(item: dict[str, Any]) -> dict[str, Any]:

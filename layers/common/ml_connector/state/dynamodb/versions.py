@@ -24,9 +24,7 @@ class DynamoEnqueuedVersions:
         self._t.put_many({**keys.key(pk, internal_id), "ts": ts} for internal_id, ts in versions)
 
     def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
-        with self._t.table.batch_writer() as batch:
-            for internal_id in internal_ids:
-                batch.delete_item(Key=keys.key(keys.enqueued(connection, entity), internal_id))
+        self._t.delete_many(keys.key(keys.enqueued(connection, entity), i) for i in internal_ids)
 
 
 class DynamoRecordVersions:
@@ -47,9 +45,8 @@ class DynamoRecordVersions:
 
     def _mark_written(self, connection: str, record: WrittenRecord) -> WriteRecorded:
         try:
-            old = self._t.client.update_item(
-                TableName=self._t.name,
-                Key=keys.key(keys.records(connection, record.entity), record.internal_id),
+            old = self._t.update(
+                keys.key(keys.records(connection, record.entity), record.internal_id),
                 UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
                                  "writtenHash = :h, marketoId = :id, writtenKey = :k, writtenAt = :at",
                 ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
@@ -58,7 +55,7 @@ class DynamoRecordVersions:
                     ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key,
                     ":at": utc_iso(datetime.now(UTC))},
                 ReturnValues="UPDATED_OLD",  # what it replaced, at no extra cost
-            ).get("Attributes", {})
+            )
         except Exception as exc:
             if self._t.conditional_failure(exc):
                 return WriteRecorded(recorded=False, raced=True)  # a newer version was recorded first
@@ -67,9 +64,8 @@ class DynamoRecordVersions:
 
     def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
         for entry in entries:
-            self._t.client.update_item(TableName=self._t.name,
-                                       Key=keys.key(keys.records(connection, entry.entity), entry.internal_id),
-                                       UpdateExpression="REMOVE writtenHash")
+            self._t.update(keys.key(keys.records(connection, entry.entity), entry.internal_id),
+                           UpdateExpression="REMOVE writtenHash")
         self._t.put_many({**keys.key(keys.repairs(connection, e.entity), e.internal_id), "number": e.number}
                          for e in entries)
 
@@ -78,9 +74,7 @@ class DynamoRecordVersions:
                 for i in self._t.query(keys.repairs(connection, entity))]
 
     def repaired(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
-        with self._t.table.batch_writer() as batch:
-            for internal_id in internal_ids:
-                batch.delete_item(Key=keys.key(keys.repairs(connection, entity), internal_id))
+        self._t.delete_many(keys.key(keys.repairs(connection, entity), i) for i in internal_ids)
 
 
 def _record_state(item: dict[str, Any]) -> RecordState:

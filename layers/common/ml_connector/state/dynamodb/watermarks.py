@@ -20,8 +20,8 @@ class DynamoWatermarks:
     def advance(self, connection: str, entity: str, watermark: datetime, summary: dict[str, Any]) -> None:
         value = utc_iso(watermark)
         try:
-            self._t.table.update_item(  # an update, not a put: the item also holds the last complete poll
-                Key=keys.key(keys.watermarks(connection), entity),
+            self._t.update(  # an update, not a put: the item also holds the last complete poll
+                keys.key(keys.watermarks(connection), entity),
                 UpdateExpression="SET watermark = :w, lastCycle = :c, updatedAt = :u",
                 ConditionExpression="attribute_not_exists(watermark) OR watermark <= :w",
                 ExpressionAttributeValues={":w": value, ":c": json.dumps(summary, default=str),
@@ -34,8 +34,8 @@ class DynamoWatermarks:
     def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
         value = utc_iso(started)
         try:
-            self._t.table.update_item(
-                Key=keys.key(keys.watermarks(connection), entity),
+            self._t.update(
+                keys.key(keys.watermarks(connection), entity),
                 UpdateExpression="SET polledAt = :p, lastCycle = :c, updatedAt = :u",
                 ConditionExpression="attribute_not_exists(polledAt) OR polledAt <= :p",
                 ExpressionAttributeValues={":p": value, ":c": json.dumps(summary, default=str),

@@ -1,0 +1,51 @@
+"""One writer invocation, a batch holding two connections on two Marketo instances: each instance is
+written on its own, so one that waits (a slow call, its budget, its quota) does not hold the other back."""
+
+from __future__ import annotations
+
+import threading
+
+from sync_fakes import CONNECTION, NOW, FakeMarketo, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
+
+from ml_connector.config import ConnectionConfig, RuntimeSettings
+from ml_connector.state import State
+from ml_connector.state.memory import memory_state
+from ml_connector.sync.poller import Poller, QueueSink
+from ml_connector.sync.writer import InboundMessage, Writer
+
+SECOND = ConnectionConfig.model_validate({
+    "id": "c2", "visma": {"secret_id": "v2"}, "marketo": {"secret_id": "m2", "munchkin_id": "456-DEF-789"}})
+TWO = RuntimeSettings(state_table="t", connections=(CONNECTION, SECOND), safety_margin_seconds=5)
+
+
+def queued_for(state: State, connection: ConnectionConfig, count: int) -> list[InboundMessage]:
+    outbox = FakeOutbox()
+    visma = FakeVisma([customer(i, f"{connection.id} firma {i}", NOW - minutes(5)) for i in range(1, count + 1)])
+    Poller(state, QueueSink(state, outbox), clock=lambda: NOW).poll_entity(
+        connection, visma, "customer", company_id="1", mapping=customer_mapping())
+    return [InboundMessage(f"{connection.id}-{i}", m.model_dump_json()) for i, m in enumerate(outbox.sent)]
+
+
+def test_a_slow_instance_does_not_hold_the_other_back():
+    state = memory_state()
+    slow, fast = FakeMarketo(), FakeMarketo()
+    fast_done, waits = threading.Event(), []
+    slow.before_apply = lambda _records: waits.append(fast_done.wait(10))  # ends once the other instance wrote
+    fast.after_apply = lambda _records: fast_done.set()
+    instances = {"c1": slow, "c2": fast}
+    inbound = queued_for(state, CONNECTION, 20) + queued_for(state, SECOND, 20)
+    report = Writer(TWO, state, lambda c: instances[c]).process(inbound)
+    assert waits == [True]  # one after the other, the slow call would have waited for nothing
+    assert report.created == 40 and slow.calls == [20] and fast.calls == [20]
+    assert len(report.by_connection) == 2 and not report.failed_message_ids
+
+
+def test_an_instance_out_of_quota_parks_its_chunks_while_the_other_writes():
+    state = memory_state()
+    exhausted, healthy = FakeMarketo(), FakeMarketo()
+    exhausted.quota_after = 0
+    instances = {"c1": exhausted, "c2": healthy}
+    report = Writer(TWO, state, lambda c: instances[c]).process(
+        queued_for(state, CONNECTION, 10) + queued_for(state, SECOND, 10))
+    assert report.deferred == 10 and report.created == 10 and healthy.calls == [10]
+    assert not report.failed_message_ids
