@@ -119,3 +119,14 @@ def test_a_message_naming_another_marketo_object_than_its_mapping_is_quarantined
     assert report.invalid == 1 and report.created == 1 and marketo.calls == [1]
     [entry] = state.quarantine.entries("_unknown")
     assert entry.ref == "forged" and "goes to ('companies', 'externalCompanyId') by its mapping" in entry.reason
+
+
+def test_looking_for_parked_chunks_reads_only_parked_ones_however_long_the_history():
+    state, marketo = memory_state(), FakeMarketo()
+    for n in range(30):  # a long history of written chunks
+        write(state, marketo, queued(state, FakeVisma([customer(1000 + n, f"Firma {n}", NOW - minutes(50 - n))])))
+    marketo.quota_after = len(marketo.calls)
+    write(state, marketo, queued(state, FakeVisma([customer(1, "Parked AS", NOW)])))
+    assert len(state.jobs.all("c1")) == 31
+    assert [j.records for j in DeferredChunks(state).parked("c1")] == [1]  # the history is not read for this
+    assert [j.message_ids for j in state.jobs.all("c1") if j.status == "done"][0] == []  # done jobs stay small

@@ -116,10 +116,6 @@ class MemoryQuarantine:
     def entries(self, connection: str) -> list[QuarantineEntry]:
         return [e for (c, _), e in sorted(self.items.items()) if c == connection]
 
-    def marks(self, connection: str, keys: Iterable[str]) -> dict[str, QuarantineMark]:
-        index = self.index(connection)
-        return {k: index[k] for k in keys if k in index}
-
     def index(self, connection: str) -> dict[str, QuarantineMark]:
         return {k: QuarantineMark(stage=e.stage, version=e.version) for (c, k), e in self.items.items()
                 if c == connection}
@@ -131,6 +127,7 @@ class MemoryQuarantine:
 class MemoryJobs:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], JobRecord] = {}
+        self.parked_items: dict[tuple[str, str], JobRecord] = {}
 
     def put(self, job: JobRecord) -> None:
         self.items[(job.connection, job.job_id)] = job
@@ -140,6 +137,16 @@ class MemoryJobs:
 
     def all(self, connection: str) -> list[JobRecord]:
         return [j for (c, _), j in self.items.items() if c == connection]
+
+    def park(self, job: JobRecord) -> None:
+        self.put(job)
+        self.parked_items[(job.connection, job.job_id)] = job
+
+    def parked(self, connection: str) -> list[JobRecord]:
+        return [j for (c, _), j in self.parked_items.items() if c == connection]
+
+    def unpark(self, connection: str, job_id: str) -> None:
+        self.parked_items.pop((connection, job_id), None)
 
 
 class MemoryQuotaBlock:

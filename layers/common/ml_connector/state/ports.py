@@ -70,11 +70,8 @@ class Quarantine(Protocol):
 
     def entries(self, connection: str) -> list[QuarantineEntry]: ...
 
-    def marks(self, connection: str, keys: Iterable[str]) -> dict[str, QuarantineMark]:
-        """The entries (``entity#ref``) among ``keys``, without payloads."""
-
     def index(self, connection: str) -> dict[str, QuarantineMark]:
-        """Every entry of a connection by ``entity#ref``, without payloads."""
+        """Every entry of a connection by ``entity#ref``: stage and version only, read without the payloads."""
 
     def release(self, connection: str, entity: str, ref: str) -> None: ...
 
@@ -85,6 +82,14 @@ class Jobs(Protocol):
     def get(self, connection: str, job_id: str) -> JobRecord | None: ...
 
     def all(self, connection: str) -> list[JobRecord]: ...
+
+    def park(self, job: JobRecord) -> None:
+        """Keep a chunk that waits for Marketo's quota reset, apart from the job history (so that looking
+        for parked chunks reads only those, however long the history is)."""
+
+    def parked(self, connection: str) -> list[JobRecord]: ...
+
+    def unpark(self, connection: str, job_id: str) -> None: ...
 
 
 class QuotaBlock(Protocol):

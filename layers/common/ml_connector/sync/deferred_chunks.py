@@ -44,10 +44,10 @@ class DeferredChunks:
 
     def park(self, job: JobRecord, until: datetime) -> None:
         """Keep the chunk (``job.messages`` must hold it) until ``until``; the poll cycle sends it again."""
-        self._state.jobs.put(job.model_copy(update={"status": DEFERRED, "retry_after": utc_iso(until)}))
+        self._state.jobs.park(job.model_copy(update={"status": DEFERRED, "retry_after": utc_iso(until)}))
 
     def parked(self, connection: str) -> list[JobRecord]:
-        return [j for j in self._state.jobs.all(connection) if j.status == DEFERRED]
+        return self._state.jobs.parked(connection)
 
     def requeue_due(self, connections: list[str], outbox: Outbox) -> int:
         """Send the parked chunks whose quota reset has passed; returns how many messages were sent."""
@@ -60,6 +60,7 @@ class DeferredChunks:
                 messages = unpack_messages(job.messages)
                 outbox.send(messages)
                 self._state.jobs.put(job.model_copy(update={"status": "requeued (quota reset)", "at": utc_iso(now)}))
+                self._state.jobs.unpark(connection, job.job_id)
                 sent += len(messages)
         if sent:
             logger.info("deferred chunks sent again after the Marketo quota reset", extra={"messages": sent})

@@ -33,7 +33,7 @@ from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
 from ml_connector.marketo.payload import sync_envelope
 from ml_connector.observability import emit, log_context, logger
-from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, State, WrittenRecord, utc_iso
+from ml_connector.state import JobRecord, QuarantineEntry, QuarantineMark, RepairEntry, State, WrittenRecord, utc_iso
 from ml_connector.sync.batching import chunk_by_limits, latest_per_key
 from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.mapping import load_mapping
@@ -154,6 +154,7 @@ class Writer:
         self._write_chunk = write_chunk or (lambda job: write_chunk_to_marketo(self._marketo_for(job.connection), job))
         self._deadline = deadline
         self._targets: dict[str, dict[str, tuple[str, str]]] = {}  # per connection, read once per batch
+        self._quarantined: dict[str, dict[str, QuarantineMark]] = {}
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
@@ -290,7 +291,8 @@ class Writer:
             emit("ChunkWriteFailures", 1, connection=connection)
             return
         counts = self._apply_results(connection, chunk, results, call_started, report)
-        self._state.jobs.put(JobRecord(**base, status="done", **counts))
+        # A done job keeps its counts, not its message ids: a smaller item costs fewer write units.
+        self._state.jobs.put(JobRecord(**{**base, "message_ids": []}, status="done", **counts))
 
     def _defer(self, base: dict[str, Any], packed: str, until: datetime, error: str, report: WriteReport) -> None:
         report.quota_exhausted = True
@@ -349,17 +351,26 @@ class Writer:
             reason=f"Marketo skipped the record: {reason}", raw=msg.model_dump_json(), at=utc_iso(datetime.now(UTC)),
             version=msg.version,
         ))
+        self._quarantine_index(connection)[f"{msg.entity}#{msg.internal_id}"] = QuarantineMark(
+            stage="writer", version=msg.version)
         logger.warning("Marketo skipped a record", extra={"ref": msg.record_ref, "reason": reason})
 
     def _release_resolved(self, connection: str, messages: list[SyncMessage]) -> None:
         """Marketo accepted these versions: earlier refusals of older (or the same) versions are resolved."""
         if not messages:
             return
-        marks = self._state.quarantine.marks(connection, (f"{m.entity}#{m.internal_id}" for m in messages))
+        marks = self._quarantine_index(connection)
         for msg in messages:
             mark = marks.get(f"{msg.entity}#{msg.internal_id}")
             if mark is not None and mark.stage == "writer" and (mark.version or "") <= msg.version:
                 self._state.quarantine.release(connection, msg.entity, str(msg.internal_id))
+                del marks[f"{msg.entity}#{msg.internal_id}"]
+
+    def _quarantine_index(self, connection: str) -> dict[str, QuarantineMark]:
+        """Read once per invocation and connection (one small query, not a read per record)."""
+        if connection not in self._quarantined:
+            self._quarantined[connection] = self._state.quarantine.index(connection)
+        return self._quarantined[connection]
 
     def _out_of_time(self) -> bool:
         return self._deadline.within(self._settings.safety_margin_seconds)

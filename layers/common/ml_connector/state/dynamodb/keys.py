@@ -14,6 +14,8 @@ pk                                sk                     holds
 ``NUM#{connection}#{entity}``     ``{number}``           internalId of a customer number (contacts link by it)
 ``JOB#{connection}``              ``{jobId}``            chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
+``QIDX#{connection}``             ``{entity}#{ref}``     the same entry's stage and version only (cheap to read)
+``PARK#{connection}``             ``{jobId}``            chunk parked until Marketo's quota resets
 ``PAY#{connection}``              ``{customer number}``  payment facts (only customers with a non-zero fact)
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
 ``LIMIT#{munchkin}``              ``QUOTA``              daily quota used up: no call before ``until``
@@ -56,6 +58,14 @@ def jobs(connection: str) -> str:
 
 def quarantine(connection: str) -> str:
     return f"QUAR#{connection}"
+
+
+def quarantine_index(connection: str) -> str:
+    return f"QIDX#{connection}"
+
+
+def parked(connection: str) -> str:
+    return f"PARK#{connection}"
 
 
 def quarantine_sk(entity: str, ref: str) -> str:

@@ -6,28 +6,38 @@ from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable, plain
 from ml_connector.state.models import QuarantineEntry, QuarantineMark
 
-MARK_FIELDS = ("sk", "stage", "version")
-
 
 class DynamoQuarantine:
     def __init__(self, table: StateTable) -> None:
         self._t = table
 
     def put(self, entry: QuarantineEntry) -> None:
-        self._t.put({**keys.key(keys.quarantine(entry.connection), keys.quarantine_sk(entry.entity, entry.ref)),
-                     **entry.model_dump()})
+        sk = keys.quarantine_sk(entry.entity, entry.ref)
+        mark = {"stage": entry.stage, **({"version": entry.version} if entry.version else {})}
+        self._t.put_many([{**keys.key(keys.quarantine(entry.connection), sk), **entry.model_dump()},
+                          {**keys.key(keys.quarantine_index(entry.connection), sk), **mark}])
 
     def entries(self, connection: str) -> list[QuarantineEntry]:
         return [QuarantineEntry.model_validate(plain(i)) for i in self._t.query(keys.quarantine(connection))]
 
-    def marks(self, connection: str, keys_: Iterable[str]) -> dict[str, QuarantineMark]:
-        return _marks(self._t.get_many(keys.quarantine(connection), keys_, projection=MARK_FIELDS))
-
     def index(self, connection: str) -> dict[str, QuarantineMark]:
-        return _marks(self._t.query(keys.quarantine(connection), projection=MARK_FIELDS))
+        # The index items, not the entries: a query is billed by the size of what it reads, projection or not.
+        marks = _marks(self._t.query(keys.quarantine_index(connection)))
+        if not marks:
+            marks = self._index_entries_from_before_the_index(connection)
+        return marks
+
+    def _index_entries_from_before_the_index(self, connection: str) -> dict[str, QuarantineMark]:
+        """Entries quarantined by a version without the index are indexed once, the first time it is empty."""
+        marks = _marks(self._t.query(keys.quarantine(connection), projection=("sk", "stage", "version")))
+        self._t.put_many({**keys.key(keys.quarantine_index(connection), sk),
+                          **mark.model_dump(exclude_none=True)} for sk, mark in marks.items())
+        return marks
 
     def release(self, connection: str, entity: str, ref: str) -> None:
-        self._t.delete(keys.key(keys.quarantine(connection), keys.quarantine_sk(entity, ref)))
+        sk = keys.quarantine_sk(entity, ref)
+        self._t.delete_many([keys.key(keys.quarantine(connection), sk),
+                             keys.key(keys.quarantine_index(connection), sk)])
 
 
 def _marks(items: Iterable[dict[str, str]]) -> dict[str, QuarantineMark]:

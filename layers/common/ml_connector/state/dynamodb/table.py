@@ -55,12 +55,13 @@ class StateTable:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def get_many(self, pk: str, sort_keys: Iterable[int | str], projection: Sequence[str] = ()
-                 ) -> list[dict[str, Any]]:
+    def get_many(self, pk: str, sort_keys: Iterable[int | str], projection: Sequence[str] = (), *,
+                 consistent: bool = True) -> list[dict[str, Any]]:
         unique = list(dict.fromkeys(str(s) for s in sort_keys))
         items: list[dict[str, Any]] = []
         for start in range(0, len(unique), BATCH_GET_LIMIT):
-            items.extend(self._batch_get([key(pk, s) for s in unique[start : start + BATCH_GET_LIMIT]], projection))
+            batch = [key(pk, s) for s in unique[start : start + BATCH_GET_LIMIT]]
+            items.extend(self._batch_get(batch, projection, consistent))
         return items
 
     def put_many(self, items: Iterable[dict[str, Any]]) -> None:
@@ -82,9 +83,10 @@ class StateTable:
             else:
                 raise RuntimeError("DynamoDB left writes unprocessed after retries")
 
-    def _batch_get(self, keys: list[dict[str, str]], projection: Sequence[str]) -> list[dict[str, Any]]:
+    def _batch_get(self, keys: list[dict[str, str]], projection: Sequence[str], consistent: bool
+                   ) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        spec: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+        spec: dict[str, Any] = {"Keys": keys, "ConsistentRead": consistent}
         if projection:
             names = _names(projection)
             spec.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
