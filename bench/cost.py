@@ -6,12 +6,12 @@ from pydantic import BaseModel
 
 from bench.models import CycleResult
 
-PRICES_AS_OF = "issue #8 (AWS public price pages, us-east-1, arm64; not re-checked on the run date)"
+PRICES_AS_OF = "late 2026 (us-east-1, arm64; ../shared/reference/aws-costs.md)"
 LAMBDA_GB_SECOND = 0.0000133334  # arm64
 LAMBDA_REQUEST = 0.20 / 1e6
 SQS_REQUEST = 0.40 / 1e6  # standard queue, after the free tier
-DYNAMO_WRITE_UNIT = 1.25 / 1e6  # on-demand
-DYNAMO_READ_UNIT = 0.25 / 1e6
+DYNAMO_WRITE_UNIT = 0.625 / 1e6  # on-demand, since 1 Nov 2024
+DYNAMO_READ_UNIT = 0.125 / 1e6
 SQS_BATCH = 10  # messages per SendMessageBatch / ReceiveMessage / DeleteMessageBatch
 
 
@@ -22,8 +22,8 @@ class Cost(BaseModel):
     writer_gb_s: float
     invocations: int
     sqs_requests: int
-    dynamo_writes: int
-    dynamo_reads: int
+    dynamo_writes: float  # request units, as billed
+    dynamo_reads: float
 
     @property
     def per_million(self) -> dict[str, float]:
@@ -39,7 +39,8 @@ class Cost(BaseModel):
 
 def cost_of(cycle: CycleResult, memory_mb: int) -> Cost:
     """GB-seconds from the measured handler durations; SQS requests estimated at one send, one receive and one
-    delete per 10 messages; DynamoDB units counted at moto (one unit per item call: the items are < 1 KB)."""
+    delete per 10 messages; DynamoDB request units metered at moto's request layer as AWS bills them
+    (``bench/units.py``)."""
     gb = memory_mb / 1024
     batches = -(-cycle.messages_sent // SQS_BATCH)
     return Cost(records=max(cycle.messages_sent, 1), memory_mb=memory_mb, poller_gb_s=cycle.poller_seconds * gb,

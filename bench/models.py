@@ -36,6 +36,10 @@ class PipelineSettings(BaseModel):
     edit_fraction: float = 0.01
 
 
+def _no_units() -> dict[str, dict[str, float]]:
+    return {"read": {}, "write": {}}
+
+
 class CycleResult(BaseModel):
     label: str
     budget: Budget
@@ -59,8 +63,8 @@ class CycleResult(BaseModel):
     visma_ideal_pages: int
     limiter_dynamo_calls: int
     other_dynamo_item_calls: int
-    dynamo_writes: int
-    dynamo_reads: int
+    # DynamoDB request units as billed, by kind ("read"/"write") and key family (REC, POLL, JOB, LIMIT ...)
+    dynamo_units: dict[str, dict[str, float]] = Field(default_factory=_no_units)
     messages_failed: int
     handler_errors: int
     worker_errors: list[str] = Field(default_factory=list)
@@ -92,6 +96,19 @@ class CycleResult(BaseModel):
     def surfaced_failures(self) -> int:
         """Messages a writer reported failed, failed invocations, and dead letters."""
         return self.messages_failed + self.handler_errors + self.dead_letters
+
+    @property
+    def dynamo_writes(self) -> float:
+        return sum(self.dynamo_units["write"].values())
+
+    @property
+    def dynamo_reads(self) -> float:
+        return sum(self.dynamo_units["read"].values())
+
+    def units_per_record(self, kind: str) -> dict[str, float]:
+        """Units of one kind per record sent, by key family."""
+        records = max(self.messages_sent, 1)
+        return {family: units / records for family, units in sorted(self.dynamo_units[kind].items())}
 
     @property
     def limiter_calls_per_marketo_call(self) -> float:

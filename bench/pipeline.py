@@ -6,12 +6,14 @@ import json
 import math
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.models import Budget, CycleResult, PipelineSettings
 from bench.probes import DynamoCounter, WriteClock
 from bench.remote import StackSpec
+from bench.units import DynamoUnits
 from bench.writers import WorkerResult, run_writers
 from localrun.environment import LocalEnvironment
 from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH
@@ -67,7 +69,7 @@ class BenchEnvironment(LocalEnvironment):
             QueueUrl=self.resource("SyncDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"])
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
-    def run_cycle(self, label: str, dynamo: DynamoCounter) -> CycleResult:
+    def run_cycle(self, label: str, dynamo: Meters) -> CycleResult:
         """One schedule tick: the poller, then the writers draining everything it enqueued."""
         before = _Snapshot.take(self, dynamo)
         started = time.monotonic()
@@ -93,16 +95,30 @@ class BenchEnvironment(LocalEnvironment):
         return {"entities": entities, "runs": runs}
 
 
+@dataclass(frozen=True)
+class Meters:
+    """DynamoDB as seen in the bench process: item calls (the limiter's apart) and request units as billed."""
+
+    calls: DynamoCounter
+    units: DynamoUnits
+
+
 class _Snapshot:
     """Counters before and after a cycle."""
 
     def __init__(self, marketo: dict[str, int], stats: dict[str, Any], visma: dict[str, Any],
-                 dynamo: Counter[str]) -> None:
-        self.marketo, self.stats, self.visma, self.dynamo = marketo, stats, visma, dynamo
+                 dynamo: Counter[str], units: dict[str, dict[str, float]]) -> None:
+        self.marketo, self.stats, self.visma, self.dynamo, self.units = marketo, stats, visma, dynamo, units
 
     @classmethod
-    def take(cls, env: BenchEnvironment, dynamo: DynamoCounter) -> _Snapshot:
-        return cls(env._marketo_counts(), env.marketo.stats.snapshot(), env.visma.stats.snapshot(), dynamo.snapshot())
+    def take(cls, env: BenchEnvironment, dynamo: Meters) -> _Snapshot:
+        return cls(env._marketo_counts(), env.marketo.stats.snapshot(), env.visma.stats.snapshot(),
+                   dynamo.calls.snapshot(), dynamo.units.snapshot())
+
+    def units_since(self, before: _Snapshot) -> dict[str, dict[str, float]]:
+        return {kind: {family: round(value - before.units[kind].get(family, 0.0), 1)
+                       for family, value in self.units[kind].items() if value > before.units[kind].get(family, 0.0)}
+                for kind in ("read", "write")}
 
     def errors(self, code: str) -> int:
         return int(self.stats["errors_by_code"].get(code, 0))
@@ -132,8 +148,7 @@ def _cycle_result(env: BenchEnvironment, label: str, poll: dict[str, Any], polle
         visma_record_pages=sum(after.visma_path(p) - before.visma_path(p) for p in RECORD_PATHS.values()),
         visma_ideal_pages=env.ideal_visma_pages(),
         limiter_dynamo_calls=dynamo["limiter"], other_dynamo_item_calls=dynamo["other"],
-        dynamo_writes=sum(n for k, n in dynamo.items() if ":" in k and not k.endswith("get_item")),
-        dynamo_reads=sum(n for k, n in dynamo.items() if k.endswith(":get_item")),
+        dynamo_units=after.units_since(before),
         messages_failed=sum(w.failed for w in workers), handler_errors=sum(w.handler_errors for w in workers),
         worker_errors=[e for w in workers for e in w.errors][:5], dead_letters=env.dead_letters(),
         poller_seconds=poller_s, poller_invocations=int(poll["runs"]),

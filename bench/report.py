@@ -211,6 +211,25 @@ def _cold_lines(report: BenchReport) -> list[str]:
     return rows + [""]
 
 
+def _unit_lines(report: BenchReport) -> list[str]:
+    """DynamoDB request units per record sent, by key family, for each default-budget cycle."""
+    rows = ["DynamoDB request units per record sent, metered at moto's request layer as AWS bills them "
+            "(item sizes rounded up to 1 KB for writes and 4 KB for reads, eventually consistent reads at half, "
+            "failed conditional writes included; `bench/units.py`):", "",
+            "| Cycle | Writes per record | Reads per record | Writes by key family | Reads by key family |",
+            "|---|---|---|---|---|"]
+    for c in report.cycles:
+        if not c.messages_sent:
+            rows.append(f"| {c.label} | — | — | {c.dynamo_writes:.0f} units, no record sent | "
+                        f"{c.dynamo_reads:.0f} units |")
+            continue
+        writes, reads = c.units_per_record("write"), c.units_per_record("read")
+        rows.append(f"| {c.label} | {sum(writes.values()):.2f} | {sum(reads.values()):.2f} | "
+                    f"{', '.join(f'{k} {v:.2f}' for k, v in writes.items())} | "
+                    f"{', '.join(f'{k} {v:.2f}' for k, v in reads.items())} |")
+    return rows
+
+
 def _cost_lines(report: BenchReport) -> list[str]:
     c = report.cost
     if c is None:
@@ -218,12 +237,13 @@ def _cost_lines(report: BenchReport) -> list[str]:
     per = c.per_million
     return ["## Cost", "",
             f"Prices as of {PRICES_AS_OF}: Lambda arm64 ${LAMBDA_GB_SECOND} per GB-second and $0.20 per 1M requests; "
-            "SQS $0.40 per 1M requests; DynamoDB on-demand $1.25 per 1M write and $0.25 per 1M read request units.",
+            "SQS $0.40 per 1M requests; DynamoDB on-demand $0.625 per 1M write and $0.125 per 1M read request units.",
             "",
             f"From the full load at the {DEFAULT_BUDGET.name}: poller {c.poller_gb_s:.1f} GB-s, writers "
             f"{c.writer_gb_s:.1f} GB-s ({c.memory_mb} MB functions, measured durations), {c.invocations} invocations, "
-            f"~{c.sqs_requests:,} SQS requests, {c.dynamo_writes:,} DynamoDB writes and {c.dynamo_reads:,} reads "
-            f"for {c.records:,} records.", "",
+            f"~{c.sqs_requests:,} SQS requests, {c.dynamo_writes:,.0f} DynamoDB write and {c.dynamo_reads:,.0f} read "
+            f"request units for {c.records:,} records.", "",
+            *_unit_lines(report), "",
             f"- Per 1M records: Lambda ${per['lambda']:.2f}, SQS ${per['sqs']:.2f}, DynamoDB ${per['dynamodb']:.2f}; "
             f"total **${c.total_per_million:.2f}**.",
             "- Writer time includes waiting for the Marketo budget (the limiter sleeps inside the invocation), which "

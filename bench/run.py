@@ -24,8 +24,9 @@ from bench.models import (
     MemoryResult,
     PipelineSettings,
 )
-from bench.pipeline import BenchEnvironment
+from bench.pipeline import BenchEnvironment, Meters
 from bench.probes import DynamoCounter
+from bench.units import DynamoUnits
 from localrun import fast_sqs
 
 
@@ -66,7 +67,7 @@ def run(options: Options, progress: bool = True) -> BenchReport:
     say = print if progress else (lambda *_: None)
     fast_sqs.install()  # emulator speed-ups, this process only (moto's server runs here)
     fast_dispatch.install()
-    dynamo = DynamoCounter().install()
+    dynamo = Meters(DynamoCounter().install(), DynamoUnits().install())
     started = time.monotonic()
     report = BenchReport(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(), options=options)
     say("cold imports ...")
@@ -92,7 +93,7 @@ def _settings(options: Options, records: int) -> PipelineSettings:
                             marketo_latency_s=options.marketo_latency_s)
 
 
-def _default_budget_cycles(options: Options, report: BenchReport, dynamo: DynamoCounter,
+def _default_budget_cycles(options: Options, report: BenchReport, dynamo: Meters,
                            say: object) -> list[dict[str, object]]:
     """Full load, no-op cycle and 1 % edits at the default budget; returns records for the baseline."""
     assert callable(say)
