@@ -26,12 +26,16 @@ def invoke_poller(lam: Any, function_name: str, connections: list[str] | None = 
     response = lam.invoke(FunctionName=function_name, InvocationType="RequestResponse",
                           Payload=json.dumps(event).encode("utf-8"))
     body = response["Payload"].read()
-    result = json.loads(body) if body else {}
+    try:
+        result = json.loads(body) if body else {}
+    except json.JSONDecodeError:
+        result = None
     if response.get("FunctionError"):
         # The poller raises after trying every connection; Lambda returns its error type and message.
-        detail = result.get("errorMessage", body.decode("utf-8", "replace")[:500]) if isinstance(result, dict) else ""
-        kind = result.get("errorType", response["FunctionError"]) if isinstance(result, dict) else ""
-        raise OperationError(f"the poller {function_name} failed: {kind}: {detail}")
+        error = result if isinstance(result, dict) else {}
+        detail = error.get("errorMessage") or body.decode("utf-8", "replace").strip()[:500]
+        raise OperationError(f"the poller {function_name} failed: "
+                             f"{error.get('errorType', response['FunctionError'])}: {detail}")
     if not isinstance(result, dict):
-        raise OperationError(f"the poller {function_name} returned {type(result).__name__}, not a poll report")
+        raise OperationError(f"the poller {function_name} returned no poll report: {body[:200]!r}")
     return result

@@ -54,18 +54,19 @@ class Target(BaseModel):
         _check_region(session)
         cfn, lam = session.client("cloudformation"), session.client("lambda")
         functions, env = {}, {}
+        try:
+            resources = {r["LogicalResourceId"]: r.get("PhysicalResourceId")
+                         for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name)
+                         for r in page["StackResourceSummaries"] if r.get("LogicalResourceId")}
+        except ClientError as exc:
+            if "does not exist" not in str(exc.response.get("Error", {}).get("Message", "")):
+                raise
+            raise TargetError(f"stack {stack_name} not found in region {session.region_name}: "
+                              "check --stack and --region") from exc
         for logical_id in FUNCTIONS:
-            try:
-                resource = cfn.describe_stack_resource(StackName=stack_name, LogicalResourceId=logical_id)
-            except ClientError as exc:
-                message = str(exc.response.get("Error", {}).get("Message", ""))
-                if "does not exist" not in message:
-                    raise
-                if "Stack with id" in message:
-                    raise TargetError(f"stack {stack_name} not found in region {session.region_name}: "
-                                      "check --stack and --region") from exc
-                raise TargetError(f"stack {stack_name} has no {logical_id}: is it an ml-connector stack?") from exc
-            name = resource["StackResourceDetail"]["PhysicalResourceId"]
+            name = resources.get(logical_id)
+            if not name:
+                raise TargetError(f"stack {stack_name} has no {logical_id}: is it an ml-connector stack?")
             functions[logical_id] = name
             config = lam.get_function_configuration(FunctionName=name)
             env.update(config.get("Environment", {}).get("Variables", {}))

@@ -8,9 +8,11 @@ credential value.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
+import boto3
 from pydantic import BaseModel, ValidationError
 
 from ml_connector.config import ConnectionConfig, MarketoSettings, VismaSettings
@@ -67,13 +69,15 @@ def check_credentials(visma: dict[str, Any], marketo: dict[str, Any], connection
 
 
 def check_connection(runtime: Runtime, connection: ConnectionConfig) -> list[Check]:
-    """The probes with a deployed connection's own secrets (read from Secrets Manager now, not from a cache)
-    and endpoints."""
+    """The probes with a deployed connection's own secrets and endpoints. The secrets are read from Secrets
+    Manager now, past the runtime's cache and without filling it: a check must see what is stored, and a
+    secret it finds wrong must not linger for the functions' next five minutes."""
     v, m = connection.visma, connection.marketo
     found: dict[str, dict[str, Any]] = {}
+    client = boto3.client("secretsmanager")
     for system, secret_id in (("Visma", v.secret_id), ("Marketo", m.secret_id)):
         try:
-            value = runtime.secrets.get(secret_id, transform="json", force_fetch=True)
+            value = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
         except Exception as exc:  # noqa: BLE001 - a missing or unreadable secret is a failed check, said why
             return [Check(name=f"{system} secret", ok=False, connection=connection.id,
                           detail=f"{secret_id}: {type(exc).__name__}",

@@ -97,7 +97,9 @@ def _alarms(stack_name: str) -> Check:
             AlarmNamePrefix=prefix, StateValue="ALARM"):
         # CloudFormation names them {stack}-{LogicalId}-{suffix}; a logical id has no dash, so a longer
         # remainder belongs to another stack whose name starts with ours (stack "ml" vs "ml-connector").
-        firing.extend(a for a in page["MetricAlarms"] if a["AlarmName"][len(prefix):].count("-") <= 1)
+        # The state is checked here as well: moto applies only the first of the two filters.
+        firing.extend(a for a in page["MetricAlarms"] if a["AlarmName"][len(prefix):].count("-") <= 1
+                      and a["StateValue"] == "ALARM")
     if firing:
         return Check(name="Alarms", ok=False, detail=f"in ALARM: {', '.join(a['AlarmName'] for a in firing)}",
                      advice=" | ".join(f"{a['AlarmName']}: {a.get('AlarmDescription') or 'see README, Operate'}"
