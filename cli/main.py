@@ -326,9 +326,9 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", parents=[where, connection],
                           help="the last poll cycles per connection: counts and durations")
     runs.add_argument("--last", type=int, default=10, metavar="N", help="cycles per connection (default: 10)")
-    doctor = sub.add_parser("doctor", parents=[where],
-                            help="check the stack end to end (credentials, Marketo fields, schedule, queues, "
-                                 "alarms) and say what to fix")
+    sub.add_parser("doctor", parents=[where],
+                   help="check the stack end to end (credentials, Marketo fields, schedule, queues, "
+                        "alarms) and say what to fix")
     replay = sub.add_parser("replay", parents=[where], help="send a failed job's messages to the queue again")
     replay.add_argument("job_id", metavar="JOB_ID", help="the job's ID (from `status`, the logs or the quarantine)")
     redrive = sub.add_parser("redrive", parents=[where],
