@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,9 +20,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cli.target import LOCAL_TARGET_FILE, Target, TargetError, dumps, resolve
+from cli.errors import explain
+from cli.target import LOCAL_TARGET_FILE, Target, dumps, resolve
 from localrun import demo
-from ml_connector.config import ConfigError
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 console = Console()
@@ -38,10 +40,20 @@ def _table(title: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> Tab
 
 
 def _emit(args: argparse.Namespace, data: Any, render: Callable[[], None]) -> None:
-    if args.json:
+    if _json(args):
         print(dumps(data), file=console.file)
     else:
         render()
+
+
+def _json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+def _checks_table(title: str, checks: Sequence[Any]) -> Table:
+    return _table(title, ["connection", "check", "result", "detail", "what to do"],
+                  [(c.connection or "", c.name, "PASS" if c.ok else "FAIL", c.detail, c.advice or "")
+                   for c in checks])
 
 
 def _runtime_and_queues() -> tuple[Any, Any]:
@@ -92,11 +104,25 @@ def cmd_replay(args: argparse.Namespace, target: Target) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace, target: Target) -> int:
-    from ml_connector.usecases.redrive_dead_letters import redrive_dead_letters
+    from ml_connector.usecases.redrive_dead_letters import redrive_dead_letters, redrive_progress
 
-    moved = redrive_dead_letters(_runtime_and_queues()[1], limit=args.limit)
-    _emit(args, {"moved": moved}, lambda: console.print(f"Moved {moved} messages from the dead-letter queue."))
-    return EXIT_OK
+    queues = _runtime_and_queues()[1]
+    if args.progress:
+        tasks = redrive_progress(queues)
+        _emit(args, [t.model_dump() for t in tasks], lambda: console.print(_table(
+            "Dead-letter move tasks (newest first)", ["status", "moved", "to move", "started", "failure"],
+            [(t.status, t.moved, t.to_move, t.started, t.failure) for t in tasks])))
+        return EXIT_OK
+    task = redrive_dead_letters(queues, rate=args.rate)
+    while args.wait and task.status in ("RUNNING", "CANCELLING"):
+        time.sleep(2)
+        task = redrive_progress(queues)[0]
+    _emit(args, task.model_dump(), lambda: console.print(
+        f"{task.method}: {task.status}, {task.moved} moved"
+        + (f" of {task.to_move}" if task.to_move is not None else "")
+        + (f"; {task.failure}" if task.failure else "")
+        + ("; follow it with `ml-connector redrive --progress`" if task.status == "RUNNING" else "")))
+    return EXIT_PROBLEM if task.status in ("FAILED", "CANCELLED") else EXIT_OK
 
 
 def cmd_quarantine(args: argparse.Namespace, target: Target) -> int:
@@ -140,16 +166,18 @@ def cmd_preview(args: argparse.Namespace, target: Target) -> int:
 def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     if target is None:
         return _sync_sandboxes(args)
+    if target.kind == "stack":
+        return _sync_deployed(args, target)
     from ml_connector.deadline import NO_DEADLINE
     from ml_connector.usecases.drain_queue import drain_queue
     from ml_connector.usecases.run_poll_cycle import run_poll_cycle
 
     runtime, queues = _runtime_and_queues()
     with console.status("Polling Visma ..."):
-        cycle = run_poll_cycle(runtime, NO_DEADLINE)
+        cycle = run_poll_cycle(runtime, NO_DEADLINE, args.connection and [args.connection])
     reports = cycle.entities
     with Progress(TextColumn("Writing to Marketo"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=args.json) as progress:
+                  console=console, disable=_json(args)) as progress:
         task = progress.add_task("write", total=queues.depth() or None)
         drained = drain_queue(runtime, queues, on_batch=lambda n: progress.advance(task, n))
     data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in cycle.reference],
@@ -160,6 +188,28 @@ def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
         f"{drained.failed} failed."))
     errors_seen = bool(cycle.failures())
     return EXIT_PROBLEM if drained.failed or errors_seen else EXIT_OK
+
+
+def _sync_deployed(args: argparse.Namespace, target: Target) -> int:
+    from cli.remote import invoke_poller, lambda_client
+
+    function = target.functions["PollerFunction"]
+    with console.status(f"Running the poller {function} ..."):
+        report = invoke_poller(lambda_client(target.region), function, args.connection and [args.connection])
+    entities = report.get("entities", [])
+
+    def render() -> None:
+        console.print(_table(
+            f"Poll of stack {target.name} (the writers drain the queue in Lambda)",
+            ["connection", "entity", "read", "sent", "already enqueued", "quarantined", "complete", "error"],
+            [(e.get("connection"), e.get("entity"), e.get("records_read"), e.get("messages_sent"),
+              e.get("already_enqueued"), e.get("quarantined"), e.get("complete"), e.get("error")) for e in entities]))
+        console.print(f"Read {sum(e.get('records_read', 0) for e in entities)} records, sent "
+                      f"{sum(e.get('messages_sent', 0) for e in entities)} messages; "
+                      f"{report.get('requeued_after_quota_reset', 0)} re-queued after a quota reset.")
+
+    _emit(args, report, render)
+    return EXIT_PROBLEM if any(e.get("error") for e in entities) else EXIT_OK
 
 
 def _sync_sandboxes(args: argparse.Namespace) -> int:
@@ -189,61 +239,125 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ping(args: argparse.Namespace) -> int:
-    from cli.ping import run_checks
+def cmd_ping(args: argparse.Namespace, target: Target | None) -> int:
+    if target is None:
+        from cli.ping import run_checks
 
-    checks = run_checks(args.credentials)
-    _emit(args, [c.model_dump() for c in checks], lambda: console.print(_table(
-        "Connectivity", ["check", "result", "detail"],
-        [(c.name, "PASS" if c.ok else "FAIL", c.detail) for c in checks])))
+        checks = run_checks(args.credentials)
+    else:
+        from ml_connector.runtime import get_runtime
+        from ml_connector.usecases.check_connectivity import check_connection
+
+        runtime = get_runtime()
+        checks = [c for conn in runtime.connections() for c in check_connection(runtime, conn)]
+    _emit(args, [c.model_dump() for c in checks], lambda: console.print(_checks_table("Connectivity", checks)))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_PROBLEM
 
 
-# -- parser -------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ml-connector", description="Visma.net ERP → Marketo Engage connector")
-    parser.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--stack", help="a deployed stack's name (default: the running `ml-connector local up`)")
-    where.add_argument("--region", help="AWS region of --stack")
-    where.add_argument("--target-file", help=argparse.SUPPRESS)
-    seeded = argparse.ArgumentParser(add_help=False)
-    seeded.add_argument("--seed", type=int, default=7)
-    seeded.add_argument("--customers", type=int, default=2000)
-    seeded.add_argument("--suppliers", type=int, default=500)
+def cmd_runs(args: argparse.Namespace, target: Target) -> int:
+    from ml_connector.runtime import get_runtime
+    from ml_connector.usecases.list_runs import list_runs
 
-    sub = parser.add_subparsers(dest="command", required=True)
+    runs = list_runs(get_runtime(), last=args.last, connection=args.connection)
+    _emit(args, [{**r.model_dump(), "seconds": r.seconds} for r in runs], lambda: console.print(_table(
+        f"Poll cycles ({target.kind} {target.name}), newest first",
+        ["connection", "started", "seconds", "read", "sent", "re-queued", "errors", "first error"],
+        [(r.connection, r.started, r.seconds, r.records_read, r.messages_sent, r.requeued, r.errors, r.error)
+         for r in runs])))
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace, target: Target) -> int:
+    from ml_connector.usecases.check_deployment import check_deployment
+
+    with console.status("Checking the stack ..."):
+        checks = check_deployment(*_runtime_and_queues(), target.stack_name)
+    failed = [c for c in checks if not c.ok]
+    def render() -> None:
+        console.print(_checks_table(f"Doctor ({target.kind} {target.stack_name})", checks))
+        console.print(f"{len(failed)} check(s) failed." if failed else "All checks passed.")
+
+    _emit(args, {"ok": not failed, "checks": [c.model_dump() for c in checks]}, render)
+    return EXIT_PROBLEM if failed else EXIT_OK
+
+
+# -- parser -------------------------------------------------------------------------------------
+def _version() -> str:
+    try:
+        return importlib.metadata.version("ml-connector")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --json is accepted before or after the subcommand (as with aws and sam): SUPPRESS keeps a subcommand's
+    # unset default from overwriting a --json given before it.
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print one JSON document on stdout (for scripts)")
+    parser = argparse.ArgumentParser(prog="ml-connector", parents=[output],
+                                     description="Visma.net ERP → Marketo Engage connector: run, inspect and "
+                                                 "repair a deployed or local stack.",
+                                     epilog="Exit codes: 0 ok, 1 a problem was found, 2 usage or configuration "
+                                            "error.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
+    where = argparse.ArgumentParser(add_help=False, parents=[output])
+    where.add_argument("--stack", metavar="NAME",
+                       help="a deployed stack's name (default: the running `ml-connector local up`)")
+    where.add_argument("--region", metavar="REGION", help="AWS region of --stack (default: your AWS configuration's)")
+    where.add_argument("--target-file", metavar="FILE", help=argparse.SUPPRESS)
+    seeded = argparse.ArgumentParser(add_help=False)
+    seeded.add_argument("--seed", type=int, default=7, help="sandbox data seed (default: 7)")
+    seeded.add_argument("--customers", type=int, default=2000, help="sandbox customers (default: 2000)")
+    seeded.add_argument("--suppliers", type=int, default=500, help="sandbox suppliers (default: 500)")
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--connection", metavar="ID", help="only this connection (default: all)")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("demo", help="what `make demo` runs: two cycles against local sandboxes, then verify",
                    add_help=False)
-    sync = sub.add_parser("sync", parents=[where, seeded], help="one full cycle: poll, then drain the queue")
+    sync = sub.add_parser("sync", parents=[where, seeded, connection],
+                          help="one cycle: with --stack, run the deployed poller Lambda (the writers drain in "
+                               "Lambda); else poll and drain the local stack in-process")
     sync.add_argument("--once", action="store_true", required=True, help="run one cycle and exit")
     sync.add_argument("--sandboxes", action="store_true",
                       help="against fresh in-process sandboxes (the default when no stack is named or running)")
-    ping = sub.add_parser("ping", help="check credentials and reachability of Visma and Marketo")
-    ping.add_argument("--credentials", help="JSON file with real credentials (default: the sandboxes)")
+    ping = sub.add_parser("ping", parents=[where], help="check credentials and reachability of Visma and Marketo")
+    ping.add_argument("--credentials", metavar="FILE",
+                      help="JSON file with credentials to try (default: the stack's secrets with --stack, "
+                           "else the sandboxes)")
     status = sub.add_parser("status", parents=[where], help="watermarks, lag, jobs, quarantine, DLQ depth")
-    status.add_argument("--jobs", type=int, default=5)
+    status.add_argument("--jobs", type=int, default=5, metavar="N", help="recent jobs to show (default: 5)")
+    runs = sub.add_parser("runs", parents=[where, connection],
+                          help="the last poll cycles per connection: counts and durations")
+    runs.add_argument("--last", type=int, default=10, metavar="N", help="cycles per connection (default: 10)")
+    sub.add_parser("doctor", parents=[where],
+                   help="check the stack end to end (credentials, Marketo fields, schedule, queues, "
+                        "alarms) and say what to fix")
     replay = sub.add_parser("replay", parents=[where], help="send a failed job's messages to the queue again")
-    replay.add_argument("job_id")
-    redrive = sub.add_parser("redrive", parents=[where], help="move dead-letter messages back to the queue")
-    redrive.add_argument("--limit", type=int)
-    quarantine = sub.add_parser("quarantine", parents=[where], help="list or retry quarantined records")
-    quarantine.add_argument("action", choices=["list", "retry"])
-    quarantine.add_argument("--connection")
-    preview = sub.add_parser("preview", parents=[where], help="what the next cycle would write (writes nothing)")
-    preview.add_argument("--connection")
-    preview.add_argument("--limit", type=int, default=50)
-    local = sub.add_parser("local", help="a long-running local stack other commands can target")
-    local.add_argument("action", choices=["up"])
-    local.add_argument("--seed", type=int, default=7)
-    local.add_argument("--customers", type=int, default=2000)
-    local.add_argument("--suppliers", type=int, default=500)
+    replay.add_argument("job_id", metavar="JOB_ID", help="the job's ID (from `status`, the logs or the quarantine)")
+    redrive = sub.add_parser("redrive", parents=[where],
+                             help="move dead-letter messages back to the queue (an SQS message-move task)")
+    redrive.add_argument("--rate", type=int, metavar="N", help="at most N messages per second (default: SQS's)")
+    redrive.add_argument("--wait", action="store_true", help="wait until the move task finishes")
+    redrive.add_argument("--progress", action="store_true", help="show the recent move tasks; start none")
+    quarantine = sub.add_parser("quarantine", parents=[where, connection], help="list or retry quarantined records")
+    quarantine.add_argument("action", choices=["list", "retry"],
+                            help="list: records and reasons; retry: re-send those whose cause is fixed")
+    preview = sub.add_parser("preview", parents=[where, connection],
+                             help="what the next cycle would write (writes nothing)")
+    preview.add_argument("--limit", type=int, default=50, metavar="N", help="changes to show (default: 50)")
+    local = sub.add_parser("local", parents=[output], help="a long-running local stack other commands can target")
+    local.add_argument("action", choices=["up"], help="up: start it and keep it running until Ctrl-C")
+    for option, default in (("--seed", 7), ("--customers", 2000), ("--suppliers", 500)):
+        local.add_argument(option, type=int, default=default, help=f"sandbox {option[2:]} (default: {default})")
     return parser
 
 
 TARGETED: dict[str, Callable[[argparse.Namespace, Target], int]] = {
     "status": cmd_status, "replay": cmd_replay, "redrive": cmd_redrive, "quarantine": cmd_quarantine,
-    "preview": cmd_preview,
+    "preview": cmd_preview, "runs": cmd_runs, "doctor": cmd_doctor,
 }
 
 
@@ -258,16 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with contextlib.redirect_stdout(sys.stderr), _no_metric_carryover():
             return _dispatch(args)
-    except (ConfigError, TargetError) as exc:
-        errors.print(f"[red]error:[/red] {exc}")
-        return EXIT_USAGE
     except Exception as exc:  # an operator deserves one clear line, not a traceback of our internals
-        from ml_connector.queues import OperationError
-
-        if isinstance(exc, OperationError):
-            errors.print(f"[red]error:[/red] {exc}")
-            return EXIT_PROBLEM
-        raise
+        explained = explain(exc)
+        if explained is None:
+            raise
+        code, line = explained
+        errors.print(f"[red]error:[/red] {line}", markup=True, highlight=False, soft_wrap=True)
+        return code
 
 
 @contextlib.contextmanager
@@ -285,20 +396,23 @@ def _no_metric_carryover() -> Any:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "local":
         return cmd_local_up(args)
-    if args.command == "ping":
-        return cmd_ping(args)
-    if args.command == "sync":
+    if args.command in ("ping", "sync"):
+        # Without a target, ping tries the sandboxes (or --credentials) and sync runs fresh sandboxes.
+        command = cmd_ping if args.command == "ping" else cmd_sync
         target = _optional_target(args)
         if target is None:
-            return cmd_sync(args, None)
+            return command(args, None)
         with target.applied():
-            return cmd_sync(args, target)
+            return command(args, target)
     target = resolve(args.stack, args.region, args.target_file)
     with target.applied():
         return TARGETED[args.command](args, target)
 
 
 def _optional_target(args: argparse.Namespace) -> Target | None:
+    if args.command == "ping":
+        named = (args.stack or args.target_file) and not args.credentials
+        return resolve(args.stack, args.region, args.target_file) if named else None
     if args.sandboxes:
         return None
     if args.stack or args.target_file or LOCAL_TARGET_FILE.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -67,7 +68,10 @@ def test_redrive_moves_dead_letters_back(env, target_file, capsys):
     dlq = env.resource("SyncDeadLetterQueue")
     sqs.send_message(QueueUrl=dlq, MessageBody='{"not": "a sync message"}')
     code, data = run(capsys, "redrive", "--target-file", target_file)
-    assert code == EXIT_OK and data == {"moved": 1}
+    # moto has no SQS message-move tasks: against it the messages are moved by receive and send.
+    assert code == EXIT_OK and (data["status"], data["moved"], data["method"]) == (
+        "COMPLETED", 1, "receive and send (local emulator)")
+    assert env.queue_depth("SyncDeadLetterQueue") == 0
     code, data = run(capsys, "sync", "--once", "--target-file", target_file)
     code, entries = run(capsys, "quarantine", "list", "--target-file", target_file)
     assert any("malformed SQS message" in e["reason"] for e in entries)
@@ -77,6 +81,28 @@ def test_replay_of_unknown_job_is_a_clear_error(target_file, capsys):
     code = main(["replay", "nope", "--target-file", target_file])
     assert code == EXIT_PROBLEM
     assert "no job nope" in capsys.readouterr().err
+
+
+def test_json_after_the_subcommand_and_runs_of_cli_cycles(target_file, capsys):
+    assert main(["sync", "--once", "--target-file", target_file, "--json"]) == EXIT_OK
+    assert "write" in json.loads(capsys.readouterr().out)
+    assert main(["runs", "--json", "--last", "1", "--target-file", target_file]) == EXIT_OK
+    (newest,) = json.loads(capsys.readouterr().out)
+    assert newest["connection"] == "default" and newest["errors"] == 0 and newest["finished"] >= newest["started"]
+
+
+def test_bad_configuration_is_one_line_and_exit_2(target_file, tmp_path, capsys):
+    target = json.loads(Path(target_file).read_text())
+    target["env"]["CONNECTIONS_CONFIG"] = '{"connections": [{"id": "x"}]}'
+    broken = tmp_path / "target.json"
+    broken.write_text(json.dumps(target))
+    assert main(["status", "--target-file", str(broken)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid configuration: connections.0.visma: Field required")
+    assert len(err.strip().splitlines()) == 1
+    broken.write_text('{"name": "local"}')
+    assert main(["status", "--target-file", str(broken)]) == EXIT_USAGE
+    assert "not a target file" in capsys.readouterr().err
 
 
 def test_missing_local_stack_is_a_usage_error(tmp_path, capsys):

@@ -3,7 +3,9 @@ commands target, stopped with Ctrl-C; and `demo` at a small size."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import EXIT_OK, main
+from cli.main import EXIT_OK, EXIT_USAGE, main
 
 pytestmark = pytest.mark.integration
 COMMAND = str(Path(sys.executable).parent / "ml-connector")
@@ -40,6 +42,34 @@ def test_local_up_serves_other_commands_until_interrupted(tmp_path):
         code = up.wait(timeout=30)
     assert code == EXIT_OK
     assert not target.exists()
+
+
+def _no_aws_configuration(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, "AWS_CONFIG_FILE": str(empty), "AWS_SHARED_CREDENTIALS_FILE": str(empty),
+            "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["status", "--stack", "ml-connector", "--region", "eu-north-1"], "error: no usable AWS credentials"),
+    (["doctor", "--stack", "ml-connector", "--region", "mars-north-9"], "error: unknown AWS region 'mars-north-9'"),
+    (["runs", "--stack", "ml-connector"], "error: no AWS region"),
+])
+def test_aws_setup_problems_are_one_line_with_exit_2(tmp_path, args, expected):
+    done = subprocess.run([COMMAND, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env=_no_aws_configuration(tmp_path))
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.startswith(expected) and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stdout == ""
+
+
+def test_version_and_help():
+    version = subprocess.run([COMMAND, "--version"], capture_output=True, text=True, timeout=30)
+    assert version.stdout.strip() == f"ml-connector {importlib.metadata.version('ml-connector')}"
+    doctor = subprocess.run([COMMAND, "doctor", "--help"], capture_output=True, text=True, timeout=30)
+    assert "--json" in doctor.stdout and "--stack NAME" in doctor.stdout
 
 
 def test_demo_command_verifies_what_it_moved(capsys):

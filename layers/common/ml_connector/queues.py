@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from ml_connector.config import ConfigError, RuntimeSettings
+from ml_connector.config import ConfigError, RuntimeSettings, is_loopback
 
 DEPTH_ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
 
@@ -27,6 +27,15 @@ class SyncQueues:
         """Visible plus in-flight messages."""
         attrs = self.sqs.get_queue_attributes(QueueUrl=url or self.url, AttributeNames=DEPTH_ATTRIBUTES)["Attributes"]
         return sum(int(attrs.get(name, 0)) for name in DEPTH_ATTRIBUTES)
+
+    def arn(self, url: str | None = None) -> str:
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url or self.url, AttributeNames=["QueueArn"])
+        return str(attrs["Attributes"]["QueueArn"])
+
+    @property
+    def emulated(self) -> bool:
+        """A local emulator (moto) on a loopback endpoint: it lacks some SQS APIs (message-move tasks)."""
+        return is_loopback(str(self.sqs.meta.endpoint_url))
 
     def dead_letter_url(self) -> str:
         attrs = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["RedrivePolicy"])

@@ -43,9 +43,10 @@ from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.visma.client import VismaClient
 from ml_connector.visma.models import VismaCredentials
 
-ENV_KEYS = ("CONFIG_REFRESH_SECONDS", "STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_CONFIG",
-            "VISMA_SECRET_ID", "MARKETO_SECRET_ID", "VISMA_BASE_URL", "VISMA_TOKEN_URL", "MARKETO_MUNCHKIN_ID",
-            "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL")
+# The environment the settings are read from: a change rebuilds the runtime at once (local runs and tests
+# switch stacks and mappings in one process; in Lambda it never changes).
+CONFIG_ENV_PREFIXES = ("CONFIG_", "CONNECTION", "MAPPING_", "VISMA_", "MARKETO_", "STATE_", "IDEMPOTENCY_", "SYNC_",
+                       "AWS_ENDPOINT_URL")
 
 
 def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:
@@ -155,12 +156,12 @@ class Runtime:
         return check_against_marketo(section, described, origin)
 
 
-_cache: dict[tuple[str, ...], tuple[Runtime, float]] = {}
+_cache: dict[tuple[tuple[str, str], ...], tuple[Runtime, float]] = {}
 
 
 def get_runtime(clock: Callable[[], float] = time.monotonic) -> Runtime:
     """The container's Runtime; a bad configuration raises ConfigError naming the field."""
-    signature = tuple(os.environ.get(k, "") for k in ENV_KEYS)
+    signature = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(CONFIG_ENV_PREFIXES)))
     cached = _cache.get(signature)
     if cached is not None and clock() - cached[1] < refresh_seconds():
         return cached[0]

@@ -6,6 +6,7 @@ from ml_connector.state.models import (
     QuarantineMark,
     RecordState,
     RepairEntry,
+    RunRecord,
     WatermarkEntry,
     WriteRecorded,
     WrittenRecord,
@@ -14,5 +15,5 @@ from ml_connector.state.models import (
 )
 from ml_connector.state.ports import State
 
-__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "State",
+__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "RunRecord", "State",
            "WatermarkEntry", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]

@@ -14,6 +14,7 @@ from ml_connector.state.models import (
     QuarantineMark,
     RecordState,
     RepairEntry,
+    RunRecord,
     WatermarkEntry,
     WriteRecorded,
     WrittenRecord,
@@ -228,9 +229,22 @@ class MemoryReferenceHashes:
         self.items.setdefault(connection, {}).update(hashes)
 
 
+class MemoryRuns:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], RunRecord] = {}
+
+    def record(self, run: RunRecord) -> None:
+        self.items[(run.connection, run.started)] = run
+
+    def recent(self, connection: str, limit: int) -> list[RunRecord]:
+        runs = sorted((r for (c, _), r in self.items.items() if c == connection), key=lambda r: r.started)
+        return runs[::-1][:limit]
+
+
 def memory_state() -> State:
     return State(
         watermarks=MemoryWatermarks(), enqueued=MemoryEnqueuedVersions(), records=MemoryRecordVersions(),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
+        runs=MemoryRuns(),
     )

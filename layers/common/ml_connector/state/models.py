@@ -120,3 +120,21 @@ def raced_with(record: WrittenRecord, previous_version: str | None, previous_at:
         return False
     return previous_at >= utc_iso(record.call_started - CLOCK_SLACK)
 
+
+
+class RunRecord(BaseModel):
+    """One poll cycle of one connection, for ``ml-connector runs``: kept small (one item per connection
+    per cycle, billed per KB written)."""
+
+    connection: str
+    started: str  # utc_iso: also the sort key, so newest first is a reversed query
+    finished: str
+    records_read: int = 0
+    messages_sent: int = 0
+    requeued: int = 0
+    errors: int = 0
+    error: str | None = None  # the first error, shortened
+
+    @property
+    def seconds(self) -> float:
+        return round((parse_utc_iso(self.finished) - parse_utc_iso(self.started)).total_seconds(), 3)

@@ -19,6 +19,7 @@ from ml_connector.state.models import (
     QuarantineMark,
     RecordState,
     RepairEntry,
+    RunRecord,
     WatermarkEntry,
     WriteRecorded,
     WrittenRecord,
@@ -137,6 +138,15 @@ class ReferenceHashes(Protocol):
     def put(self, connection: str, hashes: dict[str, str]) -> None: ...
 
 
+class Runs(Protocol):
+    """Poll cycles per connection (``ml-connector runs``); they expire after the job TTL."""
+
+    def record(self, run: RunRecord) -> None: ...
+
+    def recent(self, connection: str, limit: int) -> list[RunRecord]:
+        """The newest ``limit`` runs, newest first."""
+
+
 @dataclass(frozen=True)
 class State:
     """Every kind of state, each behind its own interface."""
@@ -151,3 +161,4 @@ class State:
     payments: PaymentFactsStore
     numbers: CustomerNumbers
     reference: ReferenceHashes
+    runs: Runs

@@ -6,6 +6,7 @@ Runtime and, where time matters, the invocation's Deadline.
 - ``write_batch``: write one SQS batch to Marketo
 - ``sync_reference``: reference data (classes, payment terms ...) to Marketo custom objects
 - ``preview_changes``: what the next cycle would write, writing nothing
-- operator actions: ``show_status``, ``replay_job``, ``drain_queue``, ``redrive_dead_letters``,
+- operator actions: ``show_status``, ``list_runs``, ``replay_job``, ``drain_queue``, ``redrive_dead_letters``,
   ``retry_quarantine``
+- operator checks: ``check_connectivity`` (``ping``), ``check_deployment`` (``doctor``)
 """

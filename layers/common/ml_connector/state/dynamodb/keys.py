@@ -18,6 +18,8 @@ pk                                sk                     holds
 ``PARK#{connection}``             ``{jobId}``            chunk parked until Marketo's quota resets
 ``PAY#{connection}``              ``{customer number}``  payment facts (only customers with a non-zero fact)
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
+``RUN#{connection}``              ``{started}``          one poll cycle (sk: its start, UTC ISO): counts,
+                                                         finish time, first error (TTL ``expiresAt``)
 ``LIMIT#{munchkin}``              ``QUOTA``              daily quota used up: no call before ``until``
 ``LIMIT#{munchkin}``              ``RATE``/``LEASE#{n}`` shared Marketo call budget (next start, leases)
 ================================  =====================  ============================================
@@ -78,6 +80,10 @@ def payments(connection: str) -> str:
 
 def reference(connection: str) -> str:
     return f"REF#{connection}"
+
+
+def runs(connection: str) -> str:
+    return f"RUN#{connection}"
 
 
 def limits(munchkin_id: str) -> str:

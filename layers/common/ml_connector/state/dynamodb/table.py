@@ -55,6 +55,13 @@ class StateTable:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def newest(self, pk: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` items of a partition with the highest sort keys, highest first."""
+        page = self.client.query(TableName=self.name, KeyConditionExpression="pk = :pk",
+                                 ExpressionAttributeValues={":pk": pk}, ScanIndexForward=False, Limit=limit)
+        items: list[dict[str, Any]] = page.get("Items", [])
+        return items
+
     def get_many(self, pk: str, sort_keys: Iterable[int | str], projection: Sequence[str] = (), *,
                  consistent: bool = True) -> list[dict[str, Any]]:
         unique = list(dict.fromkeys(str(s) for s in sort_keys))
