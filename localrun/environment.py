@@ -22,10 +22,12 @@ from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from ml_connector.config import VismaEntity
+from ml_connector.marketo.client import MarketoClient
+from ml_connector.marketo.models import MarketoCredentials
 from ml_connector.state import State
 from ml_connector.state.dynamodb import dynamodb_state
 from ml_connector.sync.deferred_chunks import DeferredChunks
-from ml_connector.sync.mapping import MappingFile, NoMarketoKey, load_mapping
+from ml_connector.sync.mapping import EntityMapping, MappingFile, NoMarketoKey, check_against_marketo, load_mapping
 from ml_connector.sync.messages import version_key
 from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
@@ -295,14 +297,14 @@ class LocalEnvironment:
     def expected_records(self, connection_id: str | None = None) -> dict[str, dict[str, dict[str, Any]]]:
         """Per Marketo object: key -> the mapped fields of the current Visma state (computed from the
         sandbox's own data, not by the connector)."""
-        visma, _, mapping_path = self._pair(connection_id)
+        visma, marketo, mapping_path = self._pair(connection_id)
         mapping = load_mapping(mapping_path)
         expected: dict[str, dict[str, dict[str, Any]]] = {}
         for entity in mapping.entities:
             section = mapping.for_entity(entity)
             assert section is not None
             into = expected.setdefault(section.target, {})
-            for key, record in _expected_entity(visma, mapping, entity):
+            for key, record in _expected_entity(visma, mapping, entity, _sized_by_marketo(marketo, section)):
                 into[key] = record
         return expected
 
@@ -413,12 +415,17 @@ def _held(marketo: MarketoSandbox, target: str) -> list[dict[str, Any]]:
     return marketo.store.custom_objects(target)
 
 
-def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity
+def _sized_by_marketo(marketo: MarketoSandbox, section: EntityMapping) -> EntityMapping:
+    """The section with Marketo's field lengths, as the connector applies them (text is cut to fit)."""
+    client = MarketoClient(marketo.munchkin_id, MarketoCredentials.model_validate(marketo.credentials),
+                           endpoint_override=marketo.url)
+    return check_against_marketo(section, client.describe_target(section.target), "verification")
+
+
+def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity, section: EntityMapping
                      ) -> list[tuple[str, dict[str, Any]]]:
     """(key, mapped record) for every record of an entity; for two records with one key (contacts sharing
     an e-mail address) the newest version wins, as the writer's version guard decides."""
-    section = mapping.for_entity(entity)
-    assert section is not None
     company_id = visma.credentials["company_id"]
     extra = _synthetic_sources(visma, mapping, entity)
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
