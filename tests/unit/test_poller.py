@@ -135,3 +135,13 @@ def test_a_record_too_big_for_sqs_is_quarantined_and_never_blocks_the_window():
     assert state.watermarks.get("c1", "customer") == NOW - minutes(63)
     report = poll(state, visma, outbox)  # still too big: it stays quarantined, not released
     assert [e.ref for e in state.quarantine.entries("c1")] == ["5"]
+
+
+def test_customer_numbers_are_kept_only_where_contacts_need_them():
+    for needed in (False, True):
+        state, outbox = memory_state(), FakeOutbox()
+        sink = QueueSink(state, outbox, remember_numbers=lambda _connection, needed=needed: needed)
+        Poller(state, sink, clock=lambda: NOW).poll_entity(
+            CONNECTION, FakeVisma(seven_customers()), "customer", company_id="1", mapping=customer_mapping())
+        assert len(outbox.sent) == 7
+        assert state.numbers.internal_ids("c1", "customer", ["C1", "C7"]) == ({"C1": 1, "C7": 7} if needed else {})

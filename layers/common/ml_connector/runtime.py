@@ -134,6 +134,11 @@ class Runtime:
         """The entities a connection syncs: as configured, else every entity its mapping has a section for."""
         return list(connection.entities or load_mapping(connection.mapping).entities)
 
+    def links_contacts_to_companies(self, connection_id: str) -> bool:
+        """Contacts are synced and link to their customer's Marketo company (by customer number)."""
+        mapping = load_mapping(self.settings.connection(connection_id).mapping)
+        return mapping.contact is not None and mapping.customer is not None and mapping.customer.target == "companies"
+
     def company_keys(self, connection: ConnectionConfig, entity: VismaEntity, client: VismaClient,
                      company_id: str) -> CompanyKeys | None:
         """Contacts link to their customer's company, when customers go to Marketo companies."""

@@ -56,9 +56,12 @@ class MessageSink(Protocol):
 class QueueSink:
     """Enqueues each record version once: versions already enqueued (internalId + timeStamp + content) are skipped."""
 
-    def __init__(self, state: State, outbox: Outbox) -> None:
+    def __init__(self, state: State, outbox: Outbox,
+                 remember_numbers: Callable[[str], bool] = lambda _connection: True) -> None:
         self._state = state
         self._outbox = outbox
+        # Customer number -> internalId is kept only where contacts need it (a write per customer otherwise).
+        self._remember_numbers = remember_numbers
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
         enqueued = self._state.enqueued.get(connection, entity, (m.internal_id for m in messages))
@@ -70,7 +73,7 @@ class QueueSink:
         if fresh:
             self._outbox.send(fresh)
             self._state.enqueued.mark(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
-            if entity == "customer":
+            if entity == "customer" and self._remember_numbers(connection):
                 self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
         return Delivery(len(fresh), len(messages) - len(fresh) - len(oversize),
                         frozenset(m.internal_id for m in oversize))

@@ -12,8 +12,8 @@ from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 
 def queue_poller(runtime: Runtime, deadline: Deadline) -> Poller:
     """A poller that sends to the sync queue and moves watermarks."""
-    return Poller(runtime.state, QueueSink(runtime.state, runtime.outbox()), deadline=deadline,
-                  safety_margin=runtime.settings.safety_margin_seconds)
+    sink = QueueSink(runtime.state, runtime.outbox(), remember_numbers=runtime.links_contacts_to_companies)
+    return Poller(runtime.state, sink, deadline=deadline, safety_margin=runtime.settings.safety_margin_seconds)
 
 
 def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller,
