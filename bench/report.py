@@ -149,7 +149,7 @@ def _time_lines(report: BenchReport) -> list[str]:
             "bounds this run is moto itself, one Python process answering every DynamoDB and SQS call of the "
             "poller and all writers on this machine's cores. How close a deployed stack comes to the API bound "
             "is not measured here: it depends on DynamoDB's latency for those calls, and on "
-            "`WriterMaximumConcurrency` (2 by default).", ""]
+            "the writers' concurrency (the deployed event source allows as many as `MarketoMaxConcurrentCalls`).", ""]
 
 
 def _limiter_lines(report: BenchReport) -> list[str]:

@@ -81,7 +81,7 @@ def test_parameters_and_munchkin_pattern(sam: dict[str, Any]) -> None:
     assert pattern.fullmatch("123-ABC-456")
     assert not any(pattern.fullmatch(v) for v in ("123-abc-456", "12-ABC-456", "123ABC456", ""))
     assert (params["WriterBatchSize"]["Default"], params["WriterBatchingWindowSeconds"]["Default"]) == (300, 20)
-    assert (params["WriterMaximumConcurrency"]["Default"], params["WriterMaximumConcurrency"]["MinValue"]) == (2, 2)
+    assert "WriterMaximumConcurrency" not in params  # writers follow the Marketo budget, not a second setting
     assert params["MaxReceiveCount"]["Default"] == 5
 
 
@@ -113,7 +113,10 @@ def test_writer_and_its_event_source(sam: dict[str, Any], cfn: dict[str, Any]) -
     assert mapping["BatchSize"] == {"Ref": "WriterBatchSize"}
     assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "WriterBatchingWindowSeconds"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WriterMaximumConcurrency"}}
+    # as many writers as the budget's concurrent calls (the event source's minimum is 2)
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {
+        "Fn::If": ["OneConcurrentCall", 2, {"Ref": "MarketoMaxConcurrentCalls"}]}}
+    assert cfn["Conditions"]["OneConcurrentCall"] == {"Fn::Equals": [{"Ref": "MarketoMaxConcurrentCalls"}, 1]}
 
 
 def test_queues(sam: dict[str, Any]) -> None:
