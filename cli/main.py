@@ -201,9 +201,9 @@ def _sync_deployed(args: argparse.Namespace, target: Target) -> int:
     def render() -> None:
         console.print(_table(
             f"Poll of stack {target.name} (the writers drain the queue in Lambda)",
-            ["connection", "entity", "read", "sent", "already enqueued", "quarantined", "complete", "error"],
+            ["connection", "entity", "read", "sent", "already in Marketo", "quarantined", "complete", "error"],
             [(e.get("connection"), e.get("entity"), e.get("records_read"), e.get("messages_sent"),
-              e.get("already_enqueued"), e.get("quarantined"), e.get("complete"), e.get("error")) for e in entities]))
+              e.get("already_in_marketo"), e.get("quarantined"), e.get("complete"), e.get("error")) for e in entities]))
         console.print(f"Read {sum(e.get('records_read', 0) for e in entities)} records, sent "
                       f"{sum(e.get('messages_sent', 0) for e in entities)} messages; "
                       f"{report.get('requeued_after_quota_reset', 0)} re-queued after a quota reset.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
+from sync_fakes import CONNECTION, NOW, FakeMarketo, FakeOutbox, FakeVisma, customer, customer_mapping, minutes, write
 
 from ml_connector.deadline import Deadline
 from ml_connector.state import State
@@ -31,18 +31,28 @@ def test_full_load_sends_every_record_and_moves_the_watermark_to_the_newest_seen
     assert state.watermarks.get("c1", "customer") == NOW - minutes(63)
 
 
-def test_next_poll_reads_from_watermark_minus_overlap_and_resends_nothing_unchanged():
+def test_next_poll_reads_from_watermark_minus_overlap_and_sends_nothing_marketo_holds():
     state, outbox, visma = memory_state(), FakeOutbox(), FakeVisma(seven_customers())
     poll(state, visma, outbox)
+    write(state, FakeMarketo(), outbox.inbound())
     outbox.sent.clear()
     report = poll(state, visma, outbox)
     assert visma.since_asked[-1] == NOW - minutes(63) - minutes(5)  # overlap_seconds 300
-    assert report.messages_sent == 0 and report.already_enqueued == report.records_read > 0
+    assert report.messages_sent == 0 and report.already_in_marketo == report.records_read > 0
+
+
+def test_a_record_read_again_before_it_was_written_is_sent_again():
+    state, outbox, visma = memory_state(), FakeOutbox(), FakeVisma(seven_customers())
+    poll(state, visma, outbox)
+    outbox.sent.clear()
+    report = poll(state, visma, outbox)  # nothing written yet: the writer keeps one version of each
+    assert report.already_in_marketo == 0 and report.messages_sent == report.records_read > 0
 
 
 def test_an_edited_record_is_sent_again_with_its_new_version():
     state, outbox, visma = memory_state(), FakeOutbox(), FakeVisma(seven_customers())
     poll(state, visma, outbox)
+    write(state, FakeMarketo(), outbox.inbound())
     outbox.sent.clear()
     visma.put(customer(3, "Renamed AS", NOW - minutes(1)))
     poll(state, visma, outbox)

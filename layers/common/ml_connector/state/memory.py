@@ -50,21 +50,6 @@ class MemoryWatermarks:
         return {e: v for (c, e), v in self.items.items() if c == connection}
 
 
-class MemoryEnqueuedVersions:
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str, int], str] = {}
-
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]:
-        return {i: self.items[(connection, entity, i)] for i in internal_ids if (connection, entity, i) in self.items}
-
-    def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
-        self.items.update({(connection, entity, i): ts for i, ts in versions})
-
-    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
-        for internal_id in internal_ids:
-            self.items.pop((connection, entity, internal_id), None)
-
-
 class MemoryRecordVersions:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str, int], RecordState] = {}
@@ -72,7 +57,8 @@ class MemoryRecordVersions:
         self.to_repair: dict[tuple[str, str, int], RepairEntry] = {}
         self._lock = threading.Lock()
 
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int], *, consistent: bool = True
+            ) -> dict[int, RecordState]:
         return {i: self.items[(connection, entity, i)] for i in internal_ids if (connection, entity, i) in self.items}
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
@@ -243,7 +229,7 @@ class MemoryRuns:
 
 def memory_state() -> State:
     return State(
-        watermarks=MemoryWatermarks(), enqueued=MemoryEnqueuedVersions(), records=MemoryRecordVersions(),
+        watermarks=MemoryWatermarks(), records=MemoryRecordVersions(),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
         runs=MemoryRuns(),

@@ -38,21 +38,12 @@ class Watermarks(Protocol):
     def entries(self, connection: str) -> dict[str, WatermarkEntry]: ...
 
 
-class EnqueuedVersions(Protocol):
-    """The row version (Visma ``timeStamp`` + content) of each record the poller last enqueued."""
-
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]: ...
-
-    def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None: ...
-
-    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
-        """The next read of these records is sent again whatever its version."""
-
-
 class RecordVersions(Protocol):
     """What Marketo holds of each record, for the writer's version guard and no-op skip."""
 
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]: ...
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int], *, consistent: bool = True
+            ) -> dict[int, RecordState]:
+        """Strongly consistent for the writer's guard; the poller's check may read eventually consistent."""
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         """Record each write unless a newer version was recorded meanwhile; say which writes raced another."""
@@ -152,7 +143,6 @@ class State:
     """Every kind of state, each behind its own interface."""
 
     watermarks: Watermarks
-    enqueued: EnqueuedVersions
     records: RecordVersions
     quarantine: Quarantine
     jobs: Jobs

@@ -96,6 +96,11 @@ class PollLedger:
         """A customer read in this poll (sent with the current facts, or quarantined): no refresh for it."""
         self._note("read_numbers", number)
 
+    def seen(self, internal_id: int) -> bool:
+        """This poll read the record (in any pass)."""
+        self._flush()
+        return self._db.execute("SELECT 1 FROM seen WHERE id = ?", (internal_id,)).fetchone() is not None
+
     def unique_count(self) -> int:
         """Unique ids plus unique malformed rows read in this pass."""
         self._flush()

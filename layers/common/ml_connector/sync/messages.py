@@ -70,12 +70,6 @@ class SyncMessage(BaseModel):
     def record_ref(self) -> str:
         return f"{self.connection}/{self.entity}/{self.internal_id}"
 
-    @property
-    def enqueue_version(self) -> str:
-        """What the poller dedupes on: the row version plus the mapped content, so a change that is not in
-        the row itself (payment facts, a mapping change) is still sent."""
-        return f"{self.visma_timestamp}#{self.content_hash[:16]}"
-
     def marketo_record(self) -> dict[str, Any]:
         return {self.dedupe_field: self.key, **self.fields}
 

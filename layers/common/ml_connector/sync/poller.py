@@ -30,7 +30,7 @@ from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
-from ml_connector.state import QuarantineEntry, State, parse_utc_iso, utc_iso
+from ml_connector.state import QuarantineEntry, RecordState, State, parse_utc_iso, utc_iso
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
@@ -54,7 +54,9 @@ class MessageSink(Protocol):
 
 
 class QueueSink:
-    """Enqueues each record version once: versions already enqueued (internalId + timeStamp + content) are skipped."""
+    """Enqueues the records whose mapped content Marketo does not hold yet (by the content hash the writer
+    recorded): an unchanged record costs no message, and no state is written per record here. A record
+    sent but not yet written when the next poll re-reads it is sent again; the writer keeps one version."""
 
     def __init__(self, state: State, outbox: Outbox,
                  remember_numbers: Callable[[str], bool] = lambda _connection: True) -> None:
@@ -64,15 +66,15 @@ class QueueSink:
         self._remember_numbers = remember_numbers
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
-        enqueued = self._state.enqueued.get(connection, entity, (m.internal_id for m in messages))
-        fresh = [m for m in messages if enqueued.get(m.internal_id) != m.enqueue_version]
+        # Eventually consistent, at half the price: a stale answer can only cost a message sent twice.
+        held = self._state.records.get(connection, entity, (m.internal_id for m in messages), consistent=False)
+        fresh = [m for m in messages if not _held_by_marketo(held.get(m.internal_id), m)]
         oversize = [m for m in fresh if not fits_in_sqs(m)]
         for message in oversize:
             self._quarantine_oversize(message)
         fresh = [m for m in fresh if fits_in_sqs(m)]
         if fresh:
             self._outbox.send(fresh)
-            self._state.enqueued.mark(connection, entity, [(m.internal_id, m.enqueue_version) for m in fresh])
             if entity == "customer" and self._remember_numbers(connection):
                 self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
         return Delivery(len(fresh), len(messages) - len(fresh) - len(oversize),
@@ -89,6 +91,10 @@ class QueueSink:
                                                     "reason": reason})
 
 
+def _held_by_marketo(state: RecordState | None, message: SyncMessage) -> bool:
+    return state is not None and state.written_hash == message.content_hash and state.written_key in (None, message.key)
+
+
 class PollStoppedEarly(Exception):
     """Not enough time left in this invocation to finish the window."""
 
@@ -98,7 +104,7 @@ class EntityPollReport(BaseModel):
     entity: VismaEntity
     records_read: int = 0
     messages_sent: int = 0
-    already_enqueued: int = 0
+    already_in_marketo: int = 0  # read, but Marketo holds their content already: no message
     quarantined: int = 0
     pages: int = 0
     passes: int = 0
@@ -137,6 +143,9 @@ class _Pass:
     def note_number(self, number: str | None) -> None:
         if number is not None and self._note_numbers:
             self._ledger.note_read_number(number)
+
+    def saw(self, internal_id: int) -> bool:
+        return self._ledger.seen(internal_id)
 
     def covered(self) -> bool:
         return self._ledger.unique_count() >= self.total
@@ -252,7 +261,7 @@ class Poller:
         if candidates:
             delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
             report.messages_sent += delivery.sent
-            report.already_enqueued += delivery.skipped
+            report.already_in_marketo += delivery.skipped
             report.quarantined += len(delivery.refused)
             self._release_fixed(ctx, {i: m for i, m in candidates.items() if i not in delivery.refused})
 
@@ -328,8 +337,10 @@ class Poller:
         repairs = self._state.records.repairs(connection, entity)
         if not repairs:
             return
-        self._state.enqueued.forget(connection, entity, [r.internal_id for r in repairs])
         for repair in repairs:
+            report.repairs += 1
+            if window.saw(repair.internal_id):
+                continue  # read in this window already, and sent: Marketo no longer holds its content hash
             ref = repair.internal_id if entity == "contact" else repair.number
             try:
                 raw = client.get(f"{ENTITY_PATHS[entity]}/{quote(str(ref), safe='')}")
@@ -337,7 +348,6 @@ class Poller:
                 if exc.status != 404:
                     raise
                 continue  # gone from Visma: nothing newer to write
-            report.repairs += 1
             self._process_page([raw], ctx, window, report)
             self._check_time()
         self._state.records.repaired(connection, entity, [r.internal_id for r in repairs])

@@ -10,7 +10,7 @@ from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoPay
 from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
 from ml_connector.state.dynamodb.runs import DynamoRuns
 from ml_connector.state.dynamodb.table import StateTable
-from ml_connector.state.dynamodb.versions import DynamoEnqueuedVersions, DynamoRecordVersions
+from ml_connector.state.dynamodb.versions import DynamoRecordVersions
 from ml_connector.state.dynamodb.watermarks import DynamoWatermarks
 from ml_connector.state.ports import State
 
@@ -18,8 +18,7 @@ from ml_connector.state.ports import State
 def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) -> State:
     table = StateTable(table_name, resource)
     return State(
-        watermarks=DynamoWatermarks(table), enqueued=DynamoEnqueuedVersions(table),
-        records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
+        watermarks=DynamoWatermarks(table), records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
         payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
         reference=DynamoReferenceHashes(table), runs=DynamoRuns(table, job_ttl_days),

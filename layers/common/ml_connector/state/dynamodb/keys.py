@@ -7,7 +7,6 @@ pk                                sk                     holds
 ================================  =====================  ============================================
 ``WM#{connection}``               ``{entity}``           watermark (UTC ISO), last cycle summary
                                                          (entity ``reference``: reference data's last run)
-``POLL#{connection}#{entity}``    ``{internalId}``       row version last enqueued by the poller
 ``REC#{connection}#{entity}``     ``{internalId}``       version and content hash last written to Marketo
 ``FIX#{connection}#{entity}``     ``{internalId}``       record to read again: a concurrent write may have
                                                          left an older version in Marketo (its number)
@@ -36,10 +35,6 @@ def key(pk: str, sk: str | int) -> Key:
 
 def watermarks(connection: str) -> str:
     return f"WM#{connection}"
-
-
-def enqueued(connection: str, entity: str) -> str:
-    return f"POLL#{connection}#{entity}"
 
 
 def records(connection: str, entity: str) -> str:

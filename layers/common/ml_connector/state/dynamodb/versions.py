@@ -12,29 +12,14 @@ from ml_connector.state.models import RecordState, RepairEntry, WriteRecorded, W
 PARALLEL_WRITES = 16  # conditional record writes in flight at once (a chunk has up to 300)
 
 
-class DynamoEnqueuedVersions:
-    def __init__(self, table: StateTable) -> None:
-        self._t = table
-
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, str]:
-        # Eventually consistent, at half the price: a stale answer can only cost a message sent twice.
-        items = self._t.get_many(keys.enqueued(connection, entity), internal_ids, consistent=False)
-        return {int(i["sk"]): i["ts"] for i in items}
-
-    def mark(self, connection: str, entity: str, versions: Sequence[tuple[int, str]]) -> None:
-        pk = keys.enqueued(connection, entity)
-        self._t.put_many({**keys.key(pk, internal_id), "ts": ts} for internal_id, ts in versions)
-
-    def forget(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
-        self._t.delete_many(keys.key(keys.enqueued(connection, entity), i) for i in internal_ids)
-
-
 class DynamoRecordVersions:
     def __init__(self, table: StateTable) -> None:
         self._t = table
 
-    def get(self, connection: str, entity: str, internal_ids: Iterable[int]) -> dict[int, RecordState]:
-        states = (_record_state(i) for i in self._t.get_many(keys.records(connection, entity), internal_ids))
+    def get(self, connection: str, entity: str, internal_ids: Iterable[int], *, consistent: bool = True
+            ) -> dict[int, RecordState]:
+        items = self._t.get_many(keys.records(connection, entity), internal_ids, consistent=consistent)
+        states = (_record_state(i) for i in items)
         return {s.internal_id: s for s in states}
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
