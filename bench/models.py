@@ -73,6 +73,7 @@ class CycleResult(BaseModel):
     poller_invocations: int = 1
     writer_invocations: int
     writer_seconds: float
+    writer_cpu_seconds: float = 0.0  # the writer processes' own CPU (handler, boto3, the event-source loop)
     cycle_seconds: float
 
     @property
@@ -109,6 +110,11 @@ class CycleResult(BaseModel):
         """Units of one kind per record sent, by key family."""
         records = max(self.messages_sent, 1)
         return {family: units / records for family, units in sorted(self.dynamo_units[kind].items())}
+
+    @property
+    def writer_cpu_per_300(self) -> float:
+        """Writer CPU seconds per 300 records written (a full batch)."""
+        return self.writer_cpu_seconds * 300 / self.records_written if self.records_written else 0.0
 
     @property
     def limiter_calls_per_marketo_call(self) -> float:

@@ -153,4 +153,5 @@ def _cycle_result(env: BenchEnvironment, label: str, poll: dict[str, Any], polle
         worker_errors=[e for w in workers for e in w.errors][:5], dead_letters=env.dead_letters(),
         poller_seconds=poller_s, poller_invocations=int(poll["runs"]),
         writer_invocations=sum(len(w.durations_s) for w in workers),
-        writer_seconds=sum(sum(w.durations_s) for w in workers), cycle_seconds=elapsed)
+        writer_seconds=sum(sum(w.durations_s) for w in workers),
+        writer_cpu_seconds=sum(sum(w.cpu_s) for w in workers), cycle_seconds=elapsed)

@@ -24,6 +24,7 @@ class WorkerResult(DrainStats):
     """One writer's drain, without the handlers' return values (they cross a process boundary)."""
 
     durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
+    cpu_s: list[float] = Field(default_factory=list)  # this process's CPU time per invocation (no moto: it runs apart)
 
 
 class TimedEventSource(SqsEventSource):
@@ -32,13 +33,15 @@ class TimedEventSource(SqsEventSource):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.durations: list[float] = []
+        self.cpu: list[float] = []
 
     def _deliver(self, messages: list[dict[str, Any]], stats: DrainStats) -> None:
         # Includes the batch's DeleteMessageBatch calls (a few ms), which Lambda's poller makes outside the
         # function: a slight overestimate of billed time.
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         super()._deliver(messages, stats)
         self.durations.append(time.monotonic() - started)
+        self.cpu.append(time.process_time() - cpu)
 
 
 def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int) -> WorkerResult:
@@ -50,7 +53,7 @@ def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, 
     stats = source.drain(idle_polls=idle_polls)
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
-                        durations_s=source.durations)
+                        durations_s=source.durations, cpu_s=source.cpu)
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
