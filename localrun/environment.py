@@ -22,8 +22,7 @@ from localrun.aws import DeployedStack, LocalAws, deploy_template
 from localrun.event_source import DeliveryChaos, DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from ml_connector.config import VismaEntity
-from ml_connector.marketo.client import MarketoClient
-from ml_connector.marketo.models import MarketoCredentials
+from ml_connector.marketo.models import ObjectDescription
 from ml_connector.state import State
 from ml_connector.state.dynamodb import dynamodb_state
 from ml_connector.sync.deferred_chunks import DeferredChunks
@@ -33,6 +32,7 @@ from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
+from sandbox.marketo.schema import COMPANY
 from sandbox.visma import VismaSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -416,10 +416,16 @@ def _held(marketo: MarketoSandbox, target: str) -> list[dict[str, Any]]:
 
 
 def _sized_by_marketo(marketo: MarketoSandbox, section: EntityMapping) -> EntityMapping:
-    """The section with Marketo's field lengths, as the connector applies them (text is cut to fit)."""
-    client = MarketoClient(marketo.munchkin_id, MarketoCredentials.model_validate(marketo.credentials),
-                           endpoint_override=marketo.url)
-    return check_against_marketo(section, client.describe_target(section.target), "verification")
+    """The section with Marketo's field lengths, as the connector applies them (text is cut to fit). Read
+    from the sandbox's schema, not through its API: verifying must not spend the day's quota."""
+    store, target = marketo.store, section.target
+    if target == "leads":
+        described = ObjectDescription.of_leads(ObjectDescription.from_describe(
+            store.lead_schema.describe2(marketo.crm_enabled)))
+    else:
+        schema = store.schemas[COMPANY if target == "companies" else target]
+        described = ObjectDescription.from_describe(schema.metadata(marketo.crm_enabled))
+    return check_against_marketo(section, described, "verification")
 
 
 def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity, section: EntityMapping

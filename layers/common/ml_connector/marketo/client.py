@@ -159,9 +159,7 @@ class MarketoClient:
 
     def describe_leads(self) -> ObjectDescription:
         """Lead fields from describe2 (which reports updateable); leads dedupe on any single searchable field."""
-        description = self._describe("/rest/v1/leads/describe2.json")
-        singles = [group[0] for group in description.searchable_fields if len(group) == 1]
-        return description.model_copy(update={"name": LEADS, "dedupe_fields": singles})
+        return ObjectDescription.of_leads(self._describe("/rest/v1/leads/describe2.json"))
 
     def describe_target(self, target: str) -> ObjectDescription:
         if target == COMPANIES:

@@ -54,6 +54,12 @@ class ObjectDescription(BaseModel):
     fields: dict[str, FieldDescription]
 
     @classmethod
+    def of_leads(cls, described: ObjectDescription) -> ObjectDescription:
+        """Leads (describe2) dedupe on any single searchable field."""
+        singles = [group[0] for group in described.searchable_fields if len(group) == 1]
+        return described.model_copy(update={"name": "leads", "dedupe_fields": singles})
+
+    @classmethod
     def from_describe(cls, result: dict[str, Any]) -> ObjectDescription:
         fields = {}
         for raw in result.get("fields") or []:
