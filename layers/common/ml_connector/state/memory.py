@@ -180,17 +180,28 @@ class MemoryLimiterItems:
 
 class MemoryPaymentFacts:
     def __init__(self) -> None:
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.items: dict[tuple[str, int], dict[str, Any]] = {}
 
-    def all(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from ((n, dict(v)) for (c, n), v in sorted(self.items.items()) if c == connection)
+    def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from ((i, dict(v)) for (c, i), v in sorted(self.items.items()) if c == connection)
 
-    def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        for number, values in facts:
-            if any(values.values()):
-                self.items[(connection, number)] = dict(values)
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        for internal_id, values in facts:
+            if any(v for k, v in values.items() if k != "number"):
+                self.items[(connection, internal_id)] = dict(values)
             else:
-                self.items.pop((connection, number), None)
+                self.items.pop((connection, internal_id), None)
+
+
+class MemorySweeps:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], datetime] = {}
+
+    def last(self, connection: str, entity: str) -> datetime | None:
+        return self.items.get((connection, entity))
+
+    def done(self, connection: str, entity: str, at: datetime) -> None:
+        self.items[(connection, entity)] = at
 
 
 class MemoryCustomerNumbers:
@@ -220,4 +231,5 @@ def memory_state() -> State:
         watermarks=MemoryWatermarks(), enqueued=MemoryEnqueuedVersions(), records=MemoryRecordVersions(),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
+        sweeps=MemorySweeps(),
     )

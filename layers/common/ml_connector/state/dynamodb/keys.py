@@ -14,7 +14,9 @@ pk                                sk                     holds
 ``NUM#{connection}#{entity}``     ``{number}``           internalId of a customer number (contacts link by it)
 ``JOB#{connection}``              ``{jobId}``            chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
-``PAY#{connection}``              ``{customer number}``  payment facts (only customers with a non-zero fact)
+``PAYID#{connection}``            ``{internalId}``       payment facts of a customer and its number (only
+                                                         customers with a non-zero fact; a number can change)
+``SWEEP#{connection}``            ``{entity}``           when the window was last read deep (late writes)
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
 ``LIMIT#{munchkin}``              ``QUOTA``              daily quota used up: no call before ``until``
 ``LIMIT#{munchkin}``              ``RATE``/``LEASE#{n}`` shared Marketo call budget (next start, leases)
@@ -63,7 +65,12 @@ def quarantine_sk(entity: str, ref: str) -> str:
 
 
 def payments(connection: str) -> str:
-    return f"PAY#{connection}"
+    # Not PAY# (facts were keyed by customer number there, before a renumbered customer lost them).
+    return f"PAYID#{connection}"
+
+
+def sweeps(connection: str) -> str:
+    return f"SWEEP#{connection}"
 
 
 def reference(connection: str) -> str:
