@@ -111,7 +111,7 @@ def test_a_renumbered_customer_keeps_its_balance_and_payment_status():
     state, outbox = memory_state(), FakeOutbox()
     visma = FakeVisma([customer(1, "Skuld AS", NOW - minutes(60)), customer(2, "Annen AS", NOW - minutes(60))])
     balances = Balances(visma)
-    balances.rows[1] = (1250.0, NOW - minutes(60))
+    balances.rows[1] = (1250.0, NOW - minutes(120))  # older than any window after the first: never in the delta
     poll(state, visma, outbox, balances=balances)
     assert outbox.sent[0].fields["vismaBalance"] == 1250.0
     renumbered = customer(1, "Skuld AS", NOW - minutes(1))
