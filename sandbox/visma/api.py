@@ -110,8 +110,9 @@ class ErpApi:
             self.store.edit_outside(entity, flt, edits)
         if page.number == 1 and self.faults.grow_total and entity in ENTITIES:
             self.store.insert(entity, **({"status": flt.status} if flt.status else {}))
-        if page.number == 1 and entity in ENTITIES and self.faults.take_count_keeping_shift(entity):
-            self.store.shift_keeping_count(entity, flt, page.bounds())
+        if page.number == 1 and entity in ENTITIES and self.faults.wants_count_keeping_shift(entity) \
+                and self.store.shift_keeping_count(entity, flt, page.bounds()) is not None:
+            self.faults.count_keeping_shift_done(entity)
 
     def _one(self, entity: str) -> Handler:
         def handle(request: Request) -> Response:

@@ -120,12 +120,14 @@ class Faults:
         with self._lock:
             self._count_keeping_shifts[entity] = self._count_keeping_shifts.get(entity, 0) + n
 
-    def take_count_keeping_shift(self, entity: str) -> bool:
+    def wants_count_keeping_shift(self, entity: str) -> bool:
         with self._lock:
-            left = self._count_keeping_shifts.get(entity, 0)
-            if left:
-                self._count_keeping_shifts[entity] = left - 1
-            return left > 0
+            return self._count_keeping_shifts.get(entity, 0) > 0
+
+    def count_keeping_shift_done(self, entity: str) -> None:
+        """One shift happened (a read of a single page, where none can, leaves the fault armed)."""
+        with self._lock:
+            self._count_keeping_shifts[entity] -= 1
 
     def clear(self) -> None:
         with self._lock:
