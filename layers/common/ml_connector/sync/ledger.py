@@ -169,7 +169,7 @@ class PollLedger:
     def changed_facts(self) -> Iterator[list[tuple[int, str, PaymentFacts]]]:
         """Customers whose facts (or, with facts, whose number) differ from the stored ones, in chunks."""
         for chunk in self._keyset(_CHANGED, 0):
-            yield [(int(row[0]), str(row[1]), _facts(row[2:])) for row in chunk]
+            yield [(int(str(row[0])), str(row[1]), _facts(row[2:])) for row in chunk]
 
     def refresh_numbers(self) -> Iterator[str]:
         """Customers to fetch and send again, by number: their facts changed but this poll did not read them."""
