@@ -4,7 +4,8 @@ Cycle after cycle, the Visma sandbox changes at random (edits, inserts, status c
 faults are switched on at random on every side:
 
 - Visma: 5xx, 429 with Retry-After, read timeouts, expired tokens, records edited while a poll pages,
-  an outage long enough to crash the poller mid-window;
+  an outage long enough to crash the poller mid-window, a served row deleted while another enters the
+  window (the count kept), writes stamped half an hour late, a customer with a balance renumbered;
 - Marketo: 601/602, 606, 615, 5xx, a timeout after the write was applied, 607 (daily quota) for a while;
 - AWS: the writer crashing after Marketo accepted a chunk but before its records were recorded, the
   poller crashing mid-window (an SQS send refused), SQS delivering messages twice and out of order.
@@ -40,8 +41,16 @@ from pydantic import BaseModel, Field
 from localrun.environment import LocalEnvironment
 from localrun.event_source import DeliveryChaos
 from ml_connector.sync.deferred_chunks import DeferredChunks
+from ml_connector.sync.mapping import load_mapping
 
 VISMA_TIMEOUT_S = 1.0  # the poller's per-request timeout in these runs, so a timeout costs a second
+# Small pages, so a poll's window spans several and rows can shift across page boundaries.
+VISMA_PAGE_SIZE = 20
+# Late writes are stamped this far back, past the 5-minute overlap; every poll here is a deep sweep (the
+# interval is a second) reaching an hour back, so the next poll must find them.
+LATE_WRITE_LAG_S = 1800
+SWEEP_ENV = {"VISMA_SWEEP_INTERVAL_SECONDS": "1", "VISMA_SWEEP_DEPTH_SECONDS": "3600"}
+MAPPING = "with-contacts-as-leads.json"
 STATUSES = {"customer": ["Active", "OnHold", "CreditHold", "Inactive"], "supplier": ["Active", "OnHold", "Inactive"]}
 
 
@@ -85,6 +94,7 @@ class ConvergenceReport(BaseModel):
     retired_leads: int = 0
     quarantined: int = 0
     quarantined_without_reason: int = 0
+    deleted_in_visma: int = 0  # left in Marketo (the full reconcile is another issue's): not counted as unexpected
     dead_letter_messages: int = 0
     queue_left: int = 0
     parked_jobs_left: int = 0
@@ -116,7 +126,8 @@ class ConvergenceReport(BaseModel):
             f"  checked {self.records_checked} records: Marketo holds {self.marketo_records}; missing {self.missing}, "
             f"unexpected {self.unexpected}, mismatched {self.mismatched}, duplicates {self.duplicates} "
             f"(leads left under a contact's former address: {self.retired_leads})",
-            f"  quarantined {self.quarantined} (without reason {self.quarantined_without_reason}), dead-letter "
+            f"  deleted in Visma (left in Marketo for the reconcile) {self.deleted_in_visma}, "
+            f"quarantined {self.quarantined} (without reason {self.quarantined_without_reason}), dead-letter "
             f"{self.dead_letter_messages}, queue left {self.queue_left}, parked jobs left {self.parked_jobs_left}",
             f"  result: {'CONVERGED' if self.ok else 'NOT CONVERGED ' + self.example}",
         ]
@@ -132,6 +143,7 @@ class ChaosRun:
                                       reorder_rate=settings.reorder_rate)
         self._quota_cycles_left = 0
         self._renames = 0
+        self._renumbers = 0
         self.log_dir = log_dir
         self._deck: list[str] = []
         self._faults: dict[str, Callable[[], None]] = {
@@ -144,6 +156,10 @@ class ChaosRun:
                 self.rng.choice(["customer", "supplier"]), per_page=1),
             "visma_outage_mid_window": lambda: env.visma.faults.fail_next(8, status=503,
                                                                           path_contains="/v1/supplier"),
+            # Suppliers: a deleted customer's contacts would leave leads behind, which is the reconcile's job.
+            "visma_shift_keeping_count": lambda: env.visma.faults.shift_keeping_count("supplier"),
+            "visma_late_writes": self._late_writes,
+            "visma_renumber_with_balance": self._renumber,
             "marketo_601": lambda: env.marketo.faults.inject("601"),
             "marketo_602": env.marketo.expire_tokens,
             "marketo_606": lambda: env.marketo.faults.inject("606"),
@@ -267,6 +283,25 @@ class ChaosRun:
         customers = self.env.visma.store.records("customer")
         return [c["internalId"] for c in customers[: self.settings.hot_records]]
 
+    def _late_writes(self) -> None:
+        """Writes stamped half an hour before they become visible (a lagging app-server clock)."""
+        visma = self.env.visma
+        visma.set_clock_skew(-LATE_WRITE_LAG_S)
+        try:
+            visma.store.edit_random(2, rng_seed=self.rng.randrange(1 << 30))
+        finally:
+            visma.set_clock_skew(0)
+        self.report.visma_changes["late writes"] += 2
+
+    def _renumber(self) -> None:
+        """changeCustomerCd on a customer with a balance: its balance is not read again (it did not change)."""
+        store = self.env.visma.store
+        with_balance = [r["customer"] for r in store.balances() if r["balance"] > 0]
+        customer = self.rng.choice(with_balance)
+        self._renumbers += 1
+        store.update("customer", customer["internalId"], number=f"RN{self._renumbers}-{customer['number']}")
+        self.report.visma_changes["renumbered"] += 1
+
     def _quota_gone(self) -> None:
         self.env.marketo.set_daily_usage(10**9)
         self._quota_cycles_left = self.rng.randint(1, 2)
@@ -308,9 +343,11 @@ class ChaosRun:
     def _check(self) -> None:
         report, env = self.report, self.env
         verification = env.verify()
+        deleted = self._deleted_keys() & set(verification.unexpected)
+        report.deleted_in_visma = len(deleted)
         report.records_checked = verification.expected
-        report.marketo_records = verification.actual
-        report.missing, report.unexpected = len(verification.missing), len(verification.unexpected)
+        report.marketo_records = verification.actual - len(deleted)
+        report.missing, report.unexpected = len(verification.missing), len(verification.unexpected) - len(deleted)
         report.mismatched, report.duplicates = len(verification.mismatched), len(verification.duplicates)
         report.retired_leads = len(verification.retired)
         report.example = "" if verification.ok else verification.summary()
@@ -323,16 +360,27 @@ class ChaosRun:
         report.queue_left = env.queue_depth()
         report.parked_jobs_left = len(DeferredChunks(state).parked(connection))
 
+    def _deleted_keys(self) -> set[str]:
+        mapping = load_mapping(MAPPING if self.settings.contacts else None)
+        company = self.env.visma.credentials["company_id"]
+        keys = set()
+        for entity, internal_id in self.env.visma.store.deleted():
+            section = mapping.for_entity(entity)  # type: ignore[arg-type]
+            if section is not None:
+                keys.add(section.key(company_id=company, entity=entity, internal_id=internal_id))
+        return keys
+
 
 
 def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
                     echo: Callable[[str], None] = lambda _: None) -> ConvergenceReport:
-    extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S)}
+    extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S), **SWEEP_ENV}
     if settings.contacts:
-        extra_env["MAPPING_FILE"] = "with-contacts-as-leads.json"
+        extra_env["MAPPING_FILE"] = MAPPING
     marketo = {"latency": settings.marketo_latency, "seed": settings.seed} if any(settings.marketo_latency) else {}
     env = LocalEnvironment(seed=settings.seed, customers=settings.customers, suppliers=settings.suppliers,
-                           log_path=log_path, extra_env=extra_env, marketo_options=marketo)
+                           log_path=log_path, extra_env=extra_env, marketo_options=marketo,
+                           visma_options={"max_page_size": VISMA_PAGE_SIZE})
     log_dir = (log_path or Path(".demo/chaos.log")).parent / "chaos-writers"
     with env:
         return ChaosRun(env, settings, log_dir).run(echo)

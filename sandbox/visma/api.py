@@ -95,7 +95,7 @@ class ErpApi:
     # -- customers and suppliers ----------------------------------------------------------------
     def _list(self, entity: str) -> Handler:
         def handle(request: Request) -> Response:
-            flt = list_filter(request.query, **LIST_FILTERS[entity])
+            flt = list_filter(request.query, **LIST_FILTERS[entity], to_ms=self.store.clock.filter_ms)
             page = self._page(request)
             total, items = self.store.page(entity, flt, page.bounds(self.faults.duplicates))
             self._after_page(entity, request.path, flt, page)
@@ -110,6 +110,9 @@ class ErpApi:
             self.store.edit_outside(entity, flt, edits)
         if page.number == 1 and self.faults.grow_total and entity in ENTITIES:
             self.store.insert(entity, **({"status": flt.status} if flt.status else {}))
+        if page.number == 1 and entity in ENTITIES and self.faults.wants_count_keeping_shift(entity) \
+                and self.store.shift_keeping_count(entity, flt, page.bounds()) is not None:
+            self.faults.count_keeping_shift_done(entity)
 
     def _one(self, entity: str) -> Handler:
         def handle(request: Request) -> Response:
@@ -150,8 +153,8 @@ class ErpApi:
 
     def credit_terms(self, request: Request) -> Response:
         page = self._page(request)
-        modified = date_condition(request.query, "lastModifiedDateTime")
-        created = date_condition(request.query, "createdDateTime")
+        modified = date_condition(request.query, "lastModifiedDateTime", self.store.clock.filter_ms)
+        created = date_condition(request.query, "createdDateTime", self.store.clock.filter_ms)
         wanted = request.query.get("termsId")
         terms = [t.dto() for t in CREDIT_TERMS if wanted in (None, "", t.terms_id)]
         terms = [t for t in terms if _stamp_holds(modified, t["lastModifiedDateTime"])
@@ -160,7 +163,8 @@ class ErpApi:
 
     def balances(self, request: Request) -> Response:
         page = self._page(request)
-        total, items = self.store.balance_page(date_condition(request.query, "lastModifiedDateTime"), page.bounds())
+        total, items = self.store.balance_page(
+            date_condition(request.query, "lastModifiedDateTime", self.store.clock.filter_ms), page.bounds())
         return _ok(with_metadata(items, total, self.max_page_size))
 
     def invoices(self, request: Request) -> Response:
@@ -170,7 +174,7 @@ class ErpApi:
             customer_number=request.query.get("customer") or None,
             status=_enum(request, "status", INVOICE_STATUSES),
             due=date_condition(request.query, "documentDueDate"),
-            modified=date_condition(request.query, "lastModifiedDateTime"),
+            modified=date_condition(request.query, "lastModifiedDateTime", self.store.clock.filter_ms),
         )
         return _ok(with_metadata(items, total, self.max_page_size))
 

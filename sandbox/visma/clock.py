@@ -27,11 +27,28 @@ CONDITIONS: dict[str, Callable[[int, int], bool]] = {
 
 
 class SandboxClock:
-    """Real UTC now plus a settable skew (the ERP's clock need not agree with the connector's)."""
+    """Real UTC now plus a settable skew (the ERP's clock need not agree with the connector's); naive stamps
+    and filter values in UTC, or, for a tenant whose server runs on local time, in a local zone (standard
+    offset ``local_minutes`` with the EU summer-time rule)."""
 
-    def __init__(self, skew_seconds: float = 0.0) -> None:
+    def __init__(self, skew_seconds: float = 0.0, local_minutes: int | None = None) -> None:
         self._skew = float(skew_seconds)
+        self._local_minutes = local_minutes
         self._lock = threading.Lock()
+
+    def naive(self, ms: int) -> str:
+        """A stamp without offset: UTC, or the local wall time."""
+        if self._local_minutes is None:
+            return format_stamp(ms)
+        return format_stamp(ms + local_offset_minutes(ms, self._local_minutes) * 60_000)
+
+    def filter_ms(self, text: str) -> int:
+        """A naive filter value -> UTC ms, read as the stamps are written."""
+        wall = parse_filter_value(text)
+        if self._local_minutes is None:
+            return wall
+        guess = wall - self._local_minutes * 60_000
+        return wall - local_offset_minutes(guess, self._local_minutes) * 60_000
 
     def set_skew(self, seconds: float) -> None:
         with self._lock:

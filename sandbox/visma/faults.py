@@ -68,6 +68,7 @@ class Faults:
         self._paging_edits: PagingEdits | None = None
         self._duplicates = False
         self._grow_total = False
+        self._count_keeping_shifts: dict[str, int] = {}
 
     # -- switches ---------------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 500, shape: Shape = "message",
@@ -111,8 +112,26 @@ class Faults:
         with self._lock:
             self._grow_total = enabled
 
+    def shift_keeping_count(self, entity: str, n: int = 1) -> None:
+        """The next ``n`` reads of ``entity``'s list: after page 1, a row already served is deleted and an old
+        row past the page boundary is edited into the window, so ``totalCount`` stays while the first row
+        of page 2 moves onto page 1 and is never served."""
+        _check_count(n)
+        with self._lock:
+            self._count_keeping_shifts[entity] = self._count_keeping_shifts.get(entity, 0) + n
+
+    def wants_count_keeping_shift(self, entity: str) -> bool:
+        with self._lock:
+            return self._count_keeping_shifts.get(entity, 0) > 0
+
+    def count_keeping_shift_done(self, entity: str) -> None:
+        """One shift happened (a read of a single page, where none can, leaves the fault armed)."""
+        with self._lock:
+            self._count_keeping_shifts[entity] -= 1
+
     def clear(self) -> None:
         with self._lock:
+            self._count_keeping_shifts.clear()
             self._responses.clear()
             self._delays.clear()
             self._paging_edits = None

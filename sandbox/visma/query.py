@@ -62,8 +62,10 @@ class DateCondition:
         return value_ms is not None and CONDITIONS[self.condition](value_ms, self.ms)
 
 
-def date_condition(query: Mapping[str, str], name: str) -> DateCondition | None:
-    """``name`` + ``nameCondition``: both or neither ("mutually inclusive"), a known operator, an accepted format."""
+def date_condition(query: Mapping[str, str], name: str,
+                   to_ms: Callable[[str], int] = parse_filter_value) -> DateCondition | None:
+    """``name`` + ``nameCondition``: both or neither ("mutually inclusive"), a known operator, an accepted format
+    (read by ``to_ms``: naive values are in the server's zone)."""
     value, condition = query.get(name), query.get(f"{name}Condition")
     if not value and not condition:
         return None
@@ -73,7 +75,7 @@ def date_condition(query: Mapping[str, str], name: str) -> DateCondition | None:
     if condition not in CONDITIONS:
         raise bad_request(f"{name}Condition '{condition}' is not valid; use one of >, >=, <, <=.")
     try:
-        return DateCondition(condition, parse_filter_value(value))
+        return DateCondition(condition, to_ms(value))
     except ValueError as exc:
         raise bad_request(f"{name}: {exc}") from None
 
@@ -123,7 +125,8 @@ class ListFilter:
 
 
 def list_filter(query: Mapping[str, str], *, statuses: tuple[str, ...], equality: tuple[str, ...],
-                created: bool, name: bool = True, booleans: tuple[str, ...] = ()) -> ListFilter:
+                created: bool, name: bool = True, booleans: tuple[str, ...] = (),
+                to_ms: Callable[[str], int] = parse_filter_value) -> ListFilter:
     """The list's filter. ``statuses`` empty: no status filter; ``name``: "contains" on the name;
     ``booleans``: equality parameters with a true/false value (compared as "true"/"false")."""
     status = query.get("status") if statuses else None
@@ -131,8 +134,8 @@ def list_filter(query: Mapping[str, str], *, statuses: tuple[str, ...], equality
         raise bad_request(f"The value '{status}' is not valid for status; use one of {', '.join(statuses)}.")
     contains = query.get("name") if name else None
     return ListFilter(
-        modified=date_condition(query, "lastModifiedDateTime"),
-        created=date_condition(query, "createdDateTime") if created else None,
+        modified=date_condition(query, "lastModifiedDateTime", to_ms),
+        created=date_condition(query, "createdDateTime", to_ms) if created else None,
         status=status or None,
         name_contains=contains.casefold() if contains else None,
         equals=tuple((key, _boolean(key, query[key]) if key in booleans else query[key])

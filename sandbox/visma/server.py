@@ -52,12 +52,17 @@ class VismaSandbox:
     def __init__(self, seed: int = 7, customers: int = 2000, suppliers: int = 500, *, max_page_size: int = 1000,
                  token_ttl: int = 3600, port: int = 0, company_id: str = "1234567",
                  rate_limit: tuple[int, float] | None = None, clock_skew_seconds: float = 0.0,
-                 latency: float | tuple[float, float] = 0.0) -> None:
+                 latency: float | tuple[float, float] = 0.0, refuse_company_header: bool = False,
+                 local_time_minutes: int | None = None) -> None:
+        """``refuse_company_header``: a Visma Connect gateway that fixes the company by ``tenant_id`` and
+        refuses ``ipp-company-id`` (IPP 12002). ``local_time_minutes``: a tenant whose naive stamps and filter
+        values are local time (that standard UTC offset, with EU summer time), not UTC."""
         if customers < 0 or suppliers < 0 or max_page_size < 1 or token_ttl < 1:
             raise ValueError("customers/suppliers must be >= 0, max_page_size and token_ttl >= 1")
         self.company_id = company_id
         self.max_page_size = max_page_size
-        self.clock = SandboxClock(clock_skew_seconds)
+        self.clock = SandboxClock(clock_skew_seconds, local_time_minutes)
+        self._refuse_company_header = refuse_company_header
         self._tokens = TokenService(identity_for(seed), token_ttl)
         self.store = VismaStore(Generator(seed, base_ms_for(self.clock.now_ms())), self.clock, customers, suppliers)
         self.faults = Faults()
@@ -116,6 +121,9 @@ class VismaSandbox:
     def set_clock_skew(self, seconds: float) -> None:
         self.clock.set_skew(seconds)
 
+    def refuse_company_header(self, enabled: bool = True) -> None:
+        self._refuse_company_header = enabled
+
     # -- request handling ---------------------------------------------------------------------------
     def _token(self, request: Request) -> Response:
         self.stats.count("token_requests")
@@ -152,7 +160,7 @@ class VismaSandbox:
         if token is None or not token.valid() or token.tenant_id != self._tokens.identity.company_tenant:
             raise ApiError(401, DENIED, headers={"WWW-Authenticate": "Bearer"})
         company = request.header("ipp-company-id")
-        if company is not None and company.strip() != self.company_id:
+        if company is not None and (self._refuse_company_header or company.strip() != self.company_id):
             raise ApiError(400, "Invalid parameter exception: ipp-company-id", shape="ipp", fault_code="12002")
 
 

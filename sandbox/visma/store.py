@@ -108,6 +108,7 @@ class VismaStore:
         self._contacts: dict[int, ContactRow] = {}
         self._retired_emails: set[str] = set()
         self._contact_order: list[ContactRow] | None = None  # every contact by contactId, once all exist
+        self._deleted: list[tuple[str, int]] = []
         # New contacts get ids after every seeded customer's contactId block.
         self._next_contact_id = CONTACT_ID_BLOCK + internal_id_of("customer", customers) * 4
         for entity, count in self._seeded.items():
@@ -120,6 +121,24 @@ class VismaStore:
                 self._rowversion = max(self._rowversion, row.rowversion)
 
     # -- public helpers (tests, local runs) -----------------------------------------------------
+    @property
+    def clock(self) -> SandboxClock:
+        return self._clock
+
+    def delete(self, entity: str, internal_id: int) -> None:
+        """Delete a record (and a customer's contacts): it is no longer served, and later rows move up."""
+        with self._lock:
+            row = self._row(entity, internal_id)
+            self._rows[entity].remove(row)
+            del self._by_id[entity][internal_id]
+            self._drop_contacts(row)
+            self._deleted.append((entity, internal_id))
+
+    def deleted(self) -> list[tuple[str, int]]:
+        """(entity, internalId) of every record deleted so far (a test oracle: Marketo may still hold them)."""
+        with self._lock:
+            return list(self._deleted)
+
     def records(self, entity: str) -> list[Record]:
         """Every record exactly as served (without metadata), ordered by internalId."""
         with self._lock:
@@ -301,6 +320,23 @@ class VismaStore:
                 self._edit(row, rng)
             return [row.internal_id for row in chosen if row.internal_id is not None]
 
+    def shift_keeping_count(self, entity: str, flt: ListFilter, served: tuple[int, int]) -> tuple[int, int] | None:
+        """Delete a row the reader was served (in ``served`` bounds of the filtered list) and edit the
+        highest-id row outside the filter into it: the count stays, the first row of the next page moves up
+        onto the page already read. Returns (deleted id, edited id), or None when there is no such pair."""
+        with self._lock:
+            rows = [row for row in self._rows[_entity(entity)] if row.raw is None]
+            matching = [row for row in rows if flt.matches(row, self._fields)]
+            page = page_slice(matching, served)
+            outside = [row for row in rows if not flt.matches(row, self._fields)]
+            if not page or not outside or outside[-1].sort_key() < page[-1].sort_key():
+                return None  # an entering row before the boundary would shift rows back: no skip
+            victim, entering = page[0], outside[-1]
+            assert victim.internal_id is not None and entering.internal_id is not None
+            self.delete(entity, victim.internal_id)
+            self._edit(entering, self._gen.rng("shift-edit", self._rowversion))
+            return victim.internal_id, entering.internal_id
+
     def balance_page(self, modified: DateCondition | None, bounds: tuple[int, int]) -> tuple[int, list[Record]]:
         with self._lock:
             rows = self._balance_rows(modified)
@@ -358,11 +394,14 @@ class VismaStore:
         record = self._gen.record(row.entity, row.index, row.internal_id, number_of(row.entity, row.index))
         if row.changes:
             deep_merge(record, row.changes)
-        offset = local_offset_minutes(row.modified_ms, standard_offset(row.country)) if row.offset else None
         record["internalId"] = row.internal_id
-        record["lastModifiedDateTime"] = format_stamp(row.modified_ms, offset)
+        if row.offset:
+            offset = local_offset_minutes(row.modified_ms, standard_offset(row.country))
+            record["lastModifiedDateTime"] = format_stamp(row.modified_ms, offset)
+        else:
+            record["lastModifiedDateTime"] = self._clock.naive(row.modified_ms)
         if "createdDateTime" in record and row.created_ms is not None:
-            record["createdDateTime"] = format_stamp(row.created_ms)
+            record["createdDateTime"] = self._clock.naive(row.created_ms)
         record["timeStamp"] = encode_rowversion(row.rowversion)
         return record
 
@@ -474,7 +513,7 @@ class VismaStore:
             if row.changes:
                 deep_merge(record, row.changes)
             record["contactId"] = row.contact_id
-            record["lastModifiedDateTime"] = format_stamp(row.modified_ms)
+            record["lastModifiedDateTime"] = self._clock.naive(row.modified_ms)
             record["timeStamp"] = encode_rowversion(row.rowversion)
             result.append(record)
         return result
@@ -551,7 +590,7 @@ class VismaStore:
              "totalDiscountYear"), 0.0)
         return {"customer": self._customer_ref(row, with_id=True),
                 "balance": round(sum(i.balance for i in invoices if i.status == "Open"), 2),
-                **totals, "lastModified": format_stamp(last_ms)}
+                **totals, "lastModified": self._clock.naive(last_ms)}
 
 
 class _ContactFields(Mapping[str, Any]):

@@ -96,12 +96,31 @@ def test_bad_secret_is_an_auth_error_without_the_secret(visma: VismaSandbox) -> 
 
 
 def test_company_header_is_sent_and_can_be_turned_off(visma: VismaSandbox) -> None:
-    with pytest.raises(VismaError, match="ipp-company-id") as info:
-        client_for(visma, creds={"company_id": "999"}).get("/v1/customer", {"pageSize": 1})
-    assert info.value.fault_code == "12002"
-    body = client_for(visma, creds={"company_id": "999"}, send_company_header=False).get("/v1/customer",
-                                                                                      {"pageSize": 1})
-    assert len(body) == 1
+    assert client_for(visma).sends_company_header
+    client = client_for(visma, send_company_header=False)
+    assert not client.sends_company_header
+    assert len(client.get("/v1/customer", {"pageSize": 1})) == 1
+
+
+def test_a_gateway_refusing_the_company_header_is_called_without_it(visma: VismaSandbox,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 15 case 4: a Visma Connect gateway that fixes the company by tenant_id refuses ipp-company-id
+    ("Invalid parameter exception: ipp-company-id", IPP 12002). The call is retried once without it, the
+    process remembers that for the connection, and says so once."""
+    visma.refuse_company_header(True)
+    try:
+        client = client_for(visma)
+        before = visma.stats.snapshot()["erp_calls"]
+        assert len(client.get("/v1/customer", {"pageSize": 1})) == 1
+        assert visma.stats.snapshot()["erp_calls"] - before == 2  # refused once, then without the header
+        assert not client.sends_company_header  # what ping reports
+        other = client_for(visma)  # a later invocation's client of the same connection
+        assert not other.sends_company_header
+        assert len(list(other.iter_pages("supplier", page_size=100))) == 1
+        assert visma.stats.snapshot()["erp_calls"] - before == 3
+        assert capsys.readouterr().out.count("refused ipp-company-id") == 1
+    finally:
+        visma.refuse_company_header(False)
 
 
 @pytest.mark.parametrize("shape", ["message", "ipp", "text"])

@@ -2,7 +2,9 @@
 
 Ten cycles of random Visma changes with four random faults each, drawn from Visma (5xx, 429, timeouts,
 expired tokens, edits while paging, an outage that crashes the poller), Marketo (601, 602, 606, 615,
-5xx, timeout after the write applied, 607 for a cycle or two) and AWS (writer crash after Marketo
+5xx, timeout after the write applied, 607 for a cycle or two), issue 15's Visma boundary cases (a served row
+deleted while another enters the window, writes stamped half an hour late, a customer with a balance
+renumbered) and AWS (writer crash after Marketo
 accepted a chunk, poller crash mid-window, SQS duplicates and out-of-order delivery). Then the faults
 stop and the queue drains: Marketo must equal the mapping of the final Visma state. A larger run:
 ``python -m localrun.chaos --cycles 30 --customers 1500 --suppliers 300``; with concurrent writers:
@@ -48,7 +50,7 @@ def test_the_fault_mix_really_happened(report):
         "visma_5xx", "visma_429", "visma_timeout", "visma_token_expired", "visma_edit_during_paging",
         "visma_outage_mid_window", "marketo_601", "marketo_602", "marketo_606", "marketo_615", "marketo_5xx",
         "marketo_timeout_after_apply", "marketo_607_for_a_while", "writer_crash_after_accept",
-        "poller_crash_mid_window"}
+        "poller_crash_mid_window", "visma_shift_keeping_count", "visma_late_writes", "visma_renumber_with_balance"}
     observed = report.faults_observed
     for code in ("601", "602", "606", "607"):
         assert observed.get(f"marketo {code}", 0) >= 1, code
@@ -60,6 +62,7 @@ def test_the_fault_mix_really_happened(report):
     assert report.messages_delivered_twice > 0 and report.messages_held_back > 0
     assert report.visma_changes["edits"] > 0 and report.visma_changes["inserts"] > 0
     assert report.visma_changes["status changes"] > 0
+    assert report.visma_changes["late writes"] > 0 and report.visma_changes["renumbered"] > 0
 
 
 # -- as Lambda runs in production (issue #14, item 1) -----------------------------------------------------

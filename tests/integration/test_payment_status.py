@@ -4,10 +4,12 @@ the payment situation changes (the customer record itself untouched)."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 
 from localrun.environment import expected_payment_facts
+from ml_connector.visma.models import parse_visma_datetime
 
 pytestmark = pytest.mark.integration
 
@@ -52,3 +54,27 @@ def test_no_payment_change_means_no_refresh(env):
     report = env.cycle("quiet")
     customer = next(e for e in report.poll if e["entity"] == "customer")
     assert customer["payment_refreshes"] == 0 and report.marketo_calls == 0
+
+
+def test_a_renumbered_customer_keeps_its_balance_and_payment_status(env):
+    """Issue 15 case 3: facts were kept by customer number and balances are read only as a delta, so a
+    renumbered customer with a balance went to vismaBalance 0 and status current until its balance changed."""
+    env.visma.store.edit_random(2, rng_seed=43, entity="customer")
+    env.cycle("recent edits")  # the customer watermark is now a moment ago (the seeded stamps are months old)
+    before = companies(env)
+    # A balance that no poll reads again: stamped before the window the next poll reads.
+    window_start = env.state().watermarks.get(env.stack.parameters["ConnectionId"], "customer") - timedelta(minutes=10)
+    settled = {r["customer"]["number"] for r in env.visma.store.balances()
+               if parse_visma_datetime(r["lastModified"]) < window_start}
+    number = next(n for n, c in sorted(before.items()) if c["vismaPaymentStatus"] == "open_balance" and n in settled)
+    internal_id = env.visma.store.find("customer", number)["internalId"]
+    env.visma.store.update("customer", internal_id, number=f"R-{number}")  # changeCustomerCd
+    report = env.cycle("renumbered")
+    customer = next(e for e in report.poll if e["entity"] == "customer")
+    assert customer["messages_sent"] == 1
+    after = companies(env)[f"R-{number}"]
+    assert after["vismaBalance"] == before[number]["vismaBalance"] > 0
+    assert after["vismaPaymentStatus"] == "open_balance"
+    env.cycle("quiet")
+    assert companies(env)[f"R-{number}"]["vismaPaymentStatus"] == "open_balance"
+    assert env.verify().ok, env.verify().summary()

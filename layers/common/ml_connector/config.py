@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -53,6 +54,25 @@ class VismaSettings(_Strict):
     overlap_seconds: Annotated[int, Field(ge=0, le=86_400)] = 300
     # Per-request timeout; a timed-out request is retried with backoff like a 5xx.
     request_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 60.0
+    # Writes that become visible later than the overlap (a lagging app-server clock, a long transaction):
+    # every sweep_interval_seconds one poll reads sweep_depth_seconds back instead (unchanged rows cost no message).
+    sweep_interval_seconds: Annotated[int, Field(ge=1, le=7 * 86_400)] = 3600
+    sweep_depth_seconds: Annotated[int, Field(ge=0, le=31 * 86_400)] = 86_400
+    # The zone of Visma's naive timestamps (IANA name): used to read lastModifiedDateTime and to write its filter.
+    time_zone: str = "UTC"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (for example Europe/Oslo or UTC)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
 
     @field_validator("base_url", "token_url")
     @classmethod
@@ -179,7 +199,9 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
         return list(connections)
     visma: dict[str, Any] = {"secret_id": env.get("VISMA_SECRET_ID", "")}
     for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL"),
-                      ("request_timeout_seconds", "VISMA_REQUEST_TIMEOUT_SECONDS")):
+                      ("request_timeout_seconds", "VISMA_REQUEST_TIMEOUT_SECONDS"),
+                      ("sweep_interval_seconds", "VISMA_SWEEP_INTERVAL_SECONDS"),
+                      ("sweep_depth_seconds", "VISMA_SWEEP_DEPTH_SECONDS"), ("time_zone", "VISMA_TIME_ZONE")):
         if env.get(name):
             visma[key] = env[name]
     if env.get("VISMA_SEND_COMPANY_HEADER"):

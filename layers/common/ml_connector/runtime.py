@@ -80,7 +80,7 @@ class Runtime:
         v = connection.visma
         return VismaClient(credentials, base_url=v.base_url, token_url=v.token_url,
                            send_company_header=v.send_company_header, timeout=v.request_timeout_seconds,
-                           session=self._session(f"visma#{connection.id}"), deadline=deadline)
+                           session=self._session(f"visma#{connection.id}"), deadline=deadline, time_zone=v.zone)
 
     def marketo_client(self, connection_id: str, deadline: Deadline) -> MarketoClient:
         m = self.settings.connection(connection_id).marketo

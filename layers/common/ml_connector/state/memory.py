@@ -53,7 +53,7 @@ class MemoryWatermarks:
 class MemoryRecordVersions:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str, int], RecordState] = {}
-        self.written_at: dict[tuple[str, str, int], str] = {}
+        self.written_at: dict[tuple[str, str, int], tuple[str, str | None]] = {}
         self.to_repair: dict[tuple[str, str, int], RepairEntry] = {}
         self._lock = threading.Lock()
 
@@ -70,11 +70,12 @@ class MemoryRecordVersions:
             current = self.items.get(key)
             if current and current.written_version and current.written_version > r.version:
                 return WriteRecorded(recorded=False, raced=True)
-            raced = raced_with(r, current.written_version if current else None, self.written_at.get(key))
+            previous_at, previous_writer = self.written_at.get(key, (None, None))
+            raced = raced_with(r, current.written_version if current else None, previous_at, previous_writer)
             self.items[key] = RecordState(
                 internal_id=r.internal_id, written_modified_at=utc_iso(r.modified_at), written_version=r.version,
                 written_ts=r.visma_ts, written_hash=r.content_hash, written_key=r.key, marketo_id=r.marketo_id)
-            self.written_at[key] = utc_iso(datetime.now(UTC))
+            self.written_at[key] = (utc_iso(datetime.now(UTC)), r.writer)
             return WriteRecorded(recorded=True, raced=raced)
 
     def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
@@ -180,17 +181,28 @@ class MemoryLimiterItems:
 
 class MemoryPaymentFacts:
     def __init__(self) -> None:
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.items: dict[tuple[str, int], dict[str, Any]] = {}
 
-    def all(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from ((n, dict(v)) for (c, n), v in sorted(self.items.items()) if c == connection)
+    def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        yield from ((i, dict(v)) for (c, i), v in sorted(self.items.items()) if c == connection)
 
-    def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        for number, values in facts:
-            if any(values.values()):
-                self.items[(connection, number)] = dict(values)
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        for internal_id, values in facts:
+            if any(v for k, v in values.items() if k != "number"):
+                self.items[(connection, internal_id)] = dict(values)
             else:
-                self.items.pop((connection, number), None)
+                self.items.pop((connection, internal_id), None)
+
+
+class MemorySweeps:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], datetime] = {}
+
+    def last(self, connection: str, entity: str) -> datetime | None:
+        return self.items.get((connection, entity))
+
+    def done(self, connection: str, entity: str, at: datetime) -> None:
+        self.items[(connection, entity)] = at
 
 
 class MemoryCustomerNumbers:
@@ -232,5 +244,5 @@ def memory_state() -> State:
         watermarks=MemoryWatermarks(), records=MemoryRecordVersions(),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
-        runs=MemoryRuns(),
+        runs=MemoryRuns(), sweeps=MemorySweeps(),
     )

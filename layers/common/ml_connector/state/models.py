@@ -54,6 +54,8 @@ class WrittenRecord(BaseModel):
     # When the Marketo call that wrote it started: a write of another version recorded after this moment
     # ran concurrently, so the two may have landed in Marketo in either order.
     call_started: datetime | None = None
+    # Which writer process recorded it: one process's own clock needs no margin against itself.
+    writer: str | None = None
 
 
 class WriteRecorded(BaseModel):
@@ -113,12 +115,14 @@ class QuarantineMark(BaseModel):
     version: str | None = None
 
 
-def raced_with(record: WrittenRecord, previous_version: str | None, previous_at: str | None) -> bool:
+def raced_with(record: WrittenRecord, previous_version: str | None, previous_at: str | None,
+               previous_writer: str | None = None) -> bool:
     """The write it replaced was of another (older) version and was recorded after this write's Marketo call
     started: the two calls overlapped, and the older may have landed last."""
     if previous_version in (None, record.version) or previous_at is None or record.call_started is None:
         return False
-    return previous_at >= utc_iso(record.call_started - CLOCK_SLACK)
+    slack = CLOCK_SLACK if previous_writer is None or previous_writer != record.writer else timedelta(0)
+    return previous_at >= utc_iso(record.call_started - slack)
 
 
 

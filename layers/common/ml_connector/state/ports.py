@@ -108,11 +108,22 @@ class LimiterItems(Protocol):
 
 
 class PaymentFactsStore(Protocol):
-    def all(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Stored facts by customer number, streamed (customers with only zero facts have none)."""
+    """Payment facts by customer internalId (a customer number can change), each with the number it had."""
 
-    def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Stored facts (``number`` and the facts) by internalId, streamed (customers with only zero facts have
+        none)."""
+
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
         """Store changed facts; all-zero facts remove the customer's entry."""
+
+
+class Sweeps(Protocol):
+    """When each entity's window was last read deep (the sweep for writes stamped before the overlap)."""
+
+    def last(self, connection: str, entity: str) -> datetime | None: ...
+
+    def done(self, connection: str, entity: str, at: datetime) -> None: ...
 
 
 class CustomerNumbers(Protocol):
@@ -152,3 +163,4 @@ class State:
     numbers: CustomerNumbers
     reference: ReferenceHashes
     runs: Runs
+    sweeps: Sweeps

@@ -1,11 +1,12 @@
 """One poll's bookkeeping on the Lambda's ephemeral disk, so the poller's memory stays flat in the window size.
 
-A poll needs three things that grow with the number of records: the ids a read of the window saw (its proof of
-completeness: unique ids must reach Visma's ``totalCount``), the customer numbers it sent (so a customer whose
-payment facts changed is not fetched again), and the payment facts of every customer (stored, overdue invoices,
-balances) merged into the current facts. Held in Python sets and dicts these cost hundreds of bytes a record;
-here they live in a throw-away SQLite file under the temp directory (``/tmp`` in Lambda, 512 MB by default) with a
-small page cache, and the poller streams through them.
+A poll needs what grows with the number of records: the ids each read of the window saw with their stamps (its
+proof of completeness: unique ids must reach Visma's ``totalCount``, and a multi-page read that saw rows enter the
+window is confirmed by a read that finds no row it missed), the customers it read (so a customer whose payment
+facts changed is not fetched again), and the payment facts of every customer (stored by internalId, overdue
+invoices and balances) merged into the current facts. Held in Python sets and dicts these cost hundreds of bytes a
+record; here they live in a throw-away SQLite file under the temp directory (``/tmp`` in Lambda, 512 MB by default)
+with a small page cache, and the poller streams through them.
 """
 
 from __future__ import annotations
@@ -23,37 +24,52 @@ _FLUSH_AT = 1000  # notes buffered before they go to disk (about a Visma page)
 _CHUNK = 500  # rows a streaming read takes at a time
 
 _SCHEMA = """
-CREATE TABLE seen (id INTEGER PRIMARY KEY);
+CREATE TABLE seen (id INTEGER PRIMARY KEY, modified TEXT);
+CREATE TABLE sent (id INTEGER PRIMARY KEY, hash TEXT);
+CREATE TABLE earlier (id INTEGER PRIMARY KEY);
 CREATE TABLE bad (ref TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE read_numbers (number TEXT PRIMARY KEY) WITHOUT ROWID;
-CREATE TABLE stored (number TEXT PRIMARY KEY, balance REAL, overdue_amount REAL, overdue_invoices INTEGER,
-                     max_dunning_level INTEGER) WITHOUT ROWID;
+CREATE TABLE read (number TEXT PRIMARY KEY, id INTEGER) WITHOUT ROWID;
+CREATE INDEX read_id ON read (id);
+CREATE TABLE stored (id INTEGER PRIMARY KEY, number TEXT, balance REAL, overdue_amount REAL, overdue_invoices INTEGER,
+                     max_dunning_level INTEGER);
 CREATE TABLE invoices (number TEXT, balance REAL, level INTEGER);
-CREATE TABLE balances (number TEXT PRIMARY KEY, balance REAL) WITHOUT ROWID;
-CREATE TABLE current (number TEXT PRIMARY KEY, balance REAL, overdue_amount REAL, overdue_invoices INTEGER,
-                      max_dunning_level INTEGER, changed INTEGER) WITHOUT ROWID;
+CREATE INDEX invoices_number ON invoices (number);
+CREATE TABLE balances (id INTEGER PRIMARY KEY, number TEXT, balance REAL);
+CREATE TABLE number_balances (number TEXT PRIMARY KEY, balance REAL) WITHOUT ROWID;
+CREATE TABLE current (id INTEGER PRIMARY KEY, number TEXT, balance REAL, overdue_amount REAL,
+                      overdue_invoices INTEGER, max_dunning_level INTEGER, changed INTEGER);
+CREATE INDEX current_number ON current (number);
 """
 
-# Every customer with a stored, overdue or balance fact, with what each source says about it.
-_MERGE = """
-WITH due AS (SELECT number, SUM(balance) AS amount, COUNT(*) AS n, MAX(level) AS level
-             FROM invoices GROUP BY number),
-     numbers AS (SELECT number FROM stored UNION SELECT number FROM balances UNION SELECT number FROM due)
-SELECT numbers.number, b.balance, s.balance, d.amount, d.n, d.level,
-       s.overdue_amount, s.overdue_invoices, s.max_dunning_level, s.number IS NOT NULL
-FROM numbers LEFT JOIN balances b USING (number) LEFT JOIN stored s USING (number) LEFT JOIN due d USING (number)
-"""
-
-_NOTE = {table: f"INSERT OR IGNORE INTO {table} VALUES (?)"  # noqa: S608 - constant table names
-         for table in ("seen", "bad", "read_numbers")}
 _FACTS = "balance, overdue_amount, overdue_invoices, max_dunning_level"
-_STORE = f"INSERT OR REPLACE INTO stored (number, {_FACTS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608 - constants only
-_CURRENT = f"INSERT INTO current (number, {_FACTS}, changed) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608
-_FACTS_OF = f"SELECT {_FACTS} FROM current WHERE number = ?"  # noqa: S608
-# Keyset reads: rows after a number, in number order, a chunk at a time (the poller writes between chunks).
-_CHANGED = f"SELECT number, {_FACTS} FROM current WHERE changed AND number > ? ORDER BY number LIMIT ?"  # noqa: S608
-_REFRESH = ("SELECT number FROM current WHERE changed AND number > ?"
-            " AND number NOT IN (SELECT number FROM read_numbers) ORDER BY number LIMIT ?")
+# A customer's balance is this poll's delta (by id, else by number for a row without one), else as stored;
+# its overdue facts go by the number it has now (invoices name their customer by number).
+_FACTS_OF = """
+SELECT COALESCE((SELECT balance FROM balances WHERE id = :id),
+                (SELECT balance FROM number_balances WHERE number = :number),
+                (SELECT balance FROM stored WHERE id = :id), 0.0),
+       COALESCE(SUM(balance), 0.0), COUNT(*), COALESCE(MAX(level), 0)
+FROM invoices WHERE number = :number
+"""
+# Every customer with a stored or balance fact, or read in this poll, with the number it has now.
+_CUSTOMERS = """
+WITH ids AS (SELECT id FROM stored UNION SELECT id FROM balances UNION SELECT id FROM read WHERE id IS NOT NULL)
+SELECT ids.id, COALESCE((SELECT number FROM read WHERE read.id = ids.id), b.number, s.number) AS number
+FROM ids LEFT JOIN balances b USING (id) LEFT JOIN stored s USING (id)
+"""
+_CURRENT = f"INSERT INTO current (id, number, {_FACTS}, changed) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+# Keyset reads: rows after a key, in key order, a chunk at a time (the poller writes between chunks).
+_CHANGED = (f"SELECT id, number, {_FACTS} FROM current WHERE changed AND id > ? ORDER BY id LIMIT ?")  # noqa: S608
+# To fetch again: changed customers this poll did not read, and numbers with overdue invoices or a balance that
+# belong to no customer known here (an invoice fell due for a customer without stored facts).
+_REFRESH = """
+SELECT number FROM (
+  SELECT number FROM current WHERE changed AND id NOT IN (SELECT id FROM read WHERE id IS NOT NULL)
+  UNION SELECT number FROM invoices UNION SELECT number FROM number_balances
+  EXCEPT SELECT number FROM current WHERE NOT changed OR id IN (SELECT id FROM read WHERE id IS NOT NULL)
+  EXCEPT SELECT number FROM read)
+WHERE number > ? ORDER BY number LIMIT ?
+"""
 
 
 class PollLedger:
@@ -66,7 +82,7 @@ class PollLedger:
         for pragma in ("journal_mode=OFF", "synchronous=OFF", f"cache_size=-{_CACHE_KIB}", "temp_store=FILE"):
             self._db.execute(f"PRAGMA {pragma}")
         self._db.executescript(_SCHEMA)
-        self._pending: dict[str, list[tuple[object, ...]]] = {"seen": [], "bad": [], "read_numbers": []}
+        self._pending: dict[str, list[tuple[object, ...]]] = {"seen": [], "bad": [], "read": []}
 
     def close(self) -> None:
         self._db.close()
@@ -81,20 +97,36 @@ class PollLedger:
 
     # -- one read of the window ----------------------------------------------------------------
     def start_pass(self) -> None:
-        """A new read of the window: ids and bad refs count again from zero (sent numbers stay: each was sent)."""
+        """A new read of the window: ids and bad refs count again from zero; the ids of earlier reads are kept
+        (a later read is checked against them). Customers read stay read."""
         self._flush()
+        self._db.execute("INSERT OR IGNORE INTO earlier SELECT id FROM seen")
         self._db.execute("DELETE FROM seen")
         self._db.execute("DELETE FROM bad")
 
-    def note_seen(self, internal_id: int) -> None:
-        self._note("seen", internal_id)
+    def note_seen(self, internal_id: int, modified: str) -> None:
+        """A record read, with its ``lastModifiedDateTime`` as a UTC ISO string (so stamps compare as text)."""
+        self._note("seen", (internal_id, modified))
 
     def note_bad(self, ref: str) -> None:
-        self._note("bad", ref)
+        self._note("bad", (ref,))
 
-    def note_read_number(self, number: str) -> None:
+    def note_read(self, internal_id: int | None, number: str) -> None:
         """A customer read in this poll (sent with the current facts, or quarantined): no refresh for it."""
-        self._note("read_numbers", number)
+        self._note("read", (number, internal_id))
+
+    def sent_before(self, versions: list[tuple[int, str]]) -> set[int]:
+        """Of these (internalId, content hash), the ones this poll already sent with the same content."""
+        found: set[int] = set()
+        for start in range(0, len(versions), 500):
+            chunk = dict(versions[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id, hash FROM sent WHERE id IN ({marks})", list(chunk))  # noqa: S608
+            found.update(i for i, h in rows if chunk.get(i) == h)
+        return found
+
+    def note_sent(self, versions: list[tuple[int, str]]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO sent (id, hash) VALUES (?, ?)", versions)
 
     def seen(self, internal_id: int) -> bool:
         """This poll read the record (in any pass)."""
@@ -107,67 +139,103 @@ class PollLedger:
         row = self._db.execute("SELECT (SELECT COUNT(*) FROM seen) + (SELECT COUNT(*) FROM bad)").fetchone()
         return int(row[0])
 
+    def newest_stamp(self) -> str | None:
+        """The newest stamp read in this pass."""
+        self._flush()
+        return self._db.execute("SELECT MAX(modified) FROM seen").fetchone()[0]
+
+    def missed_earlier(self, stamped_before: str) -> int:
+        """Rows this pass read that no earlier pass did although they were stamped before ``stamped_before``
+        (so they were in the window then): an earlier pass skipped them."""
+        self._flush()
+        row = self._db.execute("SELECT COUNT(*) FROM seen WHERE modified < ? AND id NOT IN (SELECT id FROM earlier)",
+                               (stamped_before,)).fetchone()
+        return int(row[0])
+
     # -- payment facts -------------------------------------------------------------------------
-    def load_stored(self, facts: Iterable[tuple[str, PaymentFacts]]) -> None:
-        self._insert_many(_STORE, ((n, *_values(f)) for n, f in facts))
+    def load_stored(self, facts: Iterable[tuple[int, str | None, PaymentFacts]]) -> None:
+        """Stored facts: (internalId, the number stored with them, facts)."""
+        self._insert_many(f"INSERT OR REPLACE INTO stored (id, number, {_FACTS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+                          ((i, n, *_values(f)) for i, n, f in facts))
 
     def add_overdue_invoices(self, invoices: Iterable[tuple[str, float, int]]) -> None:
         """Open invoices past due: (customer number, open balance, dunning level)."""
         self._insert_many("INSERT INTO invoices VALUES (?, ?, ?)", invoices)
 
-    def set_balances(self, balances: Iterable[tuple[str, float]]) -> None:
-        """Balances read since the watermark; the latest row for a customer wins."""
-        self._insert_many("INSERT OR REPLACE INTO balances VALUES (?, ?)", balances)
+    def set_balances(self, balances: Iterable[tuple[int | None, str, float]]) -> None:
+        """Balances read since the watermark, (internalId or None, number, balance); the latest row wins."""
+        for chunk in _chunks(balances):
+            self._db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?)",
+                                 [row for row in chunk if row[0] is not None])
+            self._db.executemany("INSERT OR REPLACE INTO number_balances VALUES (?, ?)",
+                                 [(n, b) for i, n, b in chunk if i is None])
+
+    def facts_for(self, internal_id: int, number: str) -> PaymentFacts:
+        """Current facts of a customer: balance by internalId (so a renumbered customer keeps it), overdue
+        invoices by the number it has now."""
+        row = self._db.execute(_FACTS_OF, {"id": internal_id, "number": number}).fetchone()
+        return _facts((row[0], round(float(row[1]), 2), row[2], row[3]))
 
     def merge_payment_facts(self) -> None:
-        """Current facts per customer: overdue from the invoices, balance from the delta or else as stored."""
-        rows = self._db.execute(_MERGE)
+        """Current facts per customer known here, and whether they differ from the stored ones. Run after the
+        window is read (the customers it read give their current numbers) and again after refreshes."""
+        self._flush()
+        self._db.execute("DELETE FROM current")
+        rows = self._db.execute(_CUSTOMERS)
         while chunk := rows.fetchmany(_CHUNK):
-            self._db.executemany(_CURRENT, [_merged(row) for row in chunk])
+            self._db.executemany(_CURRENT, [self._current(int(i), n) for i, n in chunk if n is not None])
 
-    def facts_for(self, number: str) -> PaymentFacts:
-        row = self._db.execute(_FACTS_OF, (number,)).fetchone()
-        return _facts(row) if row else PaymentFacts()
-
-    def changed_facts(self) -> Iterator[list[tuple[str, PaymentFacts]]]:
-        """Customers whose facts differ from the stored ones, in chunks."""
-        for chunk in self._keyset(_CHANGED):
-            yield [(str(row[0]), _facts(row[1:])) for row in chunk]
+    def changed_facts(self) -> Iterator[list[tuple[int, str, PaymentFacts]]]:
+        """Customers whose facts (or, with facts, whose number) differ from the stored ones, in chunks."""
+        for chunk in self._keyset(_CHANGED, 0):
+            yield [(int(str(row[0])), str(row[1]), _facts(row[2:])) for row in chunk]
 
     def refresh_numbers(self) -> Iterator[str]:
-        """Changed customers this poll did not send: their records must be fetched and sent again."""
+        """Customers to fetch and send again, by number: their facts changed but this poll did not read them."""
         self._flush()
-        for chunk in self._keyset(_REFRESH):
+        for chunk in self._keyset(_REFRESH, ""):
             yield from (str(row[0]) for row in chunk)
 
     # -- helpers -------------------------------------------------------------------------------
-    def _note(self, table: str, value: object) -> None:
+    def _current(self, internal_id: int, number: str) -> tuple[object, ...]:
+        current = self.facts_for(internal_id, number)
+        row = self._db.execute(f"SELECT number, {_FACTS} FROM stored WHERE id = ?", (internal_id,)).fetchone()  # noqa: S608
+        stored = _facts(row[1:]) if row else PaymentFacts()
+        moved = row is not None and row[0] != number and current != PaymentFacts()
+        return internal_id, number, *_values(current), current != stored or moved
+
+    def _note(self, table: str, values: tuple[object, ...]) -> None:
         pending = self._pending[table]
-        pending.append((value,))
+        pending.append(values)
         if len(pending) >= _FLUSH_AT:
             self._flush()
 
     def _flush(self) -> None:
         for table, values in self._pending.items():
             if values:
-                self._db.executemany(_NOTE[table], values)
+                marks = ", ".join("?" * len(values[0]))
+                self._db.executemany(f"INSERT OR IGNORE INTO {table} VALUES ({marks})", values)  # noqa: S608
                 values.clear()
 
     def _insert_many(self, statement: str, rows: Iterable[tuple[object, ...]]) -> None:
-        chunk: list[tuple[object, ...]] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= _FLUSH_AT:
-                self._db.executemany(statement, chunk)
-                chunk.clear()
-        if chunk:
+        for chunk in _chunks(rows):
             self._db.executemany(statement, chunk)
 
-    def _keyset(self, query: str) -> Iterator[list[tuple[object, ...]]]:
-        after = ""
+    def _keyset(self, query: str, after: object) -> Iterator[list[tuple[object, ...]]]:
         while chunk := self._db.execute(query, (after, _CHUNK)).fetchall():
             yield chunk
-            after = str(chunk[-1][0])
+            after = chunk[-1][0]
+
+
+def _chunks(rows: Iterable[tuple[object, ...]]) -> Iterator[list[tuple[object, ...]]]:
+    chunk: list[tuple[object, ...]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= _FLUSH_AT:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _values(facts: PaymentFacts) -> tuple[float, float, int, int]:
@@ -176,15 +244,3 @@ def _values(facts: PaymentFacts) -> tuple[float, float, int, int]:
 
 def _facts(row: Iterable[object]) -> PaymentFacts:
     return PaymentFacts(**dict(zip(PaymentFacts.model_fields, row, strict=True)))
-
-
-def _merged(row: tuple[object, ...]) -> tuple[object, ...]:
-    number, new_balance, stored_balance, amount, count, level, *stored_due, was_stored = row
-    current = PaymentFacts(
-        balance=new_balance if new_balance is not None else (stored_balance or 0.0),
-        overdue_amount=round(float(amount or 0.0), 2),  # type: ignore[arg-type]
-        overdue_invoices=count or 0,
-        max_dunning_level=level or 0,
-    )
-    stored = _facts((stored_balance, *stored_due)) if was_stored else PaymentFacts()
-    return number, *_values(current), current != stored

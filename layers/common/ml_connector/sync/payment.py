@@ -2,7 +2,8 @@
 
 Facts come from two Visma sources: open invoices past their due date (amount, count, highest dunning
 level) and customer balances (``/v1/customer/balance``, read as a delta since the last poll). They are
-kept per customer number in the state table (only for customers with a non-zero fact), so a customer
+kept per customer ``internalId`` in the state table (only for customers with a non-zero fact): a customer
+number can be changed, and a balance read only as a delta must survive that. So a customer
 whose payment situation changes without its own record changing (an invoice falls due, a payment
 arrives) is detected and re-sent. Both sources are streamed into the poll's ledger (``sync/ledger.py``)
 and merged there, so no per-customer dict is held.
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from ml_connector.sync.ports import VismaReader
-from ml_connector.visma.models import format_visma_datetime, parse_visma_datetime
+from ml_connector.visma.models import parse_visma_datetime
 
 INVOICES_PATH = "/v1/customerinvoice"
 BALANCES_PATH = "/v1/customer/balance"
@@ -31,19 +32,20 @@ class PaymentFacts(BaseModel):
 
 
 class KnownPaymentFacts(Protocol):
-    """Payment facts by customer number: the poll's ledger, or the stored facts (quarantine retry)."""
+    """Payment facts of a customer (its internalId and current number): the poll's ledger, or the stored
+    facts (quarantine retry)."""
 
-    def facts_for(self, number: str) -> PaymentFacts: ...
+    def facts_for(self, internal_id: int, number: str) -> PaymentFacts: ...
 
 
 class StoredPaymentFacts:
     """The facts the last complete poll stored, for rebuilding a record outside a poll."""
 
-    def __init__(self, stored: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        self._facts = {number: PaymentFacts.model_validate(values) for number, values in stored}
+    def __init__(self, stored: Iterable[tuple[int, dict[str, Any]]]) -> None:
+        self._facts = {internal_id: PaymentFacts.model_validate(values) for internal_id, values in stored}
 
-    def facts_for(self, number: str) -> PaymentFacts:
-        return self._facts.get(number, PaymentFacts())
+    def facts_for(self, internal_id: int, number: str) -> PaymentFacts:
+        return self._facts.get(internal_id, PaymentFacts())
 
 
 def payment_status(status: str | None, facts: dict[str, Any] | None) -> str:
@@ -79,15 +81,16 @@ class PaymentReader:
                 continue  # the filter is the server's; we only count what is really open and past due
             yield number, balance, int(_number(invoice.get("dunningLetterLevel")))
 
-    def balances(self, since: datetime | None) -> Iterator[tuple[str, float]]:
-        """Customer balances changed since ``since`` (all when None), streamed: (customer number, balance)."""
-        params = {}
+    def balances(self, since: datetime | None) -> Iterator[tuple[int | None, str, float]]:
+        """Customer balances changed since ``since`` (all when None), streamed: (internalId when the row has
+        it, customer number, balance). The client writes ``since`` in the connection's time zone."""
+        params: dict[str, Any] = {}
         if since is not None:
-            params = {"lastModifiedDateTime": format_visma_datetime(since), "lastModifiedDateTimeCondition": ">="}
+            params = {"lastModifiedDateTime": since, "lastModifiedDateTimeCondition": ">="}
         for row in self._client.records(BALANCES_PATH, params, self._page_size):
             number = _customer_number(row)
             if number is not None:
-                yield number, round(_number(row.get("balance")), 2)
+                yield _customer_id(row), number, round(_number(row.get("balance")), 2)
 
 
 def _customer_number(row: dict[str, Any]) -> str | None:
@@ -95,6 +98,12 @@ def _customer_number(row: dict[str, Any]) -> str | None:
     if isinstance(customer, dict) and customer.get("number"):
         return str(customer["number"])
     return str(row["customerNumber"]) if row.get("customerNumber") else None
+
+
+def _customer_id(row: dict[str, Any]) -> int | None:
+    customer = row.get("customer")
+    internal_id = customer.get("internalId") if isinstance(customer, dict) else None
+    return internal_id if isinstance(internal_id, int) and not isinstance(internal_id, bool) else None
 
 
 def _number(value: Any) -> float:

@@ -3,13 +3,18 @@
 Per connection and entity:
 
 1. ``since`` = watermark - overlap (inclusive ``>=``), so rows sharing the boundary value, rows
-   committed while the last poll ran and clock skew are all re-read.
+   committed while the last poll ran and clock skew are all re-read. Every ``sweep_interval_seconds``
+   a poll reads ``sweep_depth_seconds`` back instead, for writes stamped earlier than the overlap when
+   they became visible (a lagging clock, a long transaction); ``LateWriteSeconds`` says how much earlier.
 2. Every page is streamed: each record is validated (malformed ones are quarantined with the
    reason and the raw record), mapped, and enqueued unless this exact row version
    (``internalId`` + ``timeStamp``) was enqueued before.
 3. The window is complete when the unique records seen cover Visma's ``totalCount``; otherwise
    rows shifted between pages while we paged, and the window is read again (already-enqueued rows
-   cost no message).
+   cost no message). A count can hide a shift (a served row deleted while another enters the window
+   keeps ``totalCount``, and the row pushed back across a page boundary is never served): a read of
+   several pages that served a row entering the window while it paged is confirmed by another read,
+   which must find no row the earlier reads skipped.
 4. Only a complete window moves the watermark, and never past the moment the poll started. When
    the invocation runs short of time the poll stops cleanly; the next one re-reads the window.
 """
@@ -66,9 +71,7 @@ class QueueSink:
         self._remember_numbers = remember_numbers
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
-        # Eventually consistent, at half the price: a stale answer can only cost a message sent twice.
-        held = self._state.records.get(connection, entity, (m.internal_id for m in messages), consistent=False)
-        fresh = [m for m in messages if not _held_by_marketo(held.get(m.internal_id), m)]
+        fresh = fresh_versions(self._state, connection, entity, messages)
         oversize = [m for m in fresh if not fits_in_sqs(m)]
         for message in oversize:
             self._quarantine_oversize(message)
@@ -95,6 +98,14 @@ def _held_by_marketo(state: RecordState | None, message: SyncMessage) -> bool:
     return state is not None and state.written_hash == message.content_hash and state.written_key in (None, message.key)
 
 
+def fresh_versions(state: State, connection: str, entity: VismaEntity,
+                   messages: list[SyncMessage]) -> list[SyncMessage]:
+    """The messages whose mapped content Marketo does not hold (by the content hash the writer recorded).
+    Eventually consistent, at half the price: a stale answer can only cost a message sent twice."""
+    held = state.records.get(connection, entity, (m.internal_id for m in messages), consistent=False)
+    return [m for m in messages if not _held_by_marketo(held.get(m.internal_id), m)]
+
+
 class PollStoppedEarly(Exception):
     """Not enough time left in this invocation to finish the window."""
 
@@ -105,6 +116,7 @@ class EntityPollReport(BaseModel):
     records_read: int = 0
     messages_sent: int = 0
     already_in_marketo: int = 0  # read, but Marketo holds their content already: no message
+    sent_earlier_in_poll: int = 0  # read again by another pass of this poll, same content: no second message
     quarantined: int = 0
     pages: int = 0
     passes: int = 0
@@ -115,6 +127,9 @@ class EntityPollReport(BaseModel):
     visma_calls: int = 0
     payment_refreshes: int = 0
     repairs: int = 0  # records read again because concurrent writes of two versions overlapped
+    deep_sweep: bool = False  # this poll read sweep_depth_seconds back (or everything)
+    late_writes: int = 0  # new versions stamped before the normal window's start: only a sweep finds them
+    late_write_seconds: float = 0.0  # how far before it the latest-visible of them was stamped, at most
     without_key: int = 0  # records Marketo cannot identify (a contact without e-mail): not synced
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
@@ -123,32 +138,53 @@ class EntityPollReport(BaseModel):
 class _Pass:
     """Bookkeeping for one read of the window; the ids it saw are counted in the poll's ledger, on disk."""
 
-    def __init__(self, ledger: PollLedger, *, note_numbers: bool) -> None:
+    def __init__(self, ledger: PollLedger, *, note_numbers: bool, started: datetime, tolerance: timedelta) -> None:
         ledger.start_pass()
         self._ledger = ledger
-        self._note_numbers = note_numbers  # only payment refreshes need the customer numbers read
+        self._note_numbers = note_numbers  # only payment refreshes need the customers read
+        # Rows stamped from here on may have entered the window while this read paged (Visma's clock may lag
+        # ours by up to the overlap).
+        self.fresh_from = utc_iso(started - tolerance)
         self.total = 0
+        self.pages = 0
         self.max_modified: datetime | None = None
+        self.complete = False
 
     def note(self, internal_id: int, number: str | None, modified_at: datetime) -> None:
-        self._ledger.note_seen(internal_id)
-        self.note_number(number)
+        self._ledger.note_seen(internal_id, utc_iso(modified_at))
+        self.note_customer(internal_id, number)
         if self.max_modified is None or modified_at > self.max_modified:
             self.max_modified = modified_at
 
-    def note_bad(self, ref: str, number: str | None) -> None:
+    def note_bad(self, ref: str, internal_id: int | None, number: str | None) -> None:
         self._ledger.note_bad(ref)
-        self.note_number(number)  # read in this window: no payment refresh for it
+        self.note_customer(internal_id, number)  # read in this window: no payment refresh for it
 
-    def note_number(self, number: str | None) -> None:
+    def note_customer(self, internal_id: int | None, number: str | None) -> None:
         if number is not None and self._note_numbers:
-            self._ledger.note_read_number(number)
+            self._ledger.note_read(internal_id, number)
+
+    def sent_before(self, messages: list[SyncMessage]) -> set[int]:
+        return self._ledger.sent_before([(m.internal_id, m.content_hash) for m in messages])
+
+    def note_sent(self, messages: list[SyncMessage]) -> None:
+        self._ledger.note_sent([(m.internal_id, m.content_hash) for m in messages])
 
     def saw(self, internal_id: int) -> bool:
         return self._ledger.seen(internal_id)
 
     def covered(self) -> bool:
         return self._ledger.unique_count() >= self.total
+
+    def proven(self, previous: _Pass | None) -> bool:
+        """Complete: the count is covered, and unless rows entered the window while several pages were read
+        (a deletion could then hide a skipped row from the count), a later read found no row skipped."""
+        if not self.covered():
+            return False
+        newest = self._ledger.newest_stamp()
+        if self.pages <= 1 or newest is None or newest < self.fresh_from:
+            return True
+        return previous is not None and self._ledger.missed_earlier(previous.fresh_from) == 0
 
 
 class Poller:
@@ -169,6 +205,7 @@ class Poller:
         self._margin = safety_margin
         self._clock = clock
         self._quarantined: set[str] = set()  # refs of this entity the poller quarantined earlier
+        self._nominal_start: datetime | None = None  # where this window starts without the overlap or a sweep
 
     def poll_entity(
         self,
@@ -190,29 +227,32 @@ class Poller:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._state.watermarks.get(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None
-        since = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         started = self._clock()
+        since, report.deep_sweep = self._window_start(connection, entity, watermark, started)
+        self._nominal_start = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         calls_before = client.calls
         self._quarantined = set() if self._dry_run else {
             key.split("#", 1)[1] for key, mark in self._state.quarantine.index(connection.id).items()
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
             if payments is not None:
-                self._merge_payment_facts(ledger, connection.id, payments, since)
+                self._load_payment_facts(ledger, connection.id, payments, since)
             context = EntityContext(connection, entity, company_id, mapping, ledger if payments else None,
                                     company_keys)
             window = self._read_window(client, context, since, report, ledger)
-            if payments is not None and window.covered():
+            if payments is not None and window.complete:
                 self._send_payment_changes(client, context, ledger, window, report)
-            if window.covered() and not self._dry_run:
+            if window.complete and not self._dry_run:
                 self._send_repairs(client, context, window, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
             logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
             window = None
         report.visma_calls = client.calls - calls_before
-        if window is not None and window.covered():
+        if window is not None and window.complete:
             report.complete = True
+            if report.deep_sweep and not self._dry_run:
+                self._state.sweeps.done(connection.id, entity, started)
             if window.max_modified is not None and not self._dry_run:
                 new_mark = min(window.max_modified, started)
                 self._state.watermarks.advance(connection.id, entity, new_mark, report.model_dump())
@@ -224,27 +264,47 @@ class Poller:
         self._emit_metrics(report, started)
         return report
 
+    def _window_start(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None,
+                      started: datetime) -> tuple[datetime | None, bool]:
+        """Where this poll reads from, and whether it is a deep sweep (a full read counts as one)."""
+        if watermark is None:
+            return None, True
+        v = connection.visma
+        since = watermark - timedelta(seconds=v.overlap_seconds)
+        last = self._state.sweeps.last(connection.id, entity)
+        if last is not None and started - last < timedelta(seconds=v.sweep_interval_seconds):
+            return since, False
+        return min(since, started - timedelta(seconds=v.sweep_depth_seconds)), True
+
     def _read_window(
         self, client: VismaReader, ctx: EntityContext, since: datetime | None, report: EntityPollReport,
         ledger: PollLedger,
     ) -> _Pass:
+        previous: _Pass | None = None
+        tolerance = timedelta(seconds=ctx.connection.visma.overlap_seconds)
         for attempt in range(1, MAX_PASSES + 1):
-            window = _Pass(ledger, note_numbers=ctx.payment is not None)
+            window = _Pass(ledger, note_numbers=ctx.payment is not None, started=self._clock(), tolerance=tolerance)
             report.passes = attempt
             for page in client.iter_pages(ctx.entity, modified_since=since, page_size=ctx.connection.visma.page_size):
                 window.total = max(window.total, page.total_count)
+                window.pages += 1
                 report.pages += 1
                 self._process_page(page.records, ctx, window, report)
                 del page  # memory: not held while the next page is fetched
                 self._check_time()
-            if window.covered():
+            if window.proven(previous):
+                window.complete = True
                 return window
+            covered = window.covered()
             logger.warning(
-                "incomplete window: rows shifted between pages; reading it again",
+                "incomplete window: rows shifted between pages; reading it again" if not covered else
+                "rows entered the window while it paged: reading it again to confirm none was skipped",
                 extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": ledger.unique_count(),
                        "total": window.total, "pass": attempt},
             )
-            emit("IncompleteWindows", 1, connection=ctx.connection.id, entity=ctx.entity)
+            if not covered:
+                emit("IncompleteWindows", 1, connection=ctx.connection.id, entity=ctx.entity)
+            previous = window
         return window
 
     def _process_page(
@@ -258,12 +318,31 @@ class Poller:
             message = self._to_message(raw, ctx, window, report)
             if message is not None:
                 candidates[message.internal_id] = message
+        # A record another pass of this poll already sent with this content is not sent again (a re-read
+        # window would otherwise send every record Marketo does not hold yet twice).
+        repeated = window.sent_before(list(candidates.values()))
+        candidates = {i: m for i, m in candidates.items() if i not in repeated}
+        report.sent_earlier_in_poll += len(repeated)
         if candidates:
+            self._note_late_writes(ctx, list(candidates.values()), report)
             delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
             report.messages_sent += delivery.sent
             report.already_in_marketo += delivery.skipped
             report.quarantined += len(delivery.refused)
-            self._release_fixed(ctx, {i: m for i, m in candidates.items() if i not in delivery.refused})
+            delivered = {i: m for i, m in candidates.items() if i not in delivery.refused}
+            window.note_sent(list(delivered.values()))
+            self._release_fixed(ctx, delivered)
+
+    def _note_late_writes(self, ctx: EntityContext, messages: list[SyncMessage], report: EntityPollReport) -> None:
+        """New versions stamped before where the window would start without a sweep: the overlap missed them."""
+        start = self._nominal_start
+        late = [m for m in messages if start is not None and m.modified_at < start]
+        if not late or self._dry_run:
+            return
+        for message in fresh_versions(self._state, ctx.connection.id, ctx.entity, late):
+            assert start is not None
+            report.late_writes += 1
+            report.late_write_seconds = max(report.late_write_seconds, (start - message.modified_at).total_seconds())
 
     def _release_fixed(self, ctx: EntityContext, sent: dict[int, SyncMessage]) -> None:
         """A record quarantined by an earlier poll that now validates (fixed in Visma) leaves the quarantine."""
@@ -284,7 +363,7 @@ class Poller:
         except (ValidationError, ValueError, TypeError) as exc:
             ref = _record_ref(raw)
             number = raw.get("number") if isinstance(raw, dict) else None
-            window.note_bad(ref, None if number is None else str(number))
+            window.note_bad(ref, int(ref) if ref.isdigit() else None, None if number is None else str(number))
             reason = _reason(exc)
             report.quarantined += 1
             entry = QuarantineEntry(
@@ -303,19 +382,20 @@ class Poller:
         window.note(message.internal_id, message.number, message.modified_at)
         return message
 
-    def _merge_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
-                             since: datetime | None) -> None:
-        """Stored facts, overdue invoices and the balance delta, streamed into the ledger and merged there."""
-        ledger.load_stored((n, PaymentFacts.model_validate(v)) for n, v in self._state.payments.all(connection))
+    def _load_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
+                            since: datetime | None) -> None:
+        """Stored facts, overdue invoices and the balance delta, streamed into the ledger."""
+        ledger.load_stored((i, v.get("number"), PaymentFacts.model_validate(v))
+                           for i, v in self._state.payments.all(connection))
         ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
         ledger.set_balances(reader.balances(since))
-        ledger.merge_payment_facts()
 
     def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, ledger: PollLedger,
                               window: _Pass, report: EntityPollReport) -> None:
         """Customers whose payment facts changed but whose record did not: fetch and send them too.
 
         The changed facts are stored only after that, so a poll that stops early finds them changed again."""
+        ledger.merge_payment_facts()
         for number in ledger.refresh_numbers():
             try:
                 raw = client.get(f"/v1/customer/{quote(number, safe='')}")
@@ -327,8 +407,9 @@ class Poller:
             self._process_page([raw], ctx, window, report)  # only notes more of what this window read
             self._check_time()
         if not self._dry_run:
+            ledger.merge_payment_facts()  # with the numbers the refreshes read
             for chunk in ledger.changed_facts():
-                self._state.payments.put(ctx.connection.id, ((n, f.model_dump()) for n, f in chunk))
+                self._state.payments.put(ctx.connection.id, ((i, {"number": n, **f.model_dump()}) for i, n, f in chunk))
 
     def _send_repairs(self, client: VismaReader, ctx: EntityContext, window: _Pass, report: EntityPollReport) -> None:
         """Records a writer flagged because another version's write overlapped its own: Marketo may hold the
@@ -363,6 +444,8 @@ class Poller:
             emit(name, value, MetricUnit.Count, **dims)
         if self._dry_run:
             return
+        if report.late_writes:
+            emit("LateWriteSeconds", report.late_write_seconds, MetricUnit.Seconds, **dims)
         # "Marketo is current as of" the start of the last complete poll: lag is the time since, however long
         # ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
         # a missing metric as breaching).
@@ -381,7 +464,7 @@ class EntityContext:
     entity: VismaEntity
     company_id: str
     mapping: EntityMapping
-    # Payment facts by customer number, when the mapping uses them (customers only).
+    # Payment facts of customers, when the mapping uses them (customers only).
     payment: KnownPaymentFacts | None = None
     # Contacts: their customer's Marketo company key, by business account number.
     company_keys: CompanyKeys | None = None
@@ -390,7 +473,7 @@ class EntityContext:
         """The raw record plus the synthetic sources a rule can name (``_payment``, ``_company_key``)."""
         extra: dict[str, Any] = {}
         if self.payment is not None:
-            extra["_payment"] = self.payment.facts_for(str(raw.get("number"))).model_dump()
+            extra["_payment"] = self.payment.facts_for(raw["internalId"], str(raw.get("number"))).model_dump()
         if self.company_keys is not None:
             extra["_company_key"] = self.company_keys.key_for(raw.get("businessAccount"))
         return {**raw, **extra} if extra else raw
@@ -408,7 +491,7 @@ class RecordWithoutKey(Exception):
 def build_message(raw: dict[str, Any], ctx: EntityContext) -> SyncMessage:
     """Validate one raw Visma record and map it; raises ValidationError/ValueError for a malformed one."""
     dto: Any = DTO_BY_ENTITY[ctx.entity].model_validate(raw)
-    modified_at = parse_visma_datetime(dto.lastModifiedDateTime)
+    modified_at = parse_visma_datetime(dto.lastModifiedDateTime, ctx.connection.visma.zone)
     source = ctx.mapping_input(raw)
     try:
         key = ctx.mapping.key(company_id=ctx.company_id, entity=ctx.entity, internal_id=dto.internalId, record=source)

@@ -18,6 +18,7 @@ For one SQS batch:
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,6 +55,7 @@ class _Item:
     message: SyncMessage
 
 
+WRITER_ID = uuid.uuid4().hex[:12]  # this process (a Lambda container): recorded with each write
 MAX_INSTANCES_AT_ONCE = 8  # Marketo instances a writer invocation works on side by side
 COUNTS = ("superseded", "stale", "unchanged", "created", "updated", "skipped", "marketo_calls", "raced", "deferred")
 METRIC_BY_OUTCOME = {
@@ -333,7 +335,7 @@ class Writer:
         outcomes = self._state.records.mark_written(connection, [
             WrittenRecord(entity=m.entity, internal_id=m.internal_id, modified_at=m.modified_at,
                           visma_ts=m.visma_timestamp, version=m.version, content_hash=m.content_hash,
-                          key=m.key, marketo_id=marketo_id, call_started=call_started)
+                          key=m.key, marketo_id=marketo_id, call_started=call_started, writer=WRITER_ID)
             for m, marketo_id in zip(messages, marketo_ids, strict=True)])
         raced = [m for m, outcome in zip(messages, outcomes, strict=True) if outcome.raced]
         if raced:

@@ -4,6 +4,10 @@
   a 401 forces one refresh and one retry.
 - Paging follows every page: the effective page size is min(requested, metadata.maxPageSize) and the
   walk stops on totalCount or an empty page, never on a short page (a silently capped page looks short).
+- ``ipp-company-id`` is sent unless turned off; a gateway that fixes the company by ``tenant_id`` may
+  refuse it (IPP fault 12002): the call is retried once without it, and the process remembers that
+  for the connection (logged once).
+- Datetime parameters are written as wall time in the connection's time zone (Visma's stamps are naive).
 - 429/5xx/timeouts are retried with capped, jittered exponential backoff (Retry-After honoured), a
   bounded number of times; X-RateLimit-Remaining/-Reset pace the calls before the hourly budget runs
   out; every wait stays inside the invocation's remaining time (VismaTimeBudgetExceeded otherwise).
@@ -14,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 from urllib.parse import quote
 
@@ -34,16 +38,19 @@ ENTITY_PATHS = {"customer": "/v1/customer", "supplier": "/v1/supplier", "contact
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 # Below this share of the hourly budget, calls are spread over the time left in the window.
 RATE_RESERVE = 0.1
-
-
+# Visma's IPP fault for a refused ipp-company-id ("Invalid parameter exception: ipp-company-id").
+COMPANY_HEADER_REFUSED = "12002"
 
 _tokens = TokenCache()
 _failures = RepeatedFailures()
+# Connections (API, tenant, company) whose gateway refused ipp-company-id: later calls go without it.
+_header_refused: set[tuple[str, str, str]] = set()
 
 
 def forget_tokens() -> None:
-    """Drop the container's cached tokens (tests, credential rotation)."""
+    """Drop the container's cached tokens and what it learnt about gateways (tests, credential rotation)."""
     _tokens.clear()
+    _header_refused.clear()
 
 
 class VismaClient:
@@ -60,6 +67,7 @@ class VismaClient:
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
         failures: RepeatedFailures | None = None,
+        time_zone: tzinfo = UTC,
     ) -> None:
         self._credentials = credentials
         self._base_url = base_url.rstrip("/")
@@ -70,6 +78,7 @@ class VismaClient:
         self._budget = TimeBudget(deadline, margin=5.0, sleep=sleep)
         self._backoff = backoff or Backoff()
         self._failures = failures or _failures
+        self.time_zone = time_zone
         self.calls = 0
         self.token_refreshes = 0
         self.retries = 0
@@ -80,7 +89,7 @@ class VismaClient:
         """Every page of customers or suppliers changed since ``modified_since`` (all when None)."""
         query = dict(params or {})
         if modified_since is not None:
-            query["lastModifiedDateTime"] = format_visma_datetime(modified_since)
+            query["lastModifiedDateTime"] = modified_since
             query["lastModifiedDateTimeCondition"] = condition
         yield from self.pages(ENTITY_PATHS[entity], query, page_size)
 
@@ -122,16 +131,41 @@ class VismaClient:
                 logger.warning("malformed Visma contact skipped", extra={"customer": customer_number})
         return contacts
 
+    # -- the company header ----------------------------------------------------------------
+    @property
+    def sends_company_header(self) -> bool:
+        """Whether calls carry ``ipp-company-id``: on unless turned off or refused by this connection's gateway."""
+        return self._send_company_header and self._connection() not in _header_refused
+
+    def _connection(self) -> tuple[str, str, str]:
+        return (self._base_url, self._credentials.tenant_id, self._credentials.company_id)
+
+    def _header_was_refused(self, response: requests.Response, sent_header: bool) -> bool:
+        """A refused ipp-company-id: remember to go without it (logged once per connection)."""
+        if not sent_header or response.status_code != 400:
+            return False
+        _, code = error_message(response.content, response.headers.get("Content-Type"))
+        if code != COMPANY_HEADER_REFUSED:
+            return False
+        _header_refused.add(self._connection())
+        logger.warning("Visma refused ipp-company-id (IPP 12002): this connection's calls go without it; the "
+                       "token's tenant_id fixes the company", extra={"base_url": self._base_url})
+        return True
+
     # -- one call ----------------------------------------------------------------------------
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET with auth, retries and pacing; the parsed JSON body."""
+        params = self._formatted(params)
         refreshed = False
         attempt = 0
         while True:
             attempt += 1
+            sent_header = self.sends_company_header
             response = self._send(path, params, attempt)
             if response is None:  # timeout or connection error, already waited
                 continue
+            if self._header_was_refused(response, sent_header):
+                continue  # once: the header is not sent again
             if response.status_code == 401 and not refreshed:
                 refreshed = True
                 self._drop_token()
@@ -152,7 +186,7 @@ class VismaClient:
         except TimeBudgetExceeded as exc:
             raise VismaTimeBudgetExceeded(f"GET {path}: {exc}") from exc
         headers = {"Authorization": f"Bearer {self._token()}", "Accept": "application/json"}
-        if self._send_company_header:
+        if self.sends_company_header:
             headers["ipp-company-id"] = self._credentials.company_id
         self.calls += 1
         try:
@@ -163,6 +197,13 @@ class VismaClient:
             self._wait(self._retry_delay(path, params, self._backoff.delay(attempt)),
                        f"GET {path} after {type(exc).__name__}")
             return None
+
+    def _formatted(self, params: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Datetime parameters as Visma filter values, in the connection's time zone."""
+        if not params:
+            return params
+        return {k: format_visma_datetime(v, self.time_zone) if isinstance(v, datetime) else v
+                for k, v in params.items()}
 
     def _wait_to_retry(self, response: requests.Response, attempt: int, path: str,
                        params: dict[str, Any] | None) -> None:

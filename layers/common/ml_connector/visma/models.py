@@ -7,7 +7,7 @@ map: a record whose key fields are missing or of the wrong type fails validation
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictInt, StrictStr, field_validator
@@ -18,8 +18,9 @@ _DATETIME = re.compile(
 )
 
 
-def parse_visma_datetime(value: str) -> datetime:
-    """An aware UTC datetime from either shape Visma returns: with an offset, or naive (taken as UTC)."""
+def parse_visma_datetime(value: str, zone: tzinfo = UTC) -> datetime:
+    """An aware UTC datetime from either shape Visma returns: with an offset, or naive (in ``zone``, the
+    connection's time zone; an ambiguous wall time takes its earlier instant)."""
     match = _DATETIME.match(value.strip()) if isinstance(value, str) else None
     if match is None:
         raise ValueError(f"not a Visma date-time: {value!r}")
@@ -28,19 +29,33 @@ def parse_visma_datetime(value: str) -> datetime:
         clock += ":00"
     micro = (match["frac"] or ".0")[1:7].ljust(6, "0")
     parsed = datetime.fromisoformat(f"{match['date']}T{clock}.{micro}")
-    zone = match["zone"]
-    if zone in (None, "Z"):
+    offset = match["zone"]
+    if offset is None:
+        return parsed.replace(tzinfo=zone).astimezone(UTC)
+    if offset == "Z":
         return parsed.replace(tzinfo=UTC)
-    sign = 1 if zone[0] == "+" else -1
-    digits = zone[1:].replace(":", "")
-    offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-    return parsed.replace(tzinfo=timezone(sign * offset)).astimezone(UTC)
+    sign = 1 if offset[0] == "+" else -1
+    digits = offset[1:].replace(":", "")
+    delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return parsed.replace(tzinfo=timezone(sign * delta)).astimezone(UTC)
 
 
-def format_visma_datetime(value: datetime) -> str:
-    """A filter value Visma accepts (``yyyy-MM-ddTHH:mm:ss.FFF``, no zone suffix: the API rejects one), in UTC."""
-    utc = value.astimezone(UTC) if value.tzinfo else value
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}"
+def format_visma_datetime(value: datetime, zone: tzinfo = UTC) -> str:
+    """A filter value Visma accepts (``yyyy-MM-ddTHH:mm:ss.FFF``, no zone suffix: the API rejects one), as
+    wall time in ``zone``. A wall time the zone repeats (autumn clock change) is moved back by the repeat,
+    so whichever instant Visma takes it for, the filter starts no later than ``value``."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    local = aware.astimezone(zone)
+    repeat = _repeat(local.replace(tzinfo=None), zone)
+    wall = local.replace(tzinfo=None) - repeat
+    return wall.strftime("%Y-%m-%dT%H:%M:%S.") + f"{wall.microsecond // 1000:03d}"
+
+
+def _repeat(wall: datetime, zone: tzinfo) -> timedelta:
+    """How long a wall time is repeated in ``zone`` (zero unless it falls in an autumn clock change)."""
+    first = wall.replace(tzinfo=zone, fold=0).utcoffset() or timedelta(0)
+    second = wall.replace(tzinfo=zone, fold=1).utcoffset() or timedelta(0)
+    return max(first - second, timedelta(0))
 
 
 class VismaCredentials(BaseModel):

@@ -6,7 +6,12 @@ from typing import Any
 
 from ml_connector.state.dynamodb.jobs import DynamoJobs
 from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
-from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoPaymentFacts, DynamoReferenceHashes
+from ml_connector.state.dynamodb.lookups import (
+    DynamoCustomerNumbers,
+    DynamoPaymentFacts,
+    DynamoReferenceHashes,
+    DynamoSweeps,
+)
 from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
 from ml_connector.state.dynamodb.runs import DynamoRuns
 from ml_connector.state.dynamodb.table import StateTable
@@ -21,7 +26,7 @@ def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) ->
         watermarks=DynamoWatermarks(table), records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
         payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
-        reference=DynamoReferenceHashes(table), runs=DynamoRuns(table, job_ttl_days),
+        reference=DynamoReferenceHashes(table), runs=DynamoRuns(table, job_ttl_days), sweeps=DynamoSweeps(table),
     )
 
 

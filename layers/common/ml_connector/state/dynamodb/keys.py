@@ -15,7 +15,9 @@ pk                                sk                     holds
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
 ``QIDX#{connection}``             ``{entity}#{ref}``     the same entry's stage and version only (cheap to read)
 ``PARK#{connection}``             ``{jobId}``            chunk parked until Marketo's quota resets
-``PAY#{connection}``              ``{customer number}``  payment facts (only customers with a non-zero fact)
+``PAYID#{connection}``            ``{internalId}``       payment facts of a customer and its number (only
+                                                         customers with a non-zero fact; a number can change)
+``SWEEP#{connection}``            ``{entity}``           when the window was last read deep (late writes)
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
 ``RUN#{connection}``              ``{started}``          one poll cycle (sk: its start, UTC ISO): counts,
                                                          finish time, first error (TTL ``expiresAt``)
@@ -70,7 +72,12 @@ def quarantine_sk(entity: str, ref: str) -> str:
 
 
 def payments(connection: str) -> str:
-    return f"PAY#{connection}"
+    # Not PAY# (facts were keyed by customer number there, before a renumbered customer lost them).
+    return f"PAYID#{connection}"
+
+
+def sweeps(connection: str) -> str:
+    return f"SWEEP#{connection}"
 
 
 def reference(connection: str) -> str:

@@ -1,30 +1,33 @@
-"""Small per-connection lookups: payment facts, customer numbers, reference data hashes."""
+"""Small per-connection lookups: payment facts, customer numbers, reference data hashes, sweep times."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
+from ml_connector.state.models import parse_utc_iso, utc_iso
 
 
 class DynamoPaymentFacts:
     def __init__(self, table: StateTable) -> None:
         self._t = table
 
-    def all(self, connection: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
         for item in self._t.query(keys.payments(connection)):
-            yield item["sk"], {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()
-                               if k not in ("pk", "sk")}
+            yield int(item["sk"]), {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()
+                                    if k not in ("pk", "sk")}
 
-    def put(self, connection: str, facts: Iterable[tuple[str, dict[str, Any]]]) -> None:
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
         requests = []
-        for number, values in facts:
-            key = keys.key(keys.payments(connection), number)
-            requests.append({"PutRequest": {"Item": {**key, **{k: Decimal(str(v)) for k, v in values.items()}}}}
-                            if any(values.values()) else {"DeleteRequest": {"Key": key}})
+        for internal_id, values in facts:
+            key = keys.key(keys.payments(connection), internal_id)
+            requests.append({"PutRequest": {"Item": {**key, **{k: v if k == "number" else Decimal(str(v))
+                                                              for k, v in values.items()}}}}
+                            if any(v for k, v in values.items() if k != "number") else {"DeleteRequest": {"Key": key}})
         self._t.write_many(requests)
 
 
@@ -50,3 +53,15 @@ class DynamoReferenceHashes:
     def put(self, connection: str, hashes: dict[str, str]) -> None:
         pk = keys.reference(connection)
         self._t.put_many({**keys.key(pk, k), "hash": v} for k, v in hashes.items())
+
+
+class DynamoSweeps:
+    def __init__(self, table: StateTable) -> None:
+        self._t = table
+
+    def last(self, connection: str, entity: str) -> datetime | None:
+        item = self._t.get(keys.sweeps(connection), entity, consistent=True)
+        return parse_utc_iso(item["at"]) if item and item.get("at") else None
+
+    def done(self, connection: str, entity: str, at: datetime) -> None:
+        self._t.put({**keys.key(keys.sweeps(connection), entity), "at": utc_iso(at)})

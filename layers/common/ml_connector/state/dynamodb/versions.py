@@ -35,19 +35,20 @@ class DynamoRecordVersions:
             old = self._t.update(
                 keys.key(keys.records(connection, record.entity), record.internal_id),
                 UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
-                                 "writtenHash = :h, marketoId = :id, writtenKey = :k, writtenAt = :at",
+                                 "writtenHash = :h, marketoId = :id, writtenKey = :k, writtenAt = :at, writtenBy = :by",
                 ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
                 ExpressionAttributeValues={
                     ":m": utc_iso(record.modified_at), ":v": record.version, ":t": record.visma_ts,
                     ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key,
-                    ":at": utc_iso(datetime.now(UTC))},
+                    ":at": utc_iso(datetime.now(UTC)), ":by": record.writer},
                 ReturnValues="UPDATED_OLD",  # what it replaced, at no extra cost
             )
         except Exception as exc:
             if self._t.conditional_failure(exc):
                 return WriteRecorded(recorded=False, raced=True)  # a newer version was recorded first
             raise
-        return WriteRecorded(recorded=True, raced=raced_with(record, old.get("writtenVersion"), old.get("writtenAt")))
+        return WriteRecorded(recorded=True, raced=raced_with(record, old.get("writtenVersion"), old.get("writtenAt"),
+                                                             old.get("writtenBy")))
 
     def flag_for_repair(self, connection: str, entries: Sequence[RepairEntry]) -> None:
         for entry in entries:
