@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from cli.target import Target
 from localrun.aws import DeployedStack, LocalAws, deploy_template
@@ -299,12 +300,14 @@ class LocalEnvironment:
         sandbox's own data, not by the connector)."""
         visma, marketo, mapping_path = self._pair(connection_id)
         mapping = load_mapping(mapping_path)
+        # The zone of Visma's naive stamps, as the stack's connection reads them (added connections: UTC).
+        zone = ZoneInfo(self._extra_env.get("VISMA_TIME_ZONE") or "UTC") if connection_id not in self._pairs else UTC
         expected: dict[str, dict[str, dict[str, Any]]] = {}
         for entity in mapping.entities:
             section = mapping.for_entity(entity)
             assert section is not None
             into = expected.setdefault(section.target, {})
-            for key, record in _expected_entity(visma, mapping, entity, _sized_by_marketo(marketo, section)):
+            for key, record in _expected_entity(visma, mapping, entity, _sized_by_marketo(marketo, section), zone):
                 into[key] = record
         return expected
 
@@ -428,8 +431,8 @@ def _sized_by_marketo(marketo: MarketoSandbox, section: EntityMapping) -> Entity
     return check_against_marketo(section, described, "verification")
 
 
-def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity, section: EntityMapping
-                     ) -> list[tuple[str, dict[str, Any]]]:
+def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEntity, section: EntityMapping,
+                     zone: tzinfo = UTC) -> list[tuple[str, dict[str, Any]]]:
     """(key, mapped record) for every record of an entity; for two records with one key (contacts sharing
     an e-mail address) the newest version wins, as the writer's version guard decides."""
     company_id = visma.credentials["company_id"]
@@ -443,7 +446,7 @@ def _expected_entity(visma: VismaSandbox, mapping: MappingFile, entity: VismaEnt
                               record=source)
         except NoMarketoKey:
             continue
-        modified = parse_visma_datetime(raw["lastModifiedDateTime"])
+        modified = parse_visma_datetime(raw["lastModifiedDateTime"], zone)
         version = version_key(str(raw.get("timeStamp") or ""), modified)
         if key not in newest or version > newest[key][0]:
             newest[key] = (version, {section.dedupe_field: key,

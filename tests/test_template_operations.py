@@ -191,7 +191,8 @@ def test_every_alarm_notifies_the_topic_when_there_is_one(cfn: dict[str, Any]) -
 def test_service_dimension_is_the_stack_name(sam: dict[str, Any], cfn: dict[str, Any]) -> None:
     assert sam["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == STACK
     own = [a for a in _alarms(cfn).values() if a["Namespace"] == "MlConnector"]
-    assert len(own) == 3
+    assert {a["MetricName"] for a in own} == {"RecordsQuarantined", "SyncLagSeconds", "MarketoQuotaExhausted",
+                                              "LateWriteSeconds"}
     for alarm in own:
         assert alarm["Dimensions"] == [{"Name": "service", "Value": STACK}]
     body = props(cfn, "Dashboard")["DashboardBody"]["Fn::Sub"][0]
@@ -350,3 +351,11 @@ def test_layer_build_installs_exactly_the_lock_for_the_lambda_target() -> None:
 def test_gitignore_covers_local_state() -> None:
     ignored = (ROOT / ".gitignore").read_text().split()
     assert {".local/", ".tools/", ".venv/", ".aws-sam/"} <= set(ignored)
+
+
+def test_a_late_write_alarms_and_shows_on_the_dashboard(cfn: dict[str, Any]) -> None:
+    alarm = props(cfn, "LateWriteAlarm")
+    assert (alarm["MetricName"], alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "LateWriteSeconds", "Maximum", 0, "GreaterThanThreshold")
+    body = props(cfn, "Dashboard")["DashboardBody"]["Fn::Sub"][0]
+    assert '"LateWriteSeconds"' in body and '"WriteRacesRepaired"' in body

@@ -71,3 +71,7 @@ def test_naive_local_stamps_give_the_right_last_modified_in_marketo(local_time):
         stamped = datetime.fromisoformat(str(company["vismaLastModified"]).replace("Z", "+00:00"))
         assert before <= stamped <= after, (company["vismaLastModified"], before, after)
     assert env.cycle("quiet").messages_sent == 0
+
+
+def test_a_local_time_stack_verifies_against_its_own_zone(local_time):
+    assert local_time.verify().ok, local_time.verify().summary()

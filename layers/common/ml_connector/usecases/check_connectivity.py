@@ -105,7 +105,10 @@ def _visma_list(client: VismaClient) -> str:
     body = client.get("/v1/customer", {"pageNumber": 1, "pageSize": 1})
     count = len(body) if isinstance(body, list) else len(body.get("records") or [])
     total = (body[0].get("metadata") or {}).get("totalCount") if isinstance(body, list) and body else None
-    return f"HTTP 200, {count} record(s) on page 1" + (f", {total} customers in all" if total is not None else "")
+    mode = ("with the ipp-company-id header" if client.sends_company_header
+            else "without ipp-company-id (the gateway refused it and fixes the company by the token's tenant)")
+    return (f"HTTP 200, {count} record(s) on page 1" + (f", {total} customers in all" if total is not None else "")
+            + f"; works {mode}")
 
 
 def _marketo_token(client: MarketoClient) -> str:
