@@ -240,7 +240,7 @@ def test_schedule_event_is_an_eventbridge_scheduled_event() -> None:
     event = json.loads((ROOT / "events" / "schedule.json").read_text())
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["detail"] == {} and event["version"] == "0"
-    assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/ml-connector-PollerFunctionSchedule-\w+",
+    assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/ml-connector-DispatcherFunctionSchedule-\w+",
                         event["resources"][0])
 
 

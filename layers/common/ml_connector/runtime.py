@@ -45,7 +45,8 @@ from ml_connector.visma.models import VismaCredentials
 
 ENV_KEYS = ("CONFIG_REFRESH_SECONDS", "STATE_TABLE", "IDEMPOTENCY_TABLE", "SYNC_QUEUE_URL", "CONNECTIONS_CONFIG",
             "VISMA_SECRET_ID", "MARKETO_SECRET_ID", "VISMA_BASE_URL", "VISMA_TOKEN_URL", "MARKETO_MUNCHKIN_ID",
-            "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL")
+            "MARKETO_ENDPOINT_OVERRIDE", "CONNECTION_ID", "AWS_ENDPOINT_URL", "POLL_WORK_QUEUE_URL", "SCHEDULE_RATE",
+            "POLL_LEASE_SECONDS")
 
 
 def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:
@@ -104,6 +105,11 @@ class Runtime:
         if not self.settings.sync_queue_url:
             raise ConfigError("SYNC_QUEUE_URL: required here")
         return SqsOutbox(self.settings.sync_queue_url)
+
+    def poll_work_outbox(self) -> SqsOutbox:
+        if not self.settings.poll_work_queue_url:
+            raise ConfigError("POLL_WORK_QUEUE_URL: required here")
+        return SqsOutbox(self.settings.poll_work_queue_url)
 
     def _session(self, name: str) -> requests.Session:
         return self._sessions.setdefault(name, requests.Session())

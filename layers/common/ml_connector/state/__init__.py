@@ -2,6 +2,7 @@
 
 from ml_connector.state.models import (
     JobRecord,
+    PollRun,
     QuarantineEntry,
     QuarantineMark,
     RecordState,
@@ -14,5 +15,5 @@ from ml_connector.state.models import (
 )
 from ml_connector.state.ports import State
 
-__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "State",
+__all__ = ["JobRecord", "PollRun", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "State",
            "WatermarkEntry", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]

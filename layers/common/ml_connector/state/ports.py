@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ml_connector.state.models import (
     JobRecord,
+    PollRun,
     QuarantineEntry,
     QuarantineMark,
     RecordState,
@@ -132,6 +133,25 @@ class ReferenceHashes(Protocol):
     def put(self, connection: str, hashes: dict[str, str]) -> None: ...
 
 
+class PollRuns(Protocol):
+    """Per connection: the lease that lets one poll run at a time, and the tick the last poll started for."""
+
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+        """Take the lease and record ``tick``, in one conditional write, if no live lease is held and no poll has
+        started for ``tick`` or a later one; False otherwise (``get`` tells which)."""
+
+    def renew(self, connection: str, owner: str, until: datetime) -> bool:
+        """Extend the lease if ``owner`` still holds it."""
+
+    def finish(self, connection: str, owner: str, now: datetime, outcome: str) -> None:
+        """Release the lease and record the outcome, if ``owner`` still holds it."""
+
+    def get(self, connection: str) -> PollRun | None: ...
+
+    def all(self, connections: Sequence[str]) -> dict[str, PollRun]:
+        """The runs of these connections (those that ever started one), in as few reads as the store allows."""
+
+
 @dataclass(frozen=True)
 class State:
     """Every kind of state, each behind its own interface."""
@@ -146,3 +166,4 @@ class State:
     payments: PaymentFactsStore
     numbers: CustomerNumbers
     reference: ReferenceHashes
+    runs: PollRuns

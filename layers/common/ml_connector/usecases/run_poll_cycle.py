@@ -1,41 +1,52 @@
-"""The scheduled cycle, the one copy of it: parked chunks whose quota reset passed go back to the
-queue, every connection is polled, then reference data is synced where due."""
+"""Every connection polled in turn, now (the CLI's cycle and a direct invocation of the poller): each one
+completely, under its lease, by ``poll_one_connection``, the one copy of a connection's poll. On a schedule
+the dispatcher fans the same work out instead, one poll-work message per due connection."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from ml_connector.deadline import Deadline
 from ml_connector.runtime import Runtime
-from ml_connector.sync.deferred_chunks import DeferredChunks
+from ml_connector.sync.poll_schedule import Claim
 from ml_connector.sync.poller import EntityPollReport
 from ml_connector.sync.reference import ReferenceReport
-from ml_connector.usecases.poll_connection import poll_connection, queue_poller
-from ml_connector.usecases.sync_reference import sync_reference
+from ml_connector.usecases.poll_one_connection import ConnectionPollReport, poll_one_connection
 
 
 class PollCycleReport(BaseModel):
     entities: list[EntityPollReport] = []
     reference: list[ReferenceReport] = []
     requeued_after_quota_reset: int = 0
+    polled: list[str] = []
+    not_polled: dict[str, Claim] = {}  # connection -> why (another poll held it or covered the tick)
+    failed: list[str] = []  # "connection/entity: error", what went wrong in any of the polls
+
+    @classmethod
+    def of(cls, polls: Iterable[ConnectionPollReport]) -> PollCycleReport:
+        report = cls()
+        for poll in polls:
+            report.entities += poll.entities
+            report.reference += poll.reference
+            report.requeued_after_quota_reset += poll.requeued_after_quota_reset
+            report.failed += poll.failures()
+            if poll.claim is Claim.STARTED:
+                report.polled.append(poll.connection)
+            else:
+                report.not_polled[poll.connection] = poll.claim
+        return report
 
     def failures(self) -> list[str]:
-        return ([f"{r.connection}/{r.entity}: {r.error}" for r in self.entities if r.error]
-                + [f"{r.connection}/reference: {r.error}" for r in self.reference if r.error])
+        return self.failed
 
     def summary(self) -> dict[str, Any]:
-        return self.model_dump()
+        return self.model_dump(mode="json")
 
 
 def run_poll_cycle(runtime: Runtime, deadline: Deadline, only: list[str] | None = None) -> PollCycleReport:
-    connections = runtime.connections(only)
-    report = PollCycleReport()
-    report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due(
-        [c.id for c in connections], runtime.outbox())
-    poller = queue_poller(runtime, deadline)
-    for connection in connections:
-        report.entities.extend(poll_connection(runtime, connection, poller, deadline))
-    report.reference = sync_reference(runtime, deadline, only)
-    return report
+    tick = datetime.now(UTC)
+    return PollCycleReport.of(poll_one_connection(runtime, c.id, deadline, tick) for c in runtime.connections(only))

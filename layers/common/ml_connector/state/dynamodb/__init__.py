@@ -8,6 +8,7 @@ from ml_connector.state.dynamodb.jobs import DynamoJobs
 from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
 from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoPaymentFacts, DynamoReferenceHashes
 from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
+from ml_connector.state.dynamodb.runs import DynamoPollRuns
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.dynamodb.versions import DynamoEnqueuedVersions, DynamoRecordVersions
 from ml_connector.state.dynamodb.watermarks import DynamoWatermarks
@@ -21,7 +22,7 @@ def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) ->
         records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
         payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
-        reference=DynamoReferenceHashes(table),
+        reference=DynamoReferenceHashes(table), runs=DynamoPollRuns(table),
     )
 
 

@@ -18,6 +18,8 @@ pk                                sk                     holds
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
 ``LIMIT#{munchkin}``              ``QUOTA``              daily quota used up: no call before ``until``
 ``LIMIT#{munchkin}``              ``RATE``/``LEASE#{n}`` shared Marketo call budget (next start, leases)
+``RUN#{connection}``              ``POLL``               poll lease (owner, until) and the schedule tick the
+                                                         last started poll serves (due-ness counts from it)
 ================================  =====================  ============================================
 """
 
@@ -80,3 +82,10 @@ RATE_SK = "RATE"
 
 def lease_sk(index: int) -> str:
     return f"LEASE#{index}"
+
+
+def runs(connection: str) -> str:
+    return f"RUN#{connection}"
+
+
+POLL_SK = "POLL"

@@ -1,0 +1,77 @@
+"""Poll one connection completely, under its lease: parked chunks whose quota reset passed go back to the
+queue, every entity is polled, then reference data is synced where due. The fan-out poller runs it once per
+poll-work message; the cycle the CLI runs (``run_poll_cycle``) composes it over every connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from ml_connector.config import ConfigError
+from ml_connector.deadline import Deadline
+from ml_connector.observability import MetricUnit, emit, logger
+from ml_connector.runtime import Runtime
+from ml_connector.state import utc_iso
+from ml_connector.sync.deferred_chunks import DeferredChunks
+from ml_connector.sync.poll_schedule import Claim, PollLease, PollWork
+from ml_connector.sync.poller import EntityPollReport
+from ml_connector.sync.reference import ReferenceReport
+from ml_connector.usecases.poll_connection import poll_connection, queue_poller
+from ml_connector.usecases.sync_reference import sync_reference
+
+
+class ConnectionPollReport(BaseModel):
+    connection: str
+    tick: str
+    claim: Claim
+    entities: list[EntityPollReport] = []
+    reference: list[ReferenceReport] = []
+    requeued_after_quota_reset: int = 0
+    error: str | None = None  # a failure outside the entities' own reports (requeue, lease)
+
+    def failures(self) -> list[str]:
+        return ([f"{r.connection}/{r.entity}: {r.error}" for r in self.entities if r.error]
+                + [f"{r.connection}/reference: {r.error}" for r in self.reference if r.error]
+                + ([f"{self.connection}: {self.error}"] if self.error else []))
+
+
+def poll_requested(runtime: Runtime, deadline: Deadline, work: PollWork) -> ConnectionPollReport:
+    """One poll-work message: its connection, for its tick (a connection removed since is dropped)."""
+    try:
+        connection = runtime.settings.connection(work.connection)
+    except ConfigError:
+        logger.warning("poll work for a connection no longer configured", extra={"connection": work.connection})
+        return ConnectionPollReport(connection=work.connection, tick=utc_iso(work.tick), claim=Claim.GONE)
+    return poll_one_connection(runtime, connection.id, deadline, work.tick)
+
+
+def poll_one_connection(runtime: Runtime, connection_id: str, deadline: Deadline,
+                        tick: datetime) -> ConnectionPollReport:
+    lease = PollLease(runtime.state.runs, connection_id, runtime.settings.poll_lease_seconds)
+    report = ConnectionPollReport(connection=connection_id, tick=utc_iso(tick), claim=lease.claim(tick))
+    if report.claim is not Claim.STARTED:
+        logger.info("connection not polled", extra={"connection": connection_id, "claim": report.claim})
+        return report
+    try:
+        _poll(runtime, connection_id, deadline, lease, report)
+    finally:
+        lease.release("failed" if report.failures() else "ok")
+    # Every poll reports 0 or 1, so a connection that keeps failing shows as a line at 1, not a gap.
+    emit("PollsFailed", 1 if report.failures() else 0, MetricUnit.Count, connection=connection_id)
+    return report
+
+
+def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollLease,
+          report: ConnectionPollReport) -> None:
+    """Failures are reported, not raised: the message is consumed either way and the next due tick polls again."""
+    connection = runtime.settings.connection(connection_id)
+    try:
+        report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id],
+                                                                                      runtime.outbox())
+        report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
+                                          before_each=lease.renew)
+        report.reference = sync_reference(runtime, deadline, [connection.id])
+    except Exception as exc:
+        logger.exception("poll failed", extra={"connection": connection.id})
+        report.error = f"{type(exc).__name__}: {exc}"
