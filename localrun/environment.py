@@ -292,9 +292,10 @@ class LocalEnvironment:
 
     # -- more connections -------------------------------------------------------------------
     def add_connection(self, connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox,
-                       mapping: str | None = None) -> None:
+                       mapping: str | None = None, **settings: Any) -> None:
         """Pair another (started) Visma company with another Marketo instance, as a user would: secrets
-        under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection."""
+        under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection.
+        ``settings`` are more of the connection's keys (``poll_interval_minutes=30``)."""
         assert self.stack is not None, "start() first"
         secrets = self.aws.client("secretsmanager")
         ids = {}
@@ -307,8 +308,8 @@ class LocalEnvironment:
                                                             self.marketo, self.resource("VismaCredentialsSecret"),
                                                             self.resource("MarketoCredentialsSecret"),
                                                             self._extra_env.get("MAPPING_FILE")))
-        self._connections.append(self._connection_entry(connection_id, visma, marketo, ids["visma"], ids["marketo"],
-                                                        mapping))
+        self._connections.append({**self._connection_entry(connection_id, visma, marketo, ids["visma"],
+                                                           ids["marketo"], mapping), **settings})
         self._pairs[connection_id] = (visma, marketo, mapping)
         self._extra_env["CONNECTIONS_CONFIG"] = json.dumps({"connections": self._connections})
 
