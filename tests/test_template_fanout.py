@@ -55,8 +55,8 @@ def test_the_schedule_triggers_the_dispatcher_which_queues_poll_work(sam: dict[s
     dispatcher = props(sam, "DispatcherFunction")
     schedule = dispatcher["Events"]["Schedule"]["Properties"]
     assert schedule["Schedule"] == {"Ref": "ScheduleRate"}
-    assert dispatcher["Environment"]["Variables"] == {"POLL_WORK_QUEUE_URL": {"Ref": "PollWorkQueue"},
-                                                      "SCHEDULE_RATE": {"Ref": "ScheduleRate"}}
+    env = sam["Globals"]["Function"]["Environment"]["Variables"]
+    assert (env["POLL_WORK_QUEUE_URL"], env["SCHEDULE_RATE"]) == ({"Ref": "PollWorkQueue"}, {"Ref": "ScheduleRate"})
     (rule,) = [r["Properties"] for r in cfn["Resources"].values() if r["Type"] == "AWS::Events::Rule"]
     assert rule["Targets"][0]["Arn"] == arn("DispatcherFunction")
     # Its asynchronous failures (after one retry) are kept, and alarmed on.
@@ -93,7 +93,7 @@ def test_poller_drains_poll_work_one_message_at_a_time_with_bounded_concurrency(
 
 def test_lease_outlasts_the_poller_and_a_put_back_message_outlasts_the_lease(sam: dict[str, Any]) -> None:
     poller = props(sam, "PollerFunction")
-    lease = int(poller["Environment"]["Variables"]["POLL_LEASE_SECONDS"])
+    lease = int(sam["Globals"]["Function"]["Environment"]["Variables"]["POLL_LEASE_SECONDS"])
     # An invocation that dies leaves a lease that expires soon after the function would have been stopped ...
     assert poller["Timeout"] < lease <= poller["Timeout"] + 60
     # ... and a message put back because its connection was busy comes back when that lease is over.

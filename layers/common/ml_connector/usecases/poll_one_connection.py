@@ -55,23 +55,24 @@ def poll_one_connection(runtime: Runtime, connection_id: str, deadline: Deadline
         return report
     try:
         _poll(runtime, connection_id, deadline, lease, report)
+    except Exception as exc:
+        # Reported, not raised: the message is consumed and the next due tick polls again. A bad configuration
+        # (mapping, settings) still fails the invocation, so it also shows as a function error.
+        logger.exception("poll failed", extra={"connection": connection_id})
+        report.error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ConfigError):
+            raise
     finally:
         lease.release("failed" if report.failures() else "ok")
-    # Every poll reports 0 or 1, so a connection that keeps failing shows as a line at 1, not a gap.
-    emit("PollsFailed", 1 if report.failures() else 0, MetricUnit.Count, connection=connection_id)
+        # Every poll reports 0 or 1, so a connection that keeps failing shows as a line at 1, not a gap.
+        emit("PollsFailed", 1 if report.failures() else 0, MetricUnit.Count, connection=connection_id)
     return report
 
 
 def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollLease,
           report: ConnectionPollReport) -> None:
-    """Failures are reported, not raised: the message is consumed either way and the next due tick polls again."""
     connection = runtime.settings.connection(connection_id)
-    try:
-        report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id],
-                                                                                      runtime.outbox())
-        report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
-                                          before_each=lease.renew)
-        report.reference = sync_reference(runtime, deadline, [connection.id])
-    except Exception as exc:
-        logger.exception("poll failed", extra={"connection": connection.id})
-        report.error = f"{type(exc).__name__}: {exc}"
+    report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
+    report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
+                                      before_each=lease.renew)
+    report.reference = sync_reference(runtime, deadline, [connection.id])
