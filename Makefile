@@ -60,6 +60,7 @@ checkov: $(CHECKOV)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy layers/common/ml_connector localrun cli sandbox bench
+	$(BIN)/mypy functions/dispatcher/app.py
 	$(BIN)/mypy functions/poller/app.py
 	$(BIN)/mypy functions/writer/app.py
 

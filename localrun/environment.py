@@ -1,8 +1,9 @@
 """A complete local deployment: moto's server built from template.yaml, both sandboxes, the handlers.
 
 Used by ``make demo``, the CLI, the integration tests and the benchmark, so they all exercise the same
-path a deployed stack takes: EventBridge event -> poller handler -> SQS -> event-source emulator ->
-writer handler -> Marketo, with credentials read from Secrets Manager and state in DynamoDB.
+path a deployed stack takes: EventBridge event -> dispatcher handler -> poll-work queue -> event-source
+emulator -> poller handler (one invocation per due connection) -> SQS -> event-source emulator -> writer
+handler -> Marketo, with credentials read from Secrets Manager and state in DynamoDB.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from ml_connector.sync.mapping import EntityMapping, MappingFile, NoMarketoKey, 
 from ml_connector.sync.messages import version_key
 from ml_connector.sync.payment import PaymentFacts
 from ml_connector.sync.preview import same_value
+from ml_connector.usecases.poll_one_connection import ConnectionPollReport
+from ml_connector.usecases.run_poll_cycle import PollCycleReport
 from ml_connector.visma.models import parse_visma_datetime
 from sandbox.marketo import MarketoSandbox
 from sandbox.marketo.schema import COMPANY
@@ -78,6 +81,14 @@ class CycleProgress:
 
 
 ProgressHook = Callable[[CycleProgress], None]
+
+
+class TickFailed(RuntimeError):
+    """A poll of the tick failed (as a failed scheduled poll used to raise); ``report`` holds every poll's outcome."""
+
+    def __init__(self, failures: list[str], report: dict[str, Any]) -> None:
+        super().__init__("; ".join(failures))
+        self.report = report
 
 
 @dataclass
@@ -171,7 +182,7 @@ class LocalEnvironment:
         """This environment as a CLI target: the functions' environment plus the sandbox endpoints."""
         assert self.stack is not None
         env: dict[str, str] = {}
-        for logical_id in ("PollerFunction", "WriterFunction"):
+        for logical_id in ("DispatcherFunction", "PollerFunction", "WriterFunction"):
             env.update(self.stack.function_environment(logical_id))
         env = {k: v for k, v in env.items() if not k.startswith("AWS_")}
         return Target(name="local", kind="local", region=self.aws.region, aws_endpoint_url=self.aws.endpoint_url,
@@ -184,11 +195,34 @@ class LocalEnvironment:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         return _redirect_stdout_to(self._log_path)
 
-    def run_poller(self, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def run_poller(self, at: datetime | None = None) -> dict[str, Any]:
+        """One schedule tick (``at``, default now): the dispatcher queues one poll per due connection, then the
+        poll-work event source runs the poller on each message (one at a time here; Lambda runs up to
+        PollerMaximumConcurrency at once). Returns the polls together, in the shape of a cycle report (plus
+        ``dispatched``); raises TickFailed if a poll failed."""
         assert self.stack is not None
-        payload = event if event is not None else json.loads(SCHEDULE_EVENT.read_text())
         with self._captured():
-            return invoke(self.stack, "PollerFunction", payload, env=self.env(), template_path=TEMPLATE)
+            dispatched = invoke(self.stack, "DispatcherFunction", self.schedule_event(at), env=self.env(),
+                                template_path=TEMPLATE)
+            drained = self.poll_work_source().drain()
+        polls = [ConnectionPollReport.model_validate(p) for result in drained.results for p in result["polls"]]
+        report = {**PollCycleReport.of(polls).summary(), "dispatched": dispatched}
+        failures = report["failed"] + drained.errors
+        if failures:
+            raise TickFailed(failures, report)
+        return report
+
+    def schedule_event(self, at: datetime | None = None) -> dict[str, Any]:
+        """The EventBridge scheduled event of a tick at ``at`` (its ``time`` is the tick)."""
+        event: dict[str, Any] = json.loads(SCHEDULE_EVENT.read_text())
+        event["time"] = (at or datetime.now(UTC)).isoformat()
+        return event
+
+    def poll_work_source(self) -> SqsEventSource:
+        """The poller's event source; messages it puts back stay invisible for the queue's visibility timeout."""
+        assert self.stack is not None
+        return SqsEventSource(self.stack, "PollerFunction", env=self.env(), template_path=TEMPLATE,
+                              keep_invisible=True)
 
     def drain(self, *, chaos: DeliveryChaos | None = None, **kwargs: Any) -> DrainStats:
         assert self.stack is not None
@@ -261,9 +295,10 @@ class LocalEnvironment:
 
     # -- more connections -------------------------------------------------------------------
     def add_connection(self, connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox,
-                       mapping: str | None = None) -> None:
+                       mapping: str | None = None, **settings: Any) -> None:
         """Pair another (started) Visma company with another Marketo instance, as a user would: secrets
-        under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection."""
+        under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection.
+        ``settings`` are more of the connection's keys (``poll_interval_minutes=30``)."""
         assert self.stack is not None, "start() first"
         secrets = self.aws.client("secretsmanager")
         ids = {}
@@ -276,8 +311,8 @@ class LocalEnvironment:
                                                             self.marketo, self.resource("VismaCredentialsSecret"),
                                                             self.resource("MarketoCredentialsSecret"),
                                                             self._extra_env.get("MAPPING_FILE")))
-        self._connections.append(self._connection_entry(connection_id, visma, marketo, ids["visma"], ids["marketo"],
-                                                        mapping))
+        self._connections.append({**self._connection_entry(connection_id, visma, marketo, ids["visma"],
+                                                           ids["marketo"], mapping), **settings})
         self._pairs[connection_id] = (visma, marketo, mapping)
         self._extra_env["CONNECTIONS_CONFIG"] = json.dumps({"connections": self._connections})
 
@@ -506,4 +541,4 @@ def _redirect_stdout_to(path: Path) -> Any:
         yield
 
 
-__all__ = ["LocalEnvironment", "CycleReport", "CycleProgress", "Verification"]
+__all__ = ["LocalEnvironment", "CycleReport", "CycleProgress", "TickFailed", "Verification"]

@@ -6,7 +6,8 @@ FunctionResponseTypes). Semantics follow Lambda: a batch closes when full, when 
 the messages listed in ``batchItemFailures`` are kept (an invalid list fails the whole batch); a
 handler exception keeps every message of the batch. Kept messages are made visible again at once
 (Lambda waits for the visibility timeout), so a drain retries them until SQS moves them to the
-dead-letter queue after maxReceiveCount receives.
+dead-letter queue after maxReceiveCount receives; with ``keep_invisible`` they are left in flight, as
+Lambda leaves them, and come back after the queue's visibility timeout.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class SqsEventSource:
     def __init__(self, stack: DeployedStack, function_logical_id: str = "WriterFunction", *,
                  env: dict[str, str] | None = None, batch_size: int | None = None,
                  batching_window_s: float = 0.0, template_path: str | Path | None = None,
-                 chaos: DeliveryChaos | None = None) -> None:
+                 chaos: DeliveryChaos | None = None, keep_invisible: bool = False) -> None:
         mapping = stack.event_source_mapping(function_logical_id)
         self.stack = stack
         self.function_logical_id = function_logical_id
@@ -94,6 +95,7 @@ class SqsEventSource:
         self.report_item_failures = "ReportBatchItemFailures" in mapping.get("FunctionResponseTypes", [])
         self._sqs = stack.aws.client("sqs")
         self.chaos = chaos
+        self.keep_invisible = keep_invisible
 
     def drain(self, *, max_batches: int | None = None, idle_polls: int = 1,
               on_batch: Callable[[DrainStats], None] | None = None) -> DrainStats:
@@ -152,7 +154,8 @@ class SqsEventSource:
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         kept = [m for m in messages if m["MessageId"] in failed_ids]
         self._batched("delete_message_batch", done, lambda m: {})
-        self._batched("change_message_visibility_batch", kept, lambda m: {"VisibilityTimeout": 0})
+        if not self.keep_invisible:
+            self._batched("change_message_visibility_batch", kept, lambda m: {"VisibilityTimeout": 0})
         stats.succeeded += len(done)
         stats.failed += len(kept)
         if self.chaos is not None and done and self.chaos.duplicate():

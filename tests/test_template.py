@@ -67,6 +67,9 @@ def test_globals(sam: dict[str, Any]) -> None:
         "CONNECTIONS_CONFIG": {"Fn::If": ["HasConnectionsParameter",
                                           {"Fn::Sub": "ssm:${ConnectionsConfigParameter}"}, ""]},
         "MAPPING_FILE": {"Ref": "MappingFile"},
+        "POLL_WORK_QUEUE_URL": {"Ref": "PollWorkQueue"},
+        "SCHEDULE_RATE": {"Ref": "ScheduleRate"},
+        "POLL_LEASE_SECONDS": "330",
     }
 
 
@@ -97,8 +100,13 @@ def test_layer(sam: dict[str, Any]) -> None:
 def test_poller(sam: dict[str, Any]) -> None:
     poller = props(sam, "PollerFunction")
     assert (poller["CodeUri"], poller["Handler"]) == ("functions/poller", "app.lambda_handler")
-    assert (poller["Timeout"], poller["MemorySize"], poller["ReservedConcurrentExecutions"]) == (300, 512, 1)
-    schedule = poller["Events"]["Schedule"]
+    assert (poller["Timeout"], poller["MemorySize"]) == (300, 512)
+    # The lease per connection replaces the concurrency limit of 1; the schedule drives the dispatcher.
+    assert "ReservedConcurrentExecutions" not in poller
+    assert set(poller["Events"]) == {"PollWork"}
+    dispatcher = props(sam, "DispatcherFunction")
+    assert (dispatcher["CodeUri"], dispatcher["Handler"]) == ("functions/dispatcher", "app.lambda_handler")
+    schedule = dispatcher["Events"]["Schedule"]
     assert schedule["Type"] == "Schedule" and schedule["Properties"]["Schedule"] == {"Ref": "ScheduleRate"}
     assert schedule["Properties"]["State"] == {"Fn::If": ["ScheduleOn", "ENABLED", "DISABLED"]}
     assert "Enabled" not in schedule["Properties"]
@@ -157,11 +165,12 @@ def test_key_and_secrets(sam: dict[str, Any]) -> None:
 def test_outputs(sam: dict[str, Any]) -> None:
     values = {o["Value"].get("Ref") for o in sam["Outputs"].values()}
     assert {"SyncQueue", "SyncDeadLetterQueue", "StateTable", "IdempotencyTable", "VismaCredentialsSecret",
-            "MarketoCredentialsSecret", "PollerFunction", "WriterFunction"} <= values
+            "MarketoCredentialsSecret", "PollerFunction", "WriterFunction", "DispatcherFunction", "PollWorkQueue",
+            "PollWorkDeadLetterQueue"} <= values
 
 
 def test_everything_stored_is_encrypted_with_the_cmk(cfn: dict[str, Any]) -> None:
-    for queue in ("SyncQueue", "SyncDeadLetterQueue"):
+    for queue in ("SyncQueue", "SyncDeadLetterQueue", "PollWorkQueue", "PollWorkDeadLetterQueue", "PollFailureQueue"):
         assert props(cfn, queue)["KmsMasterKeyId"] == CMK
     for table in ("StateTable", "IdempotencyTable"):
         assert props(cfn, table)["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": CMK}
@@ -189,11 +198,12 @@ NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 def test_roles_have_no_managed_policies(cfn: dict[str, Any]) -> None:
     roles = {k: r["Properties"] for k, r in cfn["Resources"].items() if r["Type"] == "AWS::IAM::Role"}
-    assert set(roles) == {"PollerFunctionRole", "WriterFunctionRole"}
+    assert set(roles) == {"DispatcherFunctionRole", "PollerFunctionRole", "WriterFunctionRole"}
     for name, role in roles.items():
         assert not role.get("ManagedPolicyArns"), f"{name}: managed policies grant on '*'"
     assert props(cfn, "PollerFunction")["Role"] == {"Fn::GetAtt": ["PollerFunctionRole", "Arn"]}
     assert props(cfn, "WriterFunction")["Role"] == {"Fn::GetAtt": ["WriterFunctionRole", "Arn"]}
+    assert props(cfn, "DispatcherFunction")["Role"] == {"Fn::GetAtt": ["DispatcherFunctionRole", "Arn"]}
 
 
 def test_every_statement_names_this_stacks_resources(cfn: dict[str, Any]) -> None:
@@ -222,7 +232,7 @@ def test_each_function_gets_only_what_it_uses(cfn: dict[str, Any]) -> None:
 
     poller, writer = granted("PollerFunctionRole"), granted("WriterFunctionRole")
     assert "sqs:SendMessage" in poller and "sqs:SendMessage" not in writer
-    assert "sqs:ReceiveMessage" in writer and "sqs:ReceiveMessage" not in poller
+    assert "sqs:ReceiveMessage" in writer and "sqs:ReceiveMessage" in poller  # sync queue; poll-work queue
     assert {"secretsmanager:GetSecretValue", "kms:Decrypt", "kms:GenerateDataKey"} <= poller & writer
     assert {"dynamodb:PutItem", "dynamodb:Query"} <= poller & writer
     assert not any(a.endswith(":*") for a in poller | writer)
@@ -243,7 +253,7 @@ def test_schedule_event_is_an_eventbridge_scheduled_event() -> None:
     event = json.loads((ROOT / "events" / "schedule.json").read_text())
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["detail"] == {} and event["version"] == "0"
-    assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/ml-connector-PollerFunctionSchedule-\w+",
+    assert re.fullmatch(r"arn:aws:events:[a-z0-9-]+:\d{12}:rule/ml-connector-DispatcherFunctionSchedule-\w+",
                         event["resources"][0])
 
 

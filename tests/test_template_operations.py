@@ -164,17 +164,16 @@ def test_queue_age_alarm_threshold_is_a_parameter_above_the_schedule(sam: dict[s
     assert default >= 2 * interval + sam["Parameters"]["WriterBatchingWindowSeconds"]["MaxValue"]
 
 
-def test_failed_polls_go_to_a_watched_queue(cfn: dict[str, Any]) -> None:
-    config = props(cfn, "PollerFunctionEventInvokeConfig")
-    assert config["FunctionName"] == {"Ref": "PollerFunction"}
+def test_failed_dispatches_go_to_a_watched_queue(cfn: dict[str, Any]) -> None:
+    config = props(cfn, "DispatcherFunctionEventInvokeConfig")
+    assert config["FunctionName"] == {"Ref": "DispatcherFunction"}
     assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (1, 900)
     destination = config["DestinationConfig"]["OnFailure"]["Destination"]
     assert destination == {"Fn::GetAtt": ["PollFailureQueue", "Arn"]}
     assert props(cfn, "PollFailureQueue")["KmsMasterKeyId"] == {"Ref": "EncryptionKey"}
-    # Lambda sends to the destination with the poller's role.
-    poller_statements = [s for p in props(cfn, "PollerFunctionRole")["Policies"]
-                         for s in p["PolicyDocument"]["Statement"]]
-    assert any(s["Action"] == "sqs:SendMessage" and s["Resource"] == destination for s in poller_statements)
+    # Lambda sends to the destination with the dispatcher's role.
+    statements = [s for p in props(cfn, "DispatcherFunctionRole")["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert any(s["Action"] == "sqs:SendMessage" and s["Resource"] == destination for s in statements)
     (alarm,) = [a for a in _alarms(cfn).values()
                 if a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["PollFailureQueue", "QueueName"]}]
     assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarm["Threshold"] == 0
@@ -192,7 +191,7 @@ def test_service_dimension_is_the_stack_name(sam: dict[str, Any], cfn: dict[str,
     assert sam["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == STACK
     own = [a for a in _alarms(cfn).values() if a["Namespace"] == "MlConnector"]
     assert {a["MetricName"] for a in own} == {"RecordsQuarantined", "SyncLagSeconds", "MarketoQuotaExhausted",
-                                              "LateWriteSeconds"}
+                                              "LateWriteSeconds", "PollsFailed"}
     for alarm in own:
         assert alarm["Dimensions"] == [{"Name": "service", "Value": STACK}]
     body = props(cfn, "Dashboard")["DashboardBody"]["Fn::Sub"][0]
@@ -205,7 +204,8 @@ def test_dashboard_body_is_json_once_substituted(cfn: dict[str, Any]) -> None:
     text, variables = props(cfn, "Dashboard")["DashboardBody"]["Fn::Sub"]
     names = set(re.findall(r"\$\{([^}]+)\}", text))
     assert names - set(variables) <= {"AWS::Region", "AWS::StackName", "SyncLagAlarmSeconds",
-                                      "QueueAgeAlarmSeconds", "PollerFunction", "WriterFunction"}
+                                      "QueueAgeAlarmSeconds", "PollerFunction", "WriterFunction",
+                                      "DispatcherFunction"}
     widgets = json.loads(re.sub(r"\$\{[^}]+\}", "1", text))["widgets"]
     assert any(w["properties"]["title"] == "Function errors and throttles" for w in widgets)
 
@@ -244,7 +244,7 @@ def test_no_deploy_can_put_a_secret_value_back(sam: dict[str, Any]) -> None:
 # -- encryption, boundary, tags -----------------------------------------------------------------
 
 def test_log_groups_are_encrypted_with_the_cmk_and_only_this_stacks(sam: dict[str, Any]) -> None:
-    for group in ("PollerLogGroup", "WriterLogGroup"):
+    for group in ("DispatcherLogGroup", "PollerLogGroup", "WriterLogGroup"):
         assert props(sam, group)["KmsKeyId"] == {"Fn::GetAtt": ["EncryptionKey", "Arn"]}
         assert props(sam, group)["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}/")
     statements = {s["Sid"]: s for s in props(sam, "EncryptionKey")["KeyPolicy"]["Statement"]}
@@ -265,7 +265,7 @@ def test_permissions_boundary_reaches_every_role(sam: dict[str, Any]) -> None:
     assert sam["Parameters"]["PermissionsBoundary"]["Default"] == ""
     assert re.fullmatch(sam["Parameters"]["PermissionsBoundary"]["AllowedPattern"], boundary)
     roles = _roles(_cfn(sam, PermissionsBoundary=boundary))
-    assert len(roles) == 2
+    assert len(roles) == 3
     condition = {"Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundary"}, {"Ref": "AWS::NoValue"}]}
     for name, role in roles.items():
         assert role["PermissionsBoundary"] in (condition, boundary), name

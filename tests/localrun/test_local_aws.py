@@ -94,7 +94,7 @@ def test_secrets_are_created_from_their_definitions(stack: DeployedStack, aws: L
 def test_kms_key_schedule_and_event_source_exist(stack: DeployedStack, aws: LocalAws) -> None:
     key = aws.client("kms").describe_key(KeyId="alias/ml-connector")["KeyMetadata"]
     assert key["KeyId"] == stack.resources["EncryptionKey"] and key["Enabled"]
-    rule = aws.client("events").describe_rule(Name=stack.resources["PollerFunctionSchedule"])
+    rule = aws.client("events").describe_rule(Name=stack.resources["DispatcherFunctionSchedule"])
     assert rule["ScheduleExpression"] == "rate(15 minutes)"
     assert rule["State"] == "DISABLED"  # ScheduleEnabled defaults to false (placeholder secrets)
     mapping = aws.client("lambda").get_event_source_mapping(UUID=stack.resources["WriterFunctionSyncQueue"])
@@ -102,15 +102,24 @@ def test_kms_key_schedule_and_event_source_exist(stack: DeployedStack, aws: Loca
     assert mapping["BatchSize"] == 300
     function = aws.client("lambda").get_function(FunctionName=stack.function_name("WriterFunction"))
     assert function["Configuration"]["Timeout"] == 180
-    # The poller's asynchronous invocations: one retry, then the failure queue.
-    config = aws.client("lambda").get_function_event_invoke_config(FunctionName=stack.function_name("PollerFunction"))
+    # The poller drains the poll-work queue one message at a time, with bounded concurrency.
+    poll_work = aws.client("lambda").get_event_source_mapping(UUID=stack.resources["PollerFunctionPollWork"])
+    assert poll_work["EventSourceArn"] == stack.queue_arn("PollWorkQueue")
+    assert poll_work["BatchSize"] == 1 and poll_work["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert stack.event_source_mapping("PollerFunction")["ScalingConfig"] == {"MaximumConcurrency": "5"}
+    # The dispatcher's asynchronous invocations: one retry, then the failure queue.
+    config = aws.client("lambda").get_function_event_invoke_config(
+        FunctionName=stack.function_name("DispatcherFunction"))
     assert (config["MaximumRetryAttempts"], config["MaximumEventAgeInSeconds"]) == (1, 900)
     assert config["DestinationConfig"]["OnFailure"]["Destination"] == stack.queue_arn("PollFailureQueue")
 
 
 def test_function_environment_resolves_globals_refs_and_parameters(stack: DeployedStack) -> None:
     env = stack.function_environment("PollerFunction")
-    assert env == stack.function_environment("WriterFunction")  # both only use Globals
+    # All three only use Globals (so in-process runs share one runtime, as one container would).
+    assert env == stack.function_environment("WriterFunction") == stack.function_environment("DispatcherFunction")
+    assert env["POLL_WORK_QUEUE_URL"] == stack.resources["PollWorkQueue"]
+    assert (env["SCHEDULE_RATE"], env["POLL_LEASE_SECONDS"]) == ("rate(15 minutes)", "330")
     assert env["STATE_TABLE"] == stack.resources["StateTable"]
     assert env["IDEMPOTENCY_TABLE"] == stack.resources["IdempotencyTable"]
     assert env["SYNC_QUEUE_URL"] == stack.resources["SyncQueue"]

@@ -19,10 +19,10 @@ def message(internal_id: int, street_bytes: int) -> SyncMessage:
 
 def test_batches_hold_at_most_ten_messages_and_256_kib():
     messages = [message(i, 60_000) for i in range(9)] + [message(100 + i, 100) for i in range(25)]
-    batches = _batches([(m, message_body(m)) for m in messages])
-    assert [m for batch in batches for m, _ in batch] == messages  # all, in order
+    batches = _batches([message_body(m) for m in messages])
+    assert [body for batch in batches for body in batch] == [message_body(m) for m in messages]  # all, in order
     for batch in batches:
-        assert len(batch) <= 10 and sum(len(body.encode()) for _, body in batch) <= SQS_MAX_BYTES
+        assert len(batch) <= 10 and sum(len(body.encode()) for body in batch) <= SQS_MAX_BYTES
     assert len(batches[0]) == 4  # four 60 KB messages fill a batch by size, long before ten
 
 

@@ -117,6 +117,8 @@ class ConnectionConfig(_Strict):
     entities: tuple[VismaEntity, ...] | None = None
     # How often reference data (classes, credit terms, payment methods) is refreshed.
     reference_interval_minutes: Annotated[int, Field(ge=1)] = 1440
+    # How often this connection is polled; None: on every schedule tick (ScheduleRate). At most a week.
+    poll_interval_minutes: Annotated[int, Field(ge=1, le=10_080)] | None = None
 
 
 class RuntimeSettings(_Strict):
@@ -127,6 +129,12 @@ class RuntimeSettings(_Strict):
     # Stop starting new work when less than this many seconds of the invocation remain.
     safety_margin_seconds: Annotated[float, Field(ge=0)] = 20.0
     job_ttl_days: Annotated[int, Field(ge=1)] = 14
+    # The dispatcher's queue of poll work (one message per due connection) and the schedule's period in
+    # minutes (None when ScheduleRate is not a rate() expression).
+    poll_work_queue_url: str | None = None
+    schedule_minutes: Annotated[int, Field(ge=1)] | None = None
+    # How long a poll's lease on its connection lasts: longer than the poller's timeout (template.yaml).
+    poll_lease_seconds: Annotated[int, Field(ge=60, le=3600)] = 330
 
     @field_validator("connections")
     @classmethod
@@ -227,6 +235,17 @@ def _beside(base: Path, mapping: str) -> str:
     return str(candidate)
 
 
+RATE_EXPRESSION = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+
+
+def schedule_minutes(expression: str) -> int | None:
+    """The period of an EventBridge ``rate(...)`` expression in minutes; None for cron() or nothing."""
+    match = RATE_EXPRESSION.fullmatch(expression.strip())
+    if match is None:
+        return None
+    return int(match.group(1)) * {"m": 1, "h": 60, "d": 1440}[match.group(2)[0]]
+
+
 def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
     """Build and validate settings from the environment; raise ConfigError naming the bad field."""
     env = dict(os.environ if env is None else env)
@@ -234,13 +253,28 @@ def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
         connections = _connections_from_env(env)
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ConfigError(f"CONNECTIONS_CONFIG: cannot read connection list ({exc})") from exc
-    data = {
+    data: dict[str, Any] = {
         "state_table": env.get("STATE_TABLE", ""),
         "idempotency_table": env.get("IDEMPOTENCY_TABLE") or None,
         "sync_queue_url": env.get("SYNC_QUEUE_URL") or None,
         "connections": connections,
+        "poll_work_queue_url": env.get("POLL_WORK_QUEUE_URL") or None,
+        "schedule_minutes": schedule_minutes(env.get("SCHEDULE_RATE", "")),
     }
+    if env.get("POLL_LEASE_SECONDS"):
+        data["poll_lease_seconds"] = env["POLL_LEASE_SECONDS"]
     try:
-        return RuntimeSettings.model_validate(data)
+        settings = RuntimeSettings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"invalid configuration: {describe(exc)}") from exc
+    _check_intervals(settings)
+    return settings
+
+
+def _check_intervals(settings: RuntimeSettings) -> None:
+    """A connection cannot be polled more often than the schedule ticks: say so rather than poll less often."""
+    for index, conn in enumerate(settings.connections):
+        interval, tick = conn.poll_interval_minutes, settings.schedule_minutes
+        if interval is not None and tick is not None and interval < tick:
+            raise ConfigError(f"invalid configuration: connections.{index}.poll_interval_minutes: {interval} is "
+                              f"shorter than the schedule's {tick} minutes (ScheduleRate); polls start on its ticks")

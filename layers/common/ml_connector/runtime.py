@@ -46,7 +46,7 @@ from ml_connector.visma.models import VismaCredentials
 # The environment the settings are read from: a change rebuilds the runtime at once (local runs and tests
 # switch stacks and mappings in one process; in Lambda it never changes).
 CONFIG_ENV_PREFIXES = ("CONFIG_", "CONNECTION", "MAPPING_", "VISMA_", "MARKETO_", "STATE_", "IDEMPOTENCY_", "SYNC_",
-                       "AWS_ENDPOINT_URL")
+                       "AWS_ENDPOINT_URL", "POLL_", "SCHEDULE_")
 
 
 def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:
@@ -105,6 +105,11 @@ class Runtime:
         if not self.settings.sync_queue_url:
             raise ConfigError("SYNC_QUEUE_URL: required here")
         return SqsOutbox(self.settings.sync_queue_url)
+
+    def poll_work_outbox(self) -> SqsOutbox:
+        if not self.settings.poll_work_queue_url:
+            raise ConfigError("POLL_WORK_QUEUE_URL: required here")
+        return SqsOutbox(self.settings.poll_work_queue_url)
 
     def _session(self, name: str) -> requests.Session:
         return self._sessions.setdefault(name, requests.Session())

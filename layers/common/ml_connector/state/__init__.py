@@ -2,6 +2,7 @@
 
 from ml_connector.state.models import (
     JobRecord,
+    PollRun,
     QuarantineEntry,
     QuarantineMark,
     RecordState,
@@ -15,5 +16,6 @@ from ml_connector.state.models import (
 )
 from ml_connector.state.ports import State
 
-__all__ = ["JobRecord", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "RunRecord", "State",
+__all__ = ["JobRecord", "PollRun", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "RunRecord",
+           "State",
            "WatermarkEntry", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from ml_connector.state.models import (
     JobRecord,
+    PollRun,
     QuarantineEntry,
     QuarantineMark,
     RecordState,
@@ -239,10 +240,46 @@ class MemoryRuns:
         return runs[::-1][:limit]
 
 
+class MemoryPollLeases:
+    def __init__(self) -> None:
+        self.items: dict[str, PollRun] = {}
+        self._lock = threading.Lock()
+
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+        with self._lock:  # the check-and-set DynamoDB's condition makes
+            run = self.items.get(connection, PollRun())
+            if run.leased(now) or (run.tick is not None and run.tick >= utc_iso(tick)):
+                return False
+            self.items[connection] = PollRun(tick=utc_iso(tick), started_at=utc_iso(now), owner=owner,
+                                             lease_until=utc_iso(until))
+            return True
+
+    def renew(self, connection: str, owner: str, until: datetime) -> bool:
+        with self._lock:
+            run = self.items.get(connection)
+            if run is None or run.owner != owner:
+                return False
+            self.items[connection] = run.model_copy(update={"lease_until": utc_iso(until)})
+            return True
+
+    def finish(self, connection: str, owner: str, now: datetime, outcome: str) -> None:
+        with self._lock:
+            run = self.items.get(connection)
+            if run is not None and run.owner == owner:
+                self.items[connection] = run.model_copy(update={
+                    "owner": None, "lease_until": None, "finished_at": utc_iso(now), "outcome": outcome})
+
+    def get(self, connection: str) -> PollRun | None:
+        return self.items.get(connection)
+
+    def all(self, connections: Sequence[str]) -> dict[str, PollRun]:
+        return {c: self.items[c] for c in connections if c in self.items}
+
+
 def memory_state() -> State:
     return State(
         watermarks=MemoryWatermarks(), records=MemoryRecordVersions(),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
-        runs=MemoryRuns(), sweeps=MemorySweeps(),
+        runs=MemoryRuns(), sweeps=MemorySweeps(), leases=MemoryPollLeases(),
     )

@@ -108,6 +108,21 @@ class QuarantineEntry(BaseModel):
         return f"{self.entity}#{self.ref}"
 
 
+class PollRun(BaseModel):
+    """A connection's poll runs: the schedule tick the last started poll serves, and the lease of the one
+    running now (none when ``lease_until`` is unset or past)."""
+
+    tick: str | None = None  # the schedule tick (UTC ISO) of the last poll that started: due-ness counts from it
+    started_at: str | None = None  # when that poll actually started
+    owner: str | None = None
+    lease_until: str | None = None
+    finished_at: str | None = None
+    outcome: str | None = None
+
+    def leased(self, now: datetime) -> bool:
+        return self.lease_until is not None and self.lease_until > utc_iso(now)
+
+
 class QuarantineMark(BaseModel):
     """A quarantine entry without its payload: enough to decide whether a record is still held."""
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from ml_connector.state.models import (
     JobRecord,
+    PollRun,
     QuarantineEntry,
     QuarantineMark,
     RecordState,
@@ -149,6 +150,25 @@ class Runs(Protocol):
         """The newest ``limit`` runs, newest first."""
 
 
+class PollLeases(Protocol):
+    """Per connection: the lease that lets one poll run at a time, and the tick the last poll started for."""
+
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+        """Take the lease and record ``tick``, in one conditional write, if no live lease is held and no poll has
+        started for ``tick`` or a later one; False otherwise (``get`` tells which)."""
+
+    def renew(self, connection: str, owner: str, until: datetime) -> bool:
+        """Extend the lease if ``owner`` still holds it."""
+
+    def finish(self, connection: str, owner: str, now: datetime, outcome: str) -> None:
+        """Release the lease and record the outcome, if ``owner`` still holds it."""
+
+    def get(self, connection: str) -> PollRun | None: ...
+
+    def all(self, connections: Sequence[str]) -> dict[str, PollRun]:
+        """The leases of these connections (those that ever started a poll), in as few reads as the store allows."""
+
+
 @dataclass(frozen=True)
 class State:
     """Every kind of state, each behind its own interface."""
@@ -164,3 +184,4 @@ class State:
     reference: ReferenceHashes
     runs: Runs
     sweeps: Sweeps
+    leases: PollLeases

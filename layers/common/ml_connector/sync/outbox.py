@@ -33,12 +33,16 @@ class SqsOutbox:
         oversize = [m.record_ref for m, body in bodies if len(body.encode("utf-8")) > SQS_MAX_BYTES]
         if oversize:
             raise EnqueueError(f"message over SQS's {SQS_MAX_BYTES}-byte limit: {', '.join(oversize[:5])}")
+        return self.send_bodies([body for _, body in bodies])
+
+    def send_bodies(self, bodies: Sequence[str]) -> int:
+        """Message bodies already known to fit, in as few batch calls as SQS's limits allow."""
         for batch in _batches(bodies):
             self._send_batch(batch)
-        return len(messages)
+        return len(bodies)
 
-    def _send_batch(self, batch: list[tuple[SyncMessage, str]]) -> None:
-        pending = {str(i): body for i, (_, body) in enumerate(batch)}
+    def _send_batch(self, batch: list[str]) -> None:
+        pending = {str(i): body for i, body in enumerate(batch)}
         for attempt in range(MAX_ATTEMPTS):
             entries = [{"Id": i, "MessageBody": body} for i, body in pending.items()]
             self.calls += 1
@@ -63,11 +67,11 @@ def fits_in_sqs(message: SyncMessage) -> bool:
     return len(message_body(message).encode("utf-8")) <= SQS_MAX_BYTES
 
 
-def _batches(bodies: list[tuple[SyncMessage, str]]) -> list[list[tuple[SyncMessage, str]]]:
-    batches: list[list[tuple[SyncMessage, str]]] = []
+def _batches(bodies: Sequence[str]) -> list[list[str]]:
+    batches: list[list[str]] = []
     size = 0
     for item in bodies:
-        length = len(item[1].encode("utf-8"))
+        length = len(item.encode("utf-8"))
         if not batches or len(batches[-1]) >= SQS_BATCH_LIMIT or size + length > SQS_MAX_BYTES:
             batches.append([])
             size = 0

@@ -1,7 +1,10 @@
 """One module per use case. The Lambda handlers and the CLI call these; each takes the container's
 Runtime and, where time matters, the invocation's Deadline.
 
-- ``run_poll_cycle``: what the schedule runs (requeue deferred chunks, poll, reference data)
+- ``dispatch_due_polls``: what the schedule runs: one poll-work message per due connection
+- ``poll_one_connection``: one connection completely, under its lease (requeue deferred chunks, poll,
+  reference data); what the poller runs per poll-work message
+- ``run_poll_cycle``: every connection in turn, now (the CLI's cycle)
 - ``poll_connection``: read one connection's Visma changes (all its entities) into a sink
 - ``write_batch``: write one SQS batch to Marketo
 - ``sync_reference``: reference data (classes, payment terms ...) to Marketo custom objects

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ml_connector.config import ConnectionConfig
 from ml_connector.deadline import Deadline
 from ml_connector.observability import logger
@@ -16,11 +18,13 @@ def queue_poller(runtime: Runtime, deadline: Deadline) -> Poller:
     return Poller(runtime.state, sink, deadline=deadline, safety_margin=runtime.settings.safety_margin_seconds)
 
 
-def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller,
-                    deadline: Deadline) -> list[EntityPollReport]:
-    """A failure is reported per entity, not raised, so the other entities and connections still run."""
+def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller, deadline: Deadline,
+                    before_each: Callable[[], None] = lambda: None) -> list[EntityPollReport]:
+    """A failure is reported per entity, not raised, so the other entities and connections still run.
+    ``before_each`` runs before every entity (the lease is renewed there)."""
     reports = []
     for entity, mapping in runtime.mappings(connection).items():
+        before_each()
         try:
             credentials = runtime.visma_credentials(connection)
             client = runtime.visma_client(connection, credentials, deadline)

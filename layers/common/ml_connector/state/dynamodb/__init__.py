@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ml_connector.state.dynamodb.jobs import DynamoJobs
+from ml_connector.state.dynamodb.leases import DynamoPollLeases
 from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
 from ml_connector.state.dynamodb.lookups import (
     DynamoCustomerNumbers,
@@ -27,6 +28,7 @@ def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) ->
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
         payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
         reference=DynamoReferenceHashes(table), runs=DynamoRuns(table, job_ttl_days), sweeps=DynamoSweeps(table),
+        leases=DynamoPollLeases(table),
     )
 
 

@@ -23,6 +23,8 @@ pk                                sk                     holds
                                                          finish time, first error (TTL ``expiresAt``)
 ``LIMIT#{munchkin}``              ``QUOTA``              daily quota used up: no call before ``until``
 ``LIMIT#{munchkin}``              ``RATE``/``LEASE#{n}`` shared Marketo call budget (next start, leases)
+``LEASE#{connection}``            ``POLL``               poll lease (owner, until) and the schedule tick the
+                                                         last started poll serves (due-ness counts from it)
 ================================  =====================  ============================================
 """
 
@@ -98,3 +100,10 @@ RATE_SK = "RATE"
 
 def lease_sk(index: int) -> str:
     return f"LEASE#{index}"
+
+
+def leases(connection: str) -> str:
+    return f"LEASE#{connection}"
+
+
+POLL_SK = "POLL"

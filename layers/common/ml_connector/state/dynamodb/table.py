@@ -71,6 +71,13 @@ class StateTable:
             items.extend(self._batch_get(batch, projection, consistent))
         return items
 
+    def get_keys(self, keys: Sequence[dict[str, str]]) -> list[dict[str, Any]]:
+        """Items by full key (any partitions), in batches of up to 100."""
+        items: list[dict[str, Any]] = []
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            items.extend(self._batch_get(list(keys[start : start + BATCH_GET_LIMIT]), (), True))
+        return items
+
     def put_many(self, items: Iterable[dict[str, Any]]) -> None:
         self.write_many({"PutRequest": {"Item": item}} for item in items)
 

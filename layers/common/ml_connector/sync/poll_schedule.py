@@ -1,0 +1,73 @@
+"""Fan-out polling: when a connection is due, the unit of poll work, and the lease per connection.
+
+Due-ness counts on the schedule's clock: from the tick the connection's last *started* poll served to the
+current tick, whatever the connection's place in the list, so no connection waits behind another. Counting
+ticks (EventBridge's scheduled time, carried in the poll-work message) rather than the moment a poll
+happened to start keeps a poll that waited in the queue from making its connection skip the next tick.
+
+The lease (one state item per connection) lets one poll of a connection run at a time; it outlasts the
+poller's timeout, so an invocation that dies leaves a lease that expires on its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from ml_connector.state import PollRun, parse_utc_iso, utc_iso
+from ml_connector.state.ports import PollLeases
+
+
+class PollWork(BaseModel):
+    """One message on the poll-work queue: poll this connection for this schedule tick."""
+
+    connection: str
+    tick: datetime
+
+
+def is_due(last_tick: datetime | None, tick: datetime, interval_minutes: int | None,
+           schedule_minutes: int | None) -> bool:
+    """Without an interval of its own a connection is due on every tick. With one, it is due once that interval
+    has passed since the tick its last poll started for; half a tick of tolerance picks the tick nearest to that
+    moment, so seconds of scheduling jitter never cost a whole interval."""
+    if interval_minutes is None or last_tick is None:
+        return True
+    tolerance = (schedule_minutes or 0) / 2
+    return tick - last_tick >= timedelta(minutes=interval_minutes - tolerance)
+
+
+def last_tick(run: PollRun | None) -> datetime | None:
+    return parse_utc_iso(run.tick) if run is not None and run.tick else None
+
+
+class Claim(StrEnum):
+    STARTED = "started"  # this invocation holds the lease and polls
+    COVERED = "covered"  # a poll for this tick or a later one started already: nothing is left to do
+    BUSY = "busy"  # an older tick's poll still holds the lease: this tick is still to be polled after it
+    GONE = "gone"  # the connection is no longer configured
+
+
+class PollLease:
+    def __init__(self, runs: PollLeases, connection: str, seconds: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._runs, self._connection, self._seconds, self._clock = runs, connection, seconds, clock
+        self.owner = uuid.uuid4().hex
+
+    def claim(self, tick: datetime) -> Claim:
+        now = self._clock()
+        if self._runs.start(self._connection, self.owner, tick, now, now + timedelta(seconds=self._seconds)):
+            return Claim.STARTED
+        run = self._runs.get(self._connection)
+        covered = run is not None and run.tick is not None and run.tick >= utc_iso(tick)
+        return Claim.COVERED if covered else Claim.BUSY
+
+    def renew(self) -> None:
+        """Keep the lease for another full term (a run without a Lambda deadline can outlast one term)."""
+        self._runs.renew(self._connection, self.owner, self._clock() + timedelta(seconds=self._seconds))
+
+    def release(self, outcome: str) -> None:
+        self._runs.finish(self._connection, self.owner, self._clock(), outcome)
