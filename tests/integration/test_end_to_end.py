@@ -123,23 +123,27 @@ def _metric_values(docs, name, dims):
     return values
 
 
-def test_metrics_are_emitted_as_emf_with_dimensions(env, cycles):
+def test_metrics_are_emitted_as_emf_per_service_with_their_detail_as_properties(env, cycles):
+    """Metrics carry only the service dimension (per-connection dimensions are billed per connection), their
+    connection and entity as properties for Logs Insights; lag and failed polls are also kept by connection."""
     docs = _emf_documents(env)
     assert docs, "no EMF output captured"
     assert all(d["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "MlConnector" for d in docs)
-    polled = _metric_values(docs, "RecordsPolled", {"service", "connection", "entity"})
+    polled = _metric_values(docs, "RecordsPolled", {"service"})
     # The full load read every record and the second cycle the edits; overlap re-reads add to that.
     assert sum(polled) >= CUSTOMERS + SUPPLIERS + EDITS
-    assert sum(_metric_values(docs, "RecordsPolled", {"service"})) == sum(polled)
-    written = _metric_values(docs, "RecordsWritten", {"service", "connection"})
+    assert {d.get("entity") for d in docs if "RecordsPolled" in d} == {"customer", "supplier"}
+    assert not _metric_values(docs, "RecordsPolled", {"service", "connection", "entity"})
+    written = _metric_values(docs, "RecordsWritten", {"service"})
     assert sum(written) >= CUSTOMERS + SUPPLIERS + EDITS
     lag = _metric_values(docs, "SyncLagSeconds", {"service", "connection", "entity"})
     assert lag and all(v >= 0 for v in lag)
+    assert sorted(lag) == sorted(_metric_values(docs, "SyncLagSeconds", {"service"}))
 
 
 def test_writer_and_client_metrics_in_emf(env, cycles):
     docs = _emf_documents(env)
-    sync_calls = _metric_values(docs, "MarketoSyncCalls", {"service", "connection"})
+    sync_calls = _metric_values(docs, "MarketoSyncCalls", {"service"})
     assert sum(sync_calls) >= cycles["first"].marketo_calls + cycles["second"].marketo_calls
-    assert _metric_values(docs, "TokenRefreshes", {"service", "system"}), "no token refresh metric"
-    assert sum(_metric_values(docs, "RecordsEnqueued", {"service", "connection", "entity"})) >= CUSTOMERS + SUPPLIERS
+    assert _metric_values(docs, "TokenRefreshes", {"service"}), "no token refresh metric"
+    assert sum(_metric_values(docs, "RecordsEnqueued", {"service"})) >= CUSTOMERS + SUPPLIERS
