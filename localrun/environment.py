@@ -212,6 +212,13 @@ class LocalEnvironment:
             raise TickFailed(failures, report)
         return report
 
+    def invoke_poller(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The poller invoked directly (as ``ml-connector sync --once --stack`` does): the named connections, or
+        all, polled in turn."""
+        assert self.stack is not None
+        with self._captured():
+            return invoke(self.stack, "PollerFunction", event, env=self.env(), template_path=TEMPLATE)
+
     def schedule_event(self, at: datetime | None = None) -> dict[str, Any]:
         """The EventBridge scheduled event of a tick at ``at`` (its ``time`` is the tick)."""
         event: dict[str, Any] = json.loads(SCHEDULE_EVENT.read_text())

@@ -100,13 +100,13 @@ def test_doctor_says_what_to_fix_and_passes_once_fixed(env, aws, capsys):
     assert "Marketo fields of mapping default" in names and "Alarms" in names
 
     events = aws.client("events")
-    events.enable_rule(Name=env.resource("PollerFunctionSchedule"))  # as a deploy with ScheduleEnabled=true does
+    events.enable_rule(Name=env.resource("DispatcherFunctionSchedule"))  # as a deploy with ScheduleEnabled=true does
     code, report, _ = run(capsys, "doctor", "--stack", STACK)
     assert code == EXIT_OK and report["ok"], [c for c in report["checks"] if not c["ok"]]
 
 
 def test_doctor_fails_on_dead_letters_alarms_and_a_wrong_marketo_secret(env, aws, capsys):
-    aws.client("events").enable_rule(Name=env.resource("PollerFunctionSchedule"))
+    aws.client("events").enable_rule(Name=env.resource("DispatcherFunctionSchedule"))
     sqs, cloudwatch, secrets = aws.client("sqs"), aws.client("cloudwatch"), aws.client("secretsmanager")
     dlq = env.resource("SyncDeadLetterQueue")
     sqs.send_message(QueueUrl=dlq, MessageBody="{}")
@@ -133,7 +133,7 @@ def test_doctor_fails_on_dead_letters_alarms_and_a_wrong_marketo_secret(env, aws
 def test_doctor_names_a_mapping_field_marketo_lacks(env, aws, tmp_path):
     from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH
 
-    aws.client("events").enable_rule(Name=env.resource("PollerFunctionSchedule"))
+    aws.client("events").enable_rule(Name=env.resource("DispatcherFunctionSchedule"))
     mapping = json.loads(DEFAULT_MAPPING_PATH.read_text())
     mapping["customer"]["fields"]["noSuchField"] = {"source": "name"}
     path = tmp_path / "mapping.json"
@@ -170,7 +170,7 @@ def test_sync_once_with_a_stack_invokes_its_poller(env, aws, capsys):
 
 
 def test_invoke_poller_sends_the_connections_and_returns_the_pollers_report(env, aws):
-    recorded = env.run_poller({"connections": ["default"]})  # the real handler's report, as Lambda returns it
+    recorded = env.invoke_poller({"connections": ["default"]})  # the real handler's report, as Lambda returns it
     assert {e["entity"] for e in recorded["entities"]} == {"customer", "supplier"}
     lam = boto3.client("lambda", region_name=aws.region)
     name = env.resource("PollerFunction")

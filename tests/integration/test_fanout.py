@@ -79,7 +79,7 @@ def metric_points(log, name: str) -> list[tuple[dict[str, str], float]]:
 
 def test_only_due_connections_are_polled_on_a_tick(fan):
     env, _, _ = fan
-    runs = env.state().runs
+    runs = env.state().leases
     polled_on = []
     for _ in range(3):
         at = next_tick()
@@ -126,7 +126,7 @@ def _send_work(env: LocalEnvironment, connection: str, at: datetime) -> None:
 
 def _wait_until_leased(env: LocalEnvironment, connection: str, at: datetime, timeout_s: float = 60.0) -> None:
     """Until the other process's poller holds the connection's lease for tick ``at``."""
-    runs, deadline = env.state().runs, time.monotonic() + timeout_s
+    runs, deadline = env.state().leases, time.monotonic() + timeout_s
     while not ((run := runs.get(connection)) and run.owner and run.tick == utc_iso(at)):
         assert time.monotonic() < deadline, "the other process never started its poll"
         time.sleep(0.05)
