@@ -10,31 +10,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import pytest
+from template_support import CMK, ROOT, TEMPLATE_PATH, props
 
-from localrun.aws import translate
-from localrun.sam_template import load_template, parameter_values
 from ml_connector.sync.mapping import load_mapping
-
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_PATH = ROOT / "template.yaml"
-CMK = {"Ref": "EncryptionKey"}
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
-
-
-@pytest.fixture(scope="module")
-def cfn(sam: dict[str, Any]) -> dict[str, Any]:
-    """The template as CloudFormation sees it after the SAM transform."""
-    return translate(sam, parameter_values(sam, {"MarketoMunchkinId": "123-ABC-456"}), "eu-north-1")
-
-
-def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = template["Resources"][logical_id]["Properties"]
-    return result
 
 
 def test_cfn_lint_is_clean() -> None:

@@ -5,32 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from localrun.aws import translate
-from localrun.sam_template import load_template, parameter_values
-
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_PATH = ROOT / "template.yaml"
-CMK = {"Ref": "EncryptionKey"}
-
-
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
-
-
-@pytest.fixture(scope="module")
-def cfn(sam: dict[str, Any]) -> dict[str, Any]:
-    return translate(sam, parameter_values(sam, {"MarketoMunchkinId": "123-ABC-456"}), "eu-north-1")
-
-
-def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = template["Resources"][logical_id]["Properties"]
-    return result
+from template_support import CMK, props
 
 
 def _statements(cfn: dict[str, Any], role: str) -> list[dict[str, Any]]:

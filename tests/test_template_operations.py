@@ -8,41 +8,22 @@ import re
 import shlex
 import tomllib
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from template_support import ROOT, props, transformed
 
-from localrun.aws import translate
-from localrun.sam_template import load_template, parameter_values
+from localrun.sam_template import parameter_values
 from ml_connector.marketo.client import READ_TIMEOUT, WRITE_TIMEOUT
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE_PATH = ROOT / "template.yaml"
 LAYER = ROOT / "layers" / "common"
 STACK = {"Ref": "AWS::StackName"}
 
 
-@pytest.fixture(scope="module")
-def sam() -> dict[str, Any]:
-    return load_template(TEMPLATE_PATH)
 
-
-def _cfn(sam: dict[str, Any], **overrides: str) -> dict[str, Any]:
-    return translate(sam, parameter_values(sam, {"MarketoMunchkinId": "123-ABC-456", **overrides}), "eu-north-1")
-
-
-@pytest.fixture(scope="module")
-def cfn(sam: dict[str, Any]) -> dict[str, Any]:
-    return _cfn(sam)
-
-
-def props(template: dict[str, Any], logical_id: str) -> dict[str, Any]:
-    result: dict[str, Any] = template["Resources"][logical_id]["Properties"]
-    return result
 
 
 def _alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -264,7 +245,7 @@ def test_permissions_boundary_reaches_every_role(sam: dict[str, Any]) -> None:
     boundary = "arn:aws:iam::123456789012:policy/team-boundary"
     assert sam["Parameters"]["PermissionsBoundary"]["Default"] == ""
     assert re.fullmatch(sam["Parameters"]["PermissionsBoundary"]["AllowedPattern"], boundary)
-    roles = _roles(_cfn(sam, PermissionsBoundary=boundary))
+    roles = _roles(transformed(sam, PermissionsBoundary=boundary))
     assert len(roles) == 3
     condition = {"Fn::If": ["HasPermissionsBoundary", {"Ref": "PermissionsBoundary"}, {"Ref": "AWS::NoValue"}]}
     for name, role in roles.items():
