@@ -120,9 +120,12 @@ def _scale_lines(report: BenchReport) -> list[str]:
         rows.append("- **Smaller than 100k records.** The issue asks for a 100k full load; `python -m bench` "
                     "defaults to it and runs the same code at any size. At the write rate this machine's emulator "
                     "allows (see 'Where the time goes'), two 100k loads plus the memory runs take about 45 minutes, "
-                    "which this recording did not spend. An earlier 100k attempt also hit moto's DynamoDB `Query`, "
-                    "which scans the whole table per call, because the writer then queried the state table on "
-                    "every batch; the writer now reads by key only (BatchGetItem), but 100k was not run again.")
+                    "which this recording did not spend. moto's DynamoDB `Query` also scans the whole table per "
+                    "call (DynamoDB reads one partition), and the poller and each writer invocation make a few "
+                    "small queries (the quarantine index, parked chunks, stored payment facts), so the emulator "
+                    "slows as the table grows. Under concurrent writers moto's `Query` can fail with "
+                    "'dictionary changed size during iteration' (a race inside the emulator's server); boto3 "
+                    "retries it, as it would a DynamoDB 500.")
     if max(report.options.memory_sizes, default=0) < 1_000_000:
         rows.append("- **Poller memory at 1M records not recorded.** The poller moves ~800 records/s through moto "
                     "here, so one 1M-record invocation takes ~20 min; run `python -m bench --memory-sizes "
