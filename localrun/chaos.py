@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field
 
 from localrun.environment import LocalEnvironment
 from localrun.event_source import DeliveryChaos
+from ml_connector.state.dynamodb import keys
 from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.mapping import load_mapping
 
@@ -168,7 +169,7 @@ class ChaosRun:
             "marketo_timeout_after_apply": lambda: env.marketo.faults.inject("timeout_after_apply"),
             "marketo_607_for_a_while": self._quota_gone,
             "writer_crash_after_accept": lambda: env.aws.faults.fail_next(
-                "DynamoDB_20120810.UpdateItem", body_contains="REC#", after=self.rng.randint(0, 20),
+                "DynamoDB_20120810.UpdateItem", body_contains=self._record_state_key(), after=self.rng.randint(0, 20),
                 error_type="InternalFailure", message="writer crashed after Marketo accepted the chunk"),
             "poller_crash_mid_window": lambda: env.aws.faults.fail_next(
                 "AmazonSQS.SendMessageBatch", after=self.rng.randint(1, 3), error_type="KmsAccessDenied",
@@ -275,6 +276,11 @@ class ChaosRun:
             # Contact edits include consent flags switched on and off.
             edited = store.edit_contacts(max(1, edits // 2), rng_seed=self.rng.randrange(1 << 30))
             changes["contact edits"] += len(edited)
+
+    def _record_state_key(self) -> str:
+        """What the writer's record-state writes (after Marketo accepted a chunk) carry in their request."""
+        connection = self.env.stack.parameters["ConnectionId"] if self.env.stack else "default"
+        return keys.records(connection, "")
 
     def _count_repairs(self, entities: list[dict[str, Any]]) -> None:
         self.report.write_races_repaired += sum(e.get("repairs", 0) for e in entities)
