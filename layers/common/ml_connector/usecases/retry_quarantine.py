@@ -18,6 +18,8 @@ from ml_connector.sync.outbox import SqsOutbox
 from ml_connector.sync.payment import StoredPaymentFacts
 from ml_connector.sync.poller import EntityContext, RecordWithoutKey, build_message
 
+FactsByConnection = dict[str, StoredPaymentFacts]
+
 
 class QuarantineRetry(BaseModel):
     requeued: int = 0
@@ -33,8 +35,9 @@ def list_quarantine(runtime: Runtime, connection: str | None = None) -> list[Qua
 def retry_quarantine(runtime: Runtime, queues: SyncQueues, connection: str | None = None) -> QuarantineRetry:
     result = QuarantineRetry()
     outbox = SqsOutbox(queues.url, client=queues.sqs)
+    stored: FactsByConnection = {}  # read once per connection, not once per entry
     for entry in list_quarantine(runtime, connection):
-        message = _retry_message(runtime, entry)
+        message = _retry_message(runtime, entry, stored)
         if message is None:
             if entry.stage == "poller":
                 result.still_invalid += 1
@@ -47,30 +50,35 @@ def retry_quarantine(runtime: Runtime, queues: SyncQueues, connection: str | Non
     return result
 
 
-def _retry_message(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage | None:
+def _retry_message(runtime: Runtime, entry: QuarantineEntry, stored: FactsByConnection) -> SyncMessage | None:
     try:
         if entry.stage == "writer" and entry.entity != "message":
             return SyncMessage.model_validate_json(entry.raw)
         if entry.stage == "poller":
-            return _rebuild(runtime, entry)
+            return _rebuild(runtime, entry, stored)
     except (ValidationError, ValueError, TypeError, RecordWithoutKey):
         return None
     return None
 
 
-def _rebuild(runtime: Runtime, entry: QuarantineEntry) -> SyncMessage:
+def _rebuild(runtime: Runtime, entry: QuarantineEntry, stored: FactsByConnection) -> SyncMessage:
     conn = runtime.settings.connection(entry.connection)
     entity = cast(VismaEntity, entry.entity)
     credentials = runtime.visma_credentials(conn)
     client = runtime.visma_client(conn, credentials, NO_DEADLINE)
     return rebuild_message(entry, runtime.state, EntityContext(
         conn, entity, credentials.company_id, runtime.mappings(conn)[entity],
-        company_keys=runtime.company_keys(conn, entity, client, credentials.company_id)))
+        company_keys=runtime.company_keys(conn, entity, client, credentials.company_id)), stored)
 
 
-def rebuild_message(entry: QuarantineEntry, state: State, context: EntityContext) -> SyncMessage:
+def rebuild_message(entry: QuarantineEntry, state: State, context: EntityContext,
+                    stored: FactsByConnection | None = None) -> SyncMessage:
     """The record as the poller would build it now, with the payment facts the poller stored (without
     them a customer with overdue invoices would be sent as current)."""
     if context.entity == "customer" and context.mapping.uses_payment:
-        context = replace(context, payment=StoredPaymentFacts(state.payments.all(context.connection.id)))
+        stored = {} if stored is None else stored
+        connection = context.connection.id
+        if connection not in stored:
+            stored[connection] = StoredPaymentFacts(state.payments.all(connection))
+        context = replace(context, payment=stored[connection])
     return build_message(json.loads(entry.raw), context)
