@@ -67,6 +67,7 @@ class Runtime:
     # Connections are kept open across invocations, per connection and API.
     _sessions: dict[str, requests.Session] = field(default_factory=dict)
     _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
+    _links: dict[str, bool] = field(default_factory=dict)
 
     def connections(self, only: list[str] | None = None) -> list[ConnectionConfig]:
         return [c for c in self.settings.connections if not only or c.id in only]
@@ -140,9 +141,13 @@ class Runtime:
         return list(connection.entities or load_mapping(connection.mapping).entities)
 
     def links_contacts_to_companies(self, connection_id: str) -> bool:
-        """Contacts are synced and link to their customer's Marketo company (by customer number)."""
-        mapping = load_mapping(self.settings.connection(connection_id).mapping)
-        return mapping.contact is not None and mapping.customer is not None and mapping.customer.target == "companies"
+        """Contacts are synced and link to their customer's Marketo company (by customer number). Asked for
+        every page the poller sends, so the mapping is read once per refresh, not once per page."""
+        if connection_id not in self._links:
+            mapping = load_mapping(self.settings.connection(connection_id).mapping)
+            self._links[connection_id] = (mapping.contact is not None and mapping.customer is not None
+                                          and mapping.customer.target == "companies")
+        return self._links[connection_id]
 
     def company_keys(self, connection: ConnectionConfig, entity: VismaEntity, client: VismaClient,
                      company_id: str) -> CompanyKeys | None:
