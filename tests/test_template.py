@@ -61,7 +61,7 @@ def test_parameters_and_munchkin_pattern(sam: dict[str, Any]) -> None:
     pattern = re.compile(params["MarketoMunchkinId"]["AllowedPattern"])
     assert pattern.fullmatch("123-ABC-456")
     assert not any(pattern.fullmatch(v) for v in ("123-abc-456", "12-ABC-456", "123ABC456", ""))
-    assert (params["WriterBatchSize"]["Default"], params["WriterBatchingWindowSeconds"]["Default"]) == (300, 20)
+    assert (params["WriterBatchSize"]["Default"], params["WriterBatchingWindowSeconds"]["Default"]) == (20, 20)
     assert "WriterMaximumConcurrency" not in params  # writers follow the Marketo budget, not a second setting
     assert params["MaxReceiveCount"]["Default"] == 5
 

@@ -67,3 +67,18 @@ def latest_per_key(
         else:
             superseded.append(item)
     return list(best.values()), superseded
+
+
+def rounds_of_distinct_keys(items: Iterable[T], key: Callable[[T], str]) -> list[list[T]]:
+    """The items in rounds, each key at most once per round (in order: the first of each key in the first
+    round, a second item with that key in the second ...). Items with distinct keys make one round."""
+    rounds: list[list[T]] = []
+    seen: dict[str, int] = {}
+    for item in items:
+        k = key(item)
+        n = seen.get(k, 0)
+        seen[k] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(item)
+    return rounds

@@ -1,4 +1,8 @@
-"""The SQS message that carries one mapped Visma record from the poller to the writer."""
+"""The mapped Visma records the poller sends the writer, and the SQS message bodies that carry them.
+
+One SQS message is a *pack*: ``{"pack": 1, "messages": [<SyncMessage>, ...]}``, up to 300 records and under
+SQS's 256 KiB (``sync.outbox`` packs them). A body that is a single SyncMessage (what earlier versions sent)
+is still read, so messages in flight during an upgrade are written as before."""
 
 from __future__ import annotations
 
@@ -9,13 +13,15 @@ import json
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ml_connector.config import VismaEntity
 
 SCHEMA_VERSION = 1
+PACK_VERSION = 1
+MAX_RECORDS_PER_PACK = 300  # a Marketo call's worth: a full pack becomes one full chunk
 
 
 def version_key(visma_timestamp: str, modified_at: datetime) -> str:
@@ -90,3 +96,46 @@ def pack_messages(messages: Iterable[SyncMessage]) -> str:
 def unpack_messages(packed: str) -> list[SyncMessage]:
     data = json.loads(zlib.decompress(base64.b64decode(packed)))
     return [SyncMessage.model_validate(item) for item in data]
+
+
+def pack_body(record_bodies: Iterable[str]) -> str:
+    """A pack body around records already serialised (``SyncMessage.model_dump_json()``): built by joining
+    them, so its size is exactly what the sender measured."""
+    return f'{{"pack":{PACK_VERSION},"messages":[' + ",".join(record_bodies) + "]}"
+
+
+PACK_OVERHEAD_BYTES = len(pack_body([]).encode("utf-8"))
+
+
+class RefusedRecord(NamedTuple):
+    """A record of a pack that is not a valid SyncMessage: quarantined alone, the rest are written."""
+
+    position: int  # in the pack
+    raw: str
+    error: Exception
+
+
+class UnpackedBody(NamedTuple):
+    messages: list[SyncMessage]
+    refused: list[RefusedRecord]
+
+
+def unpack_body(body: str) -> UnpackedBody:
+    """The records of an SQS message body: a pack or a single SyncMessage. Raises ValueError (or a pydantic
+    ValidationError) when the body as a whole is unreadable; a bad record inside a pack is only refused."""
+    try:
+        data = json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(data, dict) or "pack" not in data:
+        return UnpackedBody([SyncMessage.model_validate(data)], [])
+    if data["pack"] != PACK_VERSION or set(data) != {"pack", "messages"} or not isinstance(data["messages"], list):
+        raise ValueError(f"not a version-{PACK_VERSION} pack of messages (keys {sorted(data)}, "
+                         f"pack {data['pack']!r})")
+    unpacked = UnpackedBody([], [])
+    for index, record in enumerate(data["messages"]):
+        try:
+            unpacked.messages.append(SyncMessage.model_validate(record))
+        except ValidationError as exc:
+            unpacked.refused.append(RefusedRecord(index, json.dumps(record, ensure_ascii=False), exc))
+    return unpacked

@@ -1,7 +1,9 @@
-"""Sends sync messages to SQS, retrying entries SQS refuses.
+"""Sends sync messages to SQS in packs, retrying entries SQS refuses.
 
-A SendMessageBatch call carries at most ten messages and 256 KiB in all, and each message is at most
-256 KiB (the queue's default ``MaximumMessageSize``): batches are cut by both limits."""
+Records travel as packs (``messages.pack_body``): up to 300 records a message, so a full message is a full
+Marketo call, and SQS bills (and the writer receives) one message where it was 300. A SendMessageBatch call
+carries at most ten messages and 256 KiB in all, and each message is at most 256 KiB (the queue's default
+``MaximumMessageSize``): packs and batches are cut by both limits, measured on the bytes sent."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.messages import MAX_RECORDS_PER_PACK, PACK_OVERHEAD_BYTES, SyncMessage, pack_body
 
 SQS_BATCH_LIMIT = 10
 SQS_MAX_BYTES = 262_144  # one message, and the sum of one batch's messages
@@ -29,11 +31,12 @@ class SqsOutbox:
         self.calls = 0
 
     def send(self, messages: Sequence[SyncMessage]) -> int:
-        bodies = [(m, message_body(m)) for m in messages]
-        oversize = [m.record_ref for m, body in bodies if len(body.encode("utf-8")) > SQS_MAX_BYTES]
+        """Send the records packed; returns how many records were sent."""
+        oversize = [m.record_ref for m in messages if not fits_in_sqs(m)]
         if oversize:
             raise EnqueueError(f"message over SQS's {SQS_MAX_BYTES}-byte limit: {', '.join(oversize[:5])}")
-        return self.send_bodies([body for _, body in bodies])
+        self.send_bodies(pack_bodies(messages))
+        return len(messages)
 
     def send_bodies(self, bodies: Sequence[str]) -> int:
         """Message bodies already known to fit, in as few batch calls as SQS's limits allow."""
@@ -64,7 +67,24 @@ def message_body(message: SyncMessage) -> str:
 
 
 def fits_in_sqs(message: SyncMessage) -> bool:
-    return len(message_body(message).encode("utf-8")) <= SQS_MAX_BYTES
+    """Whether the record fits in a message (a pack of its own)."""
+    return PACK_OVERHEAD_BYTES + len(message_body(message).encode("utf-8")) <= SQS_MAX_BYTES
+
+
+def pack_bodies(messages: Sequence[SyncMessage], *, max_records: int = MAX_RECORDS_PER_PACK,
+                max_bytes: int = SQS_MAX_BYTES) -> list[str]:
+    """The records in order, as few pack bodies as the record and byte limits allow (each record fits)."""
+    packs: list[list[str]] = []
+    size = 0
+    for message in messages:
+        record = message_body(message)
+        length = len(record.encode("utf-8")) + 1  # and its comma
+        if not packs or len(packs[-1]) >= max_records or size + length > max_bytes:
+            packs.append([])
+            size = PACK_OVERHEAD_BYTES - 1  # the first record has no comma
+        packs[-1].append(record)
+        size += length
+    return [pack_body(records) for records in packs]
 
 
 def _batches(bodies: Sequence[str]) -> list[list[str]]:

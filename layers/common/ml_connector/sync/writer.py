@@ -1,17 +1,20 @@
 """Writer: SQS messages -> Marketo upserts in chunks, each chunk a replayable, idempotent job.
 
-For one SQS batch:
+For one SQS batch (each message a pack of up to 300 records, or one record as earlier versions sent):
 
-1. Parse each message body; an unparseable one is quarantined with the reason (never retried, never
-   blocking the rest).
+1. Unpack each message body; an unreadable body is quarantined whole with the reason, a bad record
+   inside a pack alone (never retried, never blocking the rest).
 2. Per connection and Marketo object keep the newest version of each record (SQS is at-least-once
    and unordered), then drop versions older than what Marketo already holds and content Marketo
    already has (same hash): a no-op cycle costs no Marketo call.
-3. Chunk to <= 300 records and <= 1 MB. Each chunk's job ID is a hash of its connection, object and
-   record versions, so a redelivered chunk gets the same ID; the Marketo call runs under
-   Powertools idempotency keyed on that ID, so replaying a finished job does not write again.
-4. Per-record results: created/updated move the record's written version; skipped records are
-   quarantined with Marketo's reason. Only the messages of chunks that failed are reported back
+3. Merge what is left across messages and connections that write the same Marketo account (instance
+   and credentials), object and dedupe field, and chunk it to <= 300 records and <= 1 MB: a batch
+   leaves at most one part-filled chunk per account and object. Each chunk's job ID is a hash of its
+   instance, object and record versions, so a redelivered chunk gets the same ID; the Marketo call runs
+   under Powertools idempotency keyed on that ID, so replaying a finished job does not write again.
+4. Per-record results go to each record's own connection: created/updated move the record's written
+   version; skipped records are quarantined with Marketo's reason; the job is recorded per connection
+   (its share of the chunk). Only the messages holding records of chunks that failed are reported back
    to SQS for retry; 607 (daily quota) parks chunks until the reset (``deferred_chunks``).
 """
 
@@ -28,17 +31,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ml_connector.config import ConnectionConfig, RuntimeSettings
+from ml_connector.config import ConnectionConfig, MarketoSettings, RuntimeSettings
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.marketo.errors import MarketoError, MarketoQuotaExceeded
 from ml_connector.marketo.models import SyncResult
 from ml_connector.marketo.payload import sync_envelope
 from ml_connector.observability import emit, log_context, logger
 from ml_connector.state import JobRecord, QuarantineEntry, QuarantineMark, RepairEntry, State, WrittenRecord, utc_iso
-from ml_connector.sync.batching import chunk_by_limits, latest_per_key
+from ml_connector.sync.batching import chunk_by_limits, latest_per_key, rounds_of_distinct_keys
 from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.mapping import load_mapping
-from ml_connector.sync.messages import SyncMessage, pack_messages
+from ml_connector.sync.messages import SyncMessage, pack_messages, unpack_body
 from ml_connector.sync.ports import MarketoWriter
 from ml_connector.validation import describe
 
@@ -68,6 +71,7 @@ METRIC_BY_OUTCOME = {
 @dataclass
 class WriteReport:
     messages: int = 0
+    records: int = 0  # valid records the messages held
     invalid: int = 0
     superseded: int = 0
     stale: int = 0
@@ -104,7 +108,8 @@ class WriteReport:
 
 
 class ChunkJob(BaseModel):
-    """What one Marketo call writes; its ``job_id`` is the idempotency key."""
+    """What one Marketo call writes; its ``job_id`` is the idempotency key. ``connection`` is the one whose
+    Marketo client makes the call (the chunk may hold records of other connections of the same account)."""
 
     job_id: str
     connection: str
@@ -122,9 +127,9 @@ class ChunkResults(BaseModel):
 ChunkWrite = Callable[..., ChunkResults]
 
 
-def job_id_for(connection: str, marketo_object: str, messages: Iterable[SyncMessage]) -> str:
-    versions = sorted(f"{m.key}@{m.visma_timestamp}@{m.content_hash}" for m in messages)
-    digest = hashlib.sha256("|".join([connection, marketo_object, *versions]).encode("utf-8")).hexdigest()
+def job_id_for(munchkin_id: str, marketo_object: str, messages: Iterable[SyncMessage]) -> str:
+    versions = sorted(f"{m.connection}@{m.key}@{m.visma_timestamp}@{m.content_hash}" for m in messages)
+    digest = hashlib.sha256("|".join([munchkin_id, marketo_object, *versions]).encode("utf-8")).hexdigest()
     return digest[:32]
 
 
@@ -160,10 +165,10 @@ class Writer:
 
     def process(self, inbound: list[InboundMessage]) -> WriteReport:
         report = WriteReport(messages=len(inbound))
-        by_instance: dict[str, dict[tuple[str, str], list[_Item]]] = defaultdict(lambda: defaultdict(list))
+        by_instance: dict[str, list[_Item]] = defaultdict(list)
         for item in self._parse(inbound, report):
-            munchkin = self._settings.connection(item.message.connection).marketo.munchkin_id
-            by_instance[munchkin][(item.message.connection, item.message.marketo_object)].append(item)
+            by_instance[self._marketo(item.message.connection).munchkin_id].append(item)
+        report.records = sum(len(items) for items in by_instance.values())
         # Each Marketo instance has its own budget and quota: written side by side, one instance waiting on
         # its budget (or parked by its quota) does not hold the others back.
         parts = [WriteReport() for _ in by_instance]
@@ -178,22 +183,51 @@ class Writer:
         self._emit_metrics(report)
         return report
 
-    def _write_instance(self, groups: dict[tuple[str, str], list[_Item]], report: WriteReport) -> None:
-        for (connection, marketo_object), items in groups.items():
-            self._write_group(connection, marketo_object, items, report)
+    def _write_instance(self, items: list[_Item], report: WriteReport) -> None:
+        by_connection: dict[tuple[str, str], list[_Item]] = defaultdict(list)
+        for item in items:
+            by_connection[(item.message.connection, item.message.marketo_object)].append(item)
+        # One call carries records of every connection that writes with the same account, object and dedupe
+        # field: ten connections' part-filled messages make one chunk, not ten.
+        merged: dict[tuple[str, str, str], list[_Item]] = defaultdict(list)
+        for (connection, marketo_object), group in by_connection.items():
+            for item in self._pending(connection, group, report):
+                merged[(self._account(connection), marketo_object, item.message.dedupe_field)].append(item)
+        for (_account, marketo_object, dedupe_field), pending in merged.items():
+            self._write_group(marketo_object, dedupe_field, pending, report)
+
+    def _marketo(self, connection: str) -> MarketoSettings:
+        return self._settings.connection(connection).marketo
+
+    def _account(self, connection: str) -> str:
+        """Connections with the same instance and credentials (one secret) write as one Marketo API user;
+        with other credentials they stay apart (an API user's rights may differ, e.g. by workspace)."""
+        marketo = self._marketo(connection)
+        return f"{marketo.munchkin_id}|{marketo.endpoint_override or ''}|{marketo.secret_id}"
 
     # -- parsing ----------------------------------------------------------------------------
     def _parse(self, inbound: list[InboundMessage], report: WriteReport) -> list[_Item]:
         items = []
         for msg in inbound:
             try:
-                parsed = SyncMessage.model_validate_json(msg.body)
-                self._check_destination(parsed)
+                unpacked = unpack_body(msg.body)
             except (ValidationError, ValueError) as exc:
                 report.invalid += 1
-                self._quarantine_message(msg, exc)
+                self._quarantine_message(msg.message_id, msg.body, exc)
                 continue
-            items.append(_Item(msg.message_id, parsed))
+            for refused in unpacked.refused:
+                report.invalid += 1
+                self._quarantine_message(f"{msg.message_id}#{refused.position}", refused.raw, refused.error)
+            for message in unpacked.messages:
+                try:
+                    self._check_destination(message)
+                except ValueError as exc:
+                    report.invalid += 1
+                    alone = len(unpacked.messages) == 1 and not unpacked.refused
+                    ref = msg.message_id if alone else f"{msg.message_id}#{message.record_ref}"
+                    self._quarantine_message(ref, msg.body if alone else message.model_dump_json(), exc)
+                    continue
+                items.append(_Item(msg.message_id, message))
         return items
 
     def _check_destination(self, message: SyncMessage) -> None:
@@ -208,13 +242,14 @@ class Writer:
                              f"{expected or 'no Marketo object'} by its mapping, not "
                              f"{(message.marketo_object, message.dedupe_field)}")
 
-    def _quarantine_message(self, msg: InboundMessage, exc: Exception) -> None:
+    def _quarantine_message(self, ref: str, raw: str, exc: Exception) -> None:
+        """A body (``ref`` its message id) or a record of a pack (``<message id>#<where>``) that cannot be written."""
         reason = describe(exc) if isinstance(exc, ValidationError) else str(exc).splitlines()[0]
         self._state.quarantine.put(QuarantineEntry(
-            connection="_unknown", entity="message", ref=msg.message_id, stage="writer",
-            reason=f"malformed SQS message: {reason}", raw=msg.body[:100_000], at=utc_iso(datetime.now(UTC)),
+            connection="_unknown", entity="message", ref=ref, stage="writer",
+            reason=f"malformed SQS message: {reason}", raw=raw[:100_000], at=utc_iso(datetime.now(UTC)),
         ))
-        logger.warning("malformed SQS message quarantined", extra={"message_id": msg.message_id, "reason": reason})
+        logger.warning("malformed SQS message quarantined", extra={"ref": ref, "reason": reason})
 
     # -- filtering --------------------------------------------------------------------------
     def _pending(self, connection: str, items: list[_Item], report: WriteReport) -> list[_Item]:
@@ -242,87 +277,104 @@ class Writer:
         return pending
 
     # -- writing ----------------------------------------------------------------------------
-    def _write_group(self, connection: str, marketo_object: str, items: list[_Item], report: WriteReport) -> None:
-        pending = self._pending(connection, items, report)
-        envelope = sync_envelope(marketo_object, items[0].message.dedupe_field)  # as the client will send it
-        chunks = list(chunk_by_limits(pending, lambda i: i.message.marketo_record(), envelope=envelope))
+    def _write_group(self, marketo_object: str, dedupe_field: str, pending: list[_Item], report: WriteReport
+                     ) -> None:
+        envelope = sync_envelope(marketo_object, dedupe_field)  # as the client will send it
+        # Two connections' records with one key are one Marketo record: never in one call (error 1036).
+        chunks = [chunk for same_keys in rounds_of_distinct_keys(pending, key=lambda i: i.message.key)
+                  for chunk in chunk_by_limits(same_keys, lambda i: i.message.marketo_record(), envelope=envelope)]
         for index, chunk in enumerate(chunks):
             if self._out_of_time():
                 for rest in chunks[index:]:
                     report.failed_message_ids.update(i.message_id for i in rest)
                 logger.warning("writer out of time; remaining chunks go back to the queue")
                 return
-            self._write_one(connection, marketo_object, chunk, report)
+            self._write_one(marketo_object, chunk, report)
 
-    def _write_one(self, connection: str, marketo_object: str, chunk: list[_Item], report: WriteReport) -> None:
-        """Write (or, with the daily quota gone, park) one chunk; its log lines carry the connection and job ID."""
+    def _write_one(self, marketo_object: str, chunk: list[_Item], report: WriteReport) -> None:
+        """Write (or, with the daily quota gone, park) one chunk; its log lines carry the job ID and the
+        connection whose client calls Marketo."""
+        caller = chunk[0].message.connection
+        parts = _by_connection(chunk)
         job = ChunkJob(
-            job_id=job_id_for(connection, marketo_object, (i.message for i in chunk)),
-            connection=connection, marketo_object=marketo_object, dedupe_field=chunk[0].message.dedupe_field,
-            records=[i.message.marketo_record() for i in chunk],
+            job_id=job_id_for(self._marketo(caller).munchkin_id, marketo_object, (i.message for i in chunk)),
+            connection=caller, marketo_object=marketo_object, dedupe_field=chunk[0].message.dedupe_field,
+            records=[i.message.marketo_record() for items in parts.values() for i in items],
         )
         report.jobs.append(job.job_id)
-        with log_context(connection=connection, job_id=job.job_id):
-            self._write_job(job, connection, chunk, report)
+        with log_context(connection=caller, job_id=job.job_id):
+            self._write_job(job, parts, report)
 
-    def _write_job(self, job: ChunkJob, connection: str, chunk: list[_Item], report: WriteReport) -> None:
-        marketo_object = job.marketo_object
-        base = {"job_id": job.job_id, "connection": connection, "marketo_object": marketo_object,
-                "records": len(chunk), "message_ids": [i.message_id for i in chunk], "at": utc_iso(datetime.now(UTC))}
+    def _write_job(self, job: ChunkJob, parts: dict[str, list[_Item]], report: WriteReport) -> None:
+        """``parts``: the chunk's records per connection; each connection records its share of the job."""
+        at = utc_iso(datetime.now(UTC))
 
-        def packed() -> str:
-            return pack_messages(i.message for i in chunk)
+        def job_records(status: str, *, keep_messages: bool, error: str | None = None) -> list[JobRecord]:
+            return [JobRecord(job_id=job.job_id, connection=connection, marketo_object=job.marketo_object,
+                              status=status, records=len(items), error=error, at=at,
+                              message_ids=sorted({i.message_id for i in items}) if keep_messages else [],
+                              messages=pack_messages(i.message for i in items) if keep_messages else None)
+                    for connection, items in parts.items()]
 
-        munchkin = self._settings.connection(connection).marketo.munchkin_id
+        munchkin = self._marketo(job.connection).munchkin_id
         blocked = self._deferred.blocked_until(munchkin)
         if blocked is not None:
-            self._defer(base, packed(), blocked, "Marketo daily quota used up (deferred without a call)", report)
+            self._defer(job_records("deferred", keep_messages=True,
+                                    error="Marketo daily quota used up (deferred without a call)"), blocked, report)
             return
         call_started = datetime.now(UTC)
         try:
             results = self._write_chunk(job=job).results
         except MarketoQuotaExceeded as exc:
-            self._defer(base, packed(), self._deferred.quota_used_up(munchkin), str(exc), report)
+            self._defer(job_records("deferred", keep_messages=True, error=str(exc)),
+                        self._deferred.quota_used_up(munchkin), report)
             logger.error("Marketo daily quota reached; writing stops until the reset", extra={"job_id": job.job_id})
-            emit("MarketoQuotaExhausted", 1, connection=connection)
+            emit("MarketoQuotaExhausted", 1, connection=job.connection)
             return
-        except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk back for retry
-            report.failed_message_ids.update(i.message_id for i in chunk)
-            self._state.jobs.put(JobRecord(**base, status="failed", error=_safe_error(exc), messages=packed()))
+        except Exception as exc:  # noqa: BLE001 - any failure sends just this chunk's messages back for retry
+            report.failed_message_ids.update(i.message_id for items in parts.values() for i in items)
+            for record in job_records("failed", keep_messages=True, error=_safe_error(exc)):
+                self._state.jobs.put(record)
             logger.exception("chunk write failed; its messages go back to the queue", extra={"job_id": job.job_id})
-            emit("ChunkWriteFailures", 1, connection=connection)
+            emit("ChunkWriteFailures", 1, connection=job.connection)
             return
-        counts = self._apply_results(connection, chunk, results, call_started, report)
+        report.add(job.connection, "marketo_calls")  # the call is counted once, for the connection that made it
+        by_seq = {r.seq: r for r in results}
+        seq = 0
         # A done job keeps its counts, not its message ids: a smaller item costs fewer write units.
-        self._state.jobs.put(JobRecord(**{**base, "message_ids": []}, status="done", **counts))
+        for record in job_records("done", keep_messages=False):
+            items = parts[record.connection]
+            counts = self._apply_results(record.connection, items, [by_seq.get(seq + n) for n in range(len(items))],
+                                         call_started, report)
+            seq += len(items)
+            self._state.jobs.put(record.model_copy(update=counts))
 
-    def _defer(self, base: dict[str, Any], packed: str, until: datetime, error: str, report: WriteReport) -> None:
+    def _defer(self, records: list[JobRecord], until: datetime, report: WriteReport) -> None:
         report.quota_exhausted = True
-        report.deferred += len(base["message_ids"])
-        self._deferred.park(JobRecord(**base, status="deferred", error=error, messages=packed), until)
+        report.deferred += sum(r.records for r in records)
+        for record in records:
+            self._deferred.park(record, until)
 
     def _apply_results(
-        self, connection: str, chunk: list[_Item], results: list[SyncResult], call_started: datetime,
+        self, connection: str, items: list[_Item], results: list[SyncResult | None], call_started: datetime,
         report: WriteReport,
     ) -> dict[str, int]:
+        """One connection's records of a chunk, with Marketo's result for each (None: Marketo gave none)."""
         counts = {"created": 0, "updated": 0, "skipped": 0}
         written: list[SyncMessage] = []
         ids: list[str | None] = []
-        by_seq = {r.seq: r for r in results}
-        for seq, item in enumerate(chunk):
-            result = by_seq.get(seq) or SyncResult.model_validate(
-                {"seq": seq, "status": "skipped", "reasons": [{"code": "none", "message": "no result"}]})
-            if result.status in ("created", "updated"):
+        for item, result in zip(items, results, strict=True):
+            if result is not None and result.status in ("created", "updated"):
                 counts[result.status] += 1
                 written.append(item.message)
                 ids.append(str(result.id or result.marketoGUID or "") or None)
             else:
                 counts["skipped"] += 1
-                self._quarantine_skipped(connection, item.message, result)
+                self._quarantine_skipped(connection, item.message, result or SyncResult.model_validate(
+                    {"seq": 0, "status": "skipped", "reasons": [{"code": "none", "message": "no result"}]}))
         self._record_written(connection, written, ids, call_started, report)
         for outcome, count in counts.items():
             report.add(connection, outcome, count)
-        report.add(connection, "marketo_calls")
         return counts
 
     def _record_written(self, connection: str, messages: list[SyncMessage], marketo_ids: list[str | None],
@@ -384,6 +436,15 @@ class Writer:
                 emit(name, value, connection=connection)
         if report.invalid:
             emit("RecordsQuarantined", report.invalid, connection="_unknown")
+
+
+def _by_connection(chunk: list[_Item]) -> dict[str, list[_Item]]:
+    """The chunk's records per connection, each connection's in chunk order, connections in order of first
+    record: concatenated, they are the chunk in the order Marketo's results (``seq``) number them."""
+    parts: dict[str, list[_Item]] = defaultdict(list)
+    for item in chunk:
+        parts[item.message.connection].append(item)
+    return dict(parts)
 
 
 def _safe_error(exc: Exception) -> str:
