@@ -14,6 +14,7 @@ from ml_connector.marketo.models import SyncResult
 from ml_connector.state import State
 from ml_connector.sync.mapping import EntityMapping, load_mapping
 from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.outbox import pack_bodies
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 from ml_connector.sync.writer import InboundMessage, Writer, WriteReport
 from ml_connector.visma.models import VismaPage
@@ -92,16 +93,23 @@ class FakeVisma:
 class FakeOutbox:
     def __init__(self) -> None:
         self.sent: list[SyncMessage] = []
+        self.sends: list[list[SyncMessage]] = []  # per send call, as the real outbox packs them
 
     def send(self, messages: Sequence[SyncMessage]) -> int:
         if any(len(m.model_dump_json().encode()) > 262_144 for m in messages):
             raise RuntimeError("SQS: message longer than the queue's 262144-byte maximum")  # what SQS does
         self.sent.extend(messages)
+        self.sends.append(list(messages))
         return len(messages)
 
     def inbound(self) -> list[InboundMessage]:
-        """What the writer receives for everything sent so far (SQS message ids are fresh per send)."""
+        """Everything sent so far, one record a message (as earlier versions sent; the writer still reads it)."""
         return [InboundMessage(f"m{i}", m.model_dump_json()) for i, m in enumerate(self.sent)]
+
+    def packed(self, prefix: str = "p") -> list[InboundMessage]:
+        """Everything sent so far as the real outbox sends it: packs, cut per send call."""
+        bodies = [body for messages in self.sends for body in pack_bodies(messages)]
+        return [InboundMessage(f"{prefix}{i}", body) for i, body in enumerate(bodies)]
 
 
 class FakeMarketo:

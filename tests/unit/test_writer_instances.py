@@ -10,6 +10,7 @@ from sync_fakes import CONNECTION, NOW, FakeMarketo, FakeOutbox, FakeVisma, cust
 from ml_connector.config import ConnectionConfig, RuntimeSettings
 from ml_connector.state import State
 from ml_connector.state.memory import memory_state
+from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.poller import Poller, QueueSink
 from ml_connector.sync.writer import InboundMessage, Writer
 
@@ -49,3 +50,45 @@ def test_an_instance_out_of_quota_parks_its_chunks_while_the_other_writes():
         queued_for(state, CONNECTION, 10) + queued_for(state, SECOND, 10))
     assert report.deferred == 10 and report.created == 10 and healthy.calls == [10]
     assert not report.failed_message_ids
+
+
+def packs_of_both(state: State, count: int) -> list[InboundMessage]:
+    """The records of both connections, packed together as one send would pack them (packs span instances)."""
+    mixed = FakeOutbox()
+    for connection in (CONNECTION, SECOND):
+        outbox = FakeOutbox()
+        visma = FakeVisma([customer(i, f"{connection.id} firma {i}", NOW - minutes(5)) for i in range(1, count + 1)])
+        Poller(state, QueueSink(state, outbox), clock=lambda: NOW).poll_entity(
+            connection, visma, "customer", company_id="1", mapping=customer_mapping())
+        mixed.sent.extend(outbox.sent)
+    mixed.sends = [mixed.sent]
+    return mixed.packed()
+
+
+def test_an_instance_held_on_its_budget_does_not_delay_the_other_in_the_same_pack():
+    state = memory_state()
+    held, free = FakeMarketo(), FakeMarketo()
+    order: list[str] = []
+    free_done = threading.Event()
+    # The held instance's call waits (as on its call budget) until the other instance has written both chunks.
+    held.before_apply = lambda _records: order.append(f"held waited: {free_done.wait(10)}")
+    free.after_apply = lambda records: (order.append(f"free wrote {len(records)}"),
+                                        free_done.set() if len(free.calls) == 2 else None)
+    instances = {"c1": held, "c2": free}
+    inbound = packs_of_both(state, 400)
+    assert len(inbound) == 3  # 800 records: the middle pack holds records of both instances
+    report = Writer(TWO, state, lambda c: instances[c]).process(inbound)
+    assert order == ["free wrote 300", "free wrote 100", "held waited: True", "held waited: True"]
+    assert report.created == 800 and held.calls == [300, 100] and not report.failed_message_ids
+
+
+def test_an_exhausted_instance_parks_its_share_of_a_pack_and_the_pack_is_not_retried():
+    state = memory_state()
+    exhausted, healthy = FakeMarketo(), FakeMarketo()
+    exhausted.quota_after = 0
+    instances = {"c1": exhausted, "c2": healthy}
+    report = Writer(TWO, state, lambda c: instances[c]).process(packs_of_both(state, 100))
+    assert report.deferred == 100 and report.created == 100 and healthy.calls == [100]
+    assert not report.failed_message_ids
+    [parked] = DeferredChunks(state).parked("c1")
+    assert parked.records == 100 and DeferredChunks(state).parked("c2") == []
