@@ -302,14 +302,17 @@ class LocalEnvironment:
 
     # -- more connections -------------------------------------------------------------------
     def add_connection(self, connection_id: str, visma: VismaSandbox, marketo: MarketoSandbox,
-                       mapping: str | None = None, **settings: Any) -> None:
+                       mapping: str | None = None, *, marketo_secret_id: str | None = None, **settings: Any) -> None:
         """Pair another (started) Visma company with another Marketo instance, as a user would: secrets
         under the stack's prefix and a connections document (CONNECTIONS_CONFIG) listing every connection.
-        ``settings`` are more of the connection's keys (``poll_interval_minutes=30``)."""
+        ``marketo_secret_id``: use a Marketo secret already stored (connections sharing an instance's API
+        user). ``settings`` are more of the connection's keys (``poll_interval_minutes=30``)."""
         assert self.stack is not None, "start() first"
         secrets = self.aws.client("secretsmanager")
-        ids = {}
+        ids = {"marketo": marketo_secret_id} if marketo_secret_id else {}
         for system, creds in (("visma", visma.credentials), ("marketo", marketo.credentials)):
+            if system in ids:
+                continue
             name = f"{STACK_NAME}/{connection_id}/{system}"
             secrets.create_secret(Name=name, SecretString=json.dumps(creds), KmsKeyId=self.resource("EncryptionKey"))
             ids[system] = name
