@@ -183,8 +183,8 @@ def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     data = {"poll": [r.model_dump() for r in reports], "reference": [r.model_dump() for r in cycle.reference],
             "requeued_after_quota_reset": cycle.requeued_after_quota_reset, "write": drained.model_dump()}
     _emit(args, data, lambda: console.print(
-        f"Read {sum(r.records_read for r in reports)} records, sent {sum(r.messages_sent for r in reports)} "
-        f"messages; wrote {drained.created} created, {drained.updated} updated, {drained.skipped} skipped, "
+        f"Read {sum(r.records_read for r in reports)} records, queued {sum(r.messages_sent for r in reports)}; "
+        f"wrote {drained.created} created, {drained.updated} updated, {drained.skipped} skipped, "
         f"{drained.failed} failed."))
     errors_seen = bool(cycle.failures())
     return EXIT_PROBLEM if drained.failed or errors_seen else EXIT_OK

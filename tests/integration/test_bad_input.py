@@ -430,6 +430,22 @@ def test_malformed_sqs_messages_are_quarantined_and_the_good_ones_written(env, c
     assert skipped["stage"] == "writer" and "Marketo skipped the record: 1001" in skipped["reason"]
 
 
+def test_a_bad_record_in_a_pack_is_quarantined_alone_and_a_bad_pack_whole(env, cycles):
+    good = _message(env, 9_200_020, "Pakke Selskap AS")
+    bad = _message(env, 9_200_021, "Ugyldig AS", internal_id="not a number")
+    pack = json.dumps({"pack": 1, "messages": [good, bad]})
+    unknown_version = json.dumps({"pack": 9, "messages": [_message(env, 9_200_022, "Fremtid AS")]})
+    result = invoke(env.stack, "WriterFunction", {"Records": [_record("pack-mixed", pack),
+                                                              _record("pack-v9", unknown_version)]}, env=env.env())
+    assert result == {"batchItemFailures": []}
+    companies = marketo_companies(env)
+    assert companies[good["key"]]["company"] == "Pakke Selskap AS"
+    assert company_key(env, "customer", 9_200_022) not in companies
+    entries = quarantine(env, "_unknown")
+    assert "internal_id" in entries["message#pack-mixed#1"]["reason"]
+    assert "not a version-1 pack" in entries["message#pack-v9"]["reason"]
+
+
 def test_malformed_messages_through_the_queue_never_reach_the_dead_letter_queue(env, cycles):
     sqs = env.aws.client("sqs")
     queue = env.resource("SyncQueue")

@@ -130,7 +130,7 @@ def test_a_malformed_pack_is_quarantined_whole_with_its_reason():
         [good, *(InboundMessage(ref, body) for ref, body in bad.items())])
     assert report.invalid == 4 and report.created == 2 and not report.failed_message_ids
     entries = {e.ref: e.reason for e in state.quarantine.entries("_unknown")}
-    assert set(entries) == set(bad) and "version-1 pack" in entries["future"] and "not JSON" in entries["not-json"]
+    assert set(entries) == set(bad) and "version-1 pack" in entries["future"] and "Invalid JSON" in entries["not-json"]
 
 
 # -- chunks across packs and connections ---------------------------------------------------------

@@ -125,10 +125,10 @@ def unpack_body(body: str) -> UnpackedBody:
     ValidationError) when the body as a whole is unreadable; a bad record inside a pack is only refused."""
     try:
         data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(data, dict) or "pack" not in data:
-        return UnpackedBody([SyncMessage.model_validate(data)], [])
+    except json.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict) or "pack" not in data:  # one record, read (and refused) as before packs
+        return UnpackedBody([SyncMessage.model_validate_json(body)], [])
     if data["pack"] != PACK_VERSION or set(data) != {"pack", "messages"} or not isinstance(data["messages"], list):
         raise ValueError(f"not a version-{PACK_VERSION} pack of messages (keys {sorted(data)}, "
                          f"pack {data['pack']!r})")

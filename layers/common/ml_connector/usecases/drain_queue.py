@@ -24,9 +24,10 @@ class DrainSummary(BaseModel):
     unchanged: int = 0
 
 
-def drain_queue(runtime: Runtime, queues: SyncQueues, *, batch_size: int = 300, visibility_timeout: int = 120,
+def drain_queue(runtime: Runtime, queues: SyncQueues, *, batch_size: int = 20, visibility_timeout: int = 120,
                 on_batch: Callable[[int], None] | None = None) -> DrainSummary:
-    """``on_batch(messages)`` reports progress."""
+    """``on_batch(messages)`` reports progress. ``batch_size`` is in messages, each a pack of up to 300 records
+    (the template's default ``WriterBatchSize``)."""
     summary = DrainSummary()
     while True:
         batch = queues.receive(batch_size, visibility_timeout)
