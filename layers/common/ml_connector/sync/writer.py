@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -58,6 +59,8 @@ class _Item:
     message: SyncMessage
 
 
+NO_RESULT = SyncResult.model_validate({"seq": -1, "status": "skipped", "reasons": [{"code": "none",
+                                                                                     "message": "no result"}]})
 WRITER_ID = uuid.uuid4().hex[:12]  # this process (a Lambda container): recorded with each write
 MAX_INSTANCES_AT_ONCE = 8  # Marketo instances a writer invocation works on side by side
 COUNTS = ("superseded", "stale", "unchanged", "created", "updated", "skipped", "marketo_calls", "raced", "deferred")
@@ -340,13 +343,12 @@ class Writer:
             return
         report.add(job.connection, "marketo_calls")  # the call is counted once, for the connection that made it
         by_seq = {r.seq: r for r in results}
-        seq = 0
+        in_order = iter([by_seq.get(seq) for seq in range(len(job.records))])  # job.records: parts concatenated
         # A done job keeps its counts, not its message ids: a smaller item costs fewer write units.
         for record in job_records("done", keep_messages=False):
             items = parts[record.connection]
-            counts = self._apply_results(record.connection, items, [by_seq.get(seq + n) for n in range(len(items))],
+            counts = self._apply_results(record.connection, items, list(islice(in_order, len(items))),
                                          call_started, report)
-            seq += len(items)
             self._state.jobs.put(record.model_copy(update=counts))
 
     def _defer(self, records: list[JobRecord], until: datetime, report: WriteReport) -> None:
@@ -370,8 +372,7 @@ class Writer:
                 ids.append(str(result.id or result.marketoGUID or "") or None)
             else:
                 counts["skipped"] += 1
-                self._quarantine_skipped(connection, item.message, result or SyncResult.model_validate(
-                    {"seq": 0, "status": "skipped", "reasons": [{"code": "none", "message": "no result"}]}))
+                self._quarantine_skipped(connection, item.message, result or NO_RESULT)
         self._record_written(connection, written, ids, call_started, report)
         for outcome, count in counts.items():
             report.add(connection, outcome, count)

@@ -16,8 +16,8 @@ from ml_connector.usecases.write_batch import write_batch
 
 class DrainSummary(BaseModel):
     batches: int = 0
-    messages: int = 0
-    failed: int = 0
+    messages: int = 0  # SQS messages, each a pack of records
+    failed: int = 0  # messages back in the queue (they hold records of a chunk that failed)
     created: int = 0
     updated: int = 0
     skipped: int = 0
