@@ -99,7 +99,7 @@ def test_kms_key_schedule_and_event_source_exist(stack: DeployedStack, aws: Loca
     assert rule["State"] == "DISABLED"  # ScheduleEnabled defaults to false (placeholder secrets)
     mapping = aws.client("lambda").get_event_source_mapping(UUID=stack.resources["WriterFunctionSyncQueue"])
     assert mapping["EventSourceArn"] == stack.queue_arn("SyncQueue")
-    assert mapping["BatchSize"] == 300
+    assert mapping["BatchSize"] == 20  # messages, each a pack of up to 300 records
     function = aws.client("lambda").get_function(FunctionName=stack.function_name("WriterFunction"))
     assert function["Configuration"]["Timeout"] == 180
     # The poller drains the poll-work queue one message at a time, with bounded concurrency.
