@@ -20,6 +20,7 @@ from ml_connector.sync.deletions import Deletions, IdSet
 from ml_connector.sync.drift import find_drift
 from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.poller import fresh_versions
 from ml_connector.sync.ports import MarketoRecords, Outbox
 
 # What a reconcile reports, always present (zero when nothing happened), in this order.
@@ -48,7 +49,10 @@ class Reconciler:
     def drifted(self, connection: ConnectionConfig, entity: VismaEntity, messages: Sequence[SyncMessage]) -> set[int]:
         if not connection.drift_repair or not messages:
             return set()
-        ids = find_drift(self._marketo_for(connection.id), messages)
+        # Only records Marketo should hold as mapped are read back: new and changed ones are sent anyway.
+        fresh = {m.internal_id for m in fresh_versions(self._state, connection.id, entity, list(messages))}
+        held = [m for m in messages if m.internal_id not in fresh]
+        ids = find_drift(self._marketo_for(connection.id), held)
         if ids:  # else the writer would skip the resend: the recorded hash says Marketo holds it
             self._state.reconciles.forget_content(connection.id, entity, sorted(ids))
         self._drifted[(connection.id, entity)] += len(ids)
