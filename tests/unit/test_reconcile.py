@@ -15,7 +15,14 @@ from ml_connector.state import State
 from ml_connector.state.memory import memory_state
 from ml_connector.sync.deletions import IdSet
 from ml_connector.sync.drift import same_in_marketo
-from ml_connector.sync.mapping import DeletionRule, EntityMapping, MappingError, check_against_marketo, parse_mapping
+from ml_connector.sync.mapping import (
+    DeletionRule,
+    EntityMapping,
+    FieldRule,
+    MappingError,
+    check_against_marketo,
+    parse_mapping,
+)
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 from ml_connector.sync.reconcile import Reconciler
 
@@ -261,3 +268,19 @@ def test_a_flag_field_marketo_does_not_have_fails_the_check_against_marketo():
 
 def test_reconcile_config_defaults_weekly_without_drift_repair():
     assert (CONNECTION.reconcile_interval_hours, CONNECTION.drift_repair) == (168, False)
+
+
+def test_a_gone_record_whose_key_a_live_record_still_has_is_left_alone_in_marketo():
+    """Keys built from the record (a lead's e-mail) can be shared: deleting the Marketo record of a contact gone
+    from Visma would delete the person another contact still maps to."""
+    by_name = with_deletions("delete").model_copy(update={"key_source": FieldRule(source="name")})
+    stack = Stack(by_name)
+    stack.visma.records[2]["name"] = stack.visma.records[3]["name"] = "Shared AS"
+    stack.poll()  # the writer keeps one version per key: 3's (the newer); 2 is never recorded as written
+    del stack.visma.records[3], stack.visma.records[4]
+    stack.request()
+    report = stack.poll().reconcile
+    assert (report["deleted_in_visma"], report["key_in_use"], report["deleted_in_marketo"]) == (2, 1, 1)
+    assert "Shared AS" in stack.marketo.companies and "Customer 4" not in stack.marketo.companies
+    stack.request()
+    assert stack.poll().reconcile["deleted_in_visma"] == 0

@@ -16,9 +16,11 @@ full read finds in Visma again is unmarked (and, as its recorded content no long
 from __future__ import annotations
 
 import bisect
+import hashlib
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from itertools import islice
 
@@ -61,8 +63,9 @@ class Deletions:
         self._marketo = marketo
 
     def reconcile(self, connection: str, entity: VismaEntity, mapping: EntityMapping, seen: IdSet,
-                  now: datetime) -> Counter[str]:
-        """Handle the records gone from Visma since the last reconcile; the counts for the report."""
+                  now: datetime, live_keys: AbstractSet[int] = frozenset()) -> Counter[str]:
+        """Handle the records gone from Visma since the last reconcile; the counts for the report.
+        ``live_keys``: ``key_hash`` of the keys the full read's records have (for keys built from the record)."""
         reconciles = self._state.reconciles
         marked = IdSet(reconciles.gone(connection, entity))
         counts: Counter[str] = Counter()
@@ -70,13 +73,35 @@ class Deletions:
         if back:
             reconciles.unmark_gone(connection, entity, back)
             counts["reappeared"] += len(back)
-        gone = (r for r in reconciles.written(connection, entity)
-                if r.internal_id not in seen and r.internal_id not in marked)
+        gone, in_use = self._gone(connection, entity, mapping, seen, marked)
+        in_use |= live_keys
         while batch := list(islice(gone, BATCH)):
             counts["deleted_in_visma"] += len(batch)
-            handled = self._handle(connection, entity, mapping, batch, counts)
-            reconciles.mark_gone(connection, entity, handled, mapping.deletions.mode, now)
+            shared = [r.internal_id for r in batch if r.written_key and key_hash(r.written_key) in in_use]
+            counts["key_in_use"] += len(shared)
+            handled = self._handle(connection, entity, mapping, [r for r in batch if r.internal_id not in shared],
+                                   counts)
+            reconciles.mark_gone(connection, entity, [*shared, *handled], mapping.deletions.mode, now)
         return counts
+
+    def _gone(self, connection: str, entity: VismaEntity, mapping: EntityMapping, seen: IdSet, marked: IdSet
+              ) -> tuple[Iterator[RecordState], set[int]]:
+        """The written records not seen (and not marked before), streamed; and the keys records still in Visma
+        hold. A key built from the record (a lead's e-mail) can be shared: a record gone from Visma whose key
+        another one still has is left alone in Marketo (flagging or deleting it would hit the live one). Such
+        mappings need the live keys first, so their gone records are collected in one paged read."""
+        written = self._state.reconciles.written(connection, entity)
+        if mapping.key_source is None:  # keys carry the internalId: never shared
+            return (r for r in written if r.internal_id not in seen and r.internal_id not in marked), set()
+        gone: list[RecordState] = []
+        in_use: set[int] = set()
+        for record in written:
+            if record.internal_id in seen:
+                if record.written_key:
+                    in_use.add(key_hash(record.written_key))
+            elif record.internal_id not in marked:
+                gone.append(record)
+        return iter(gone), in_use
 
     def _handle(self, connection: str, entity: VismaEntity, mapping: EntityMapping, batch: list[RecordState],
                 counts: Counter[str]) -> list[int]:
@@ -132,6 +157,13 @@ class Deletions:
         absent = [SyncResult(seq=seq, status="skipped", reasons=[{"code": NOT_FOUND, "message": "no such lead"}])
                   for seq, i in enumerate(ids) if i is None]
         return mapped + absent
+
+
+def key_hash(key: str) -> int:
+    """A Marketo key as 8 bytes, compared as Marketo matches e-mail (ignoring case and surrounding blanks):
+    the keys of 100,000 records held as hashes, not strings."""
+    digest = hashlib.blake2b(key.strip().lower().encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _outcome(result: SyncResult | None) -> str:

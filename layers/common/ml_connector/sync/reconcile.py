@@ -9,14 +9,14 @@ Marketo, when the connection enables it) and deletions (``deletions``: records n
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.observability import MetricUnit, emit, logger
 from ml_connector.state import State, parse_utc_iso
-from ml_connector.sync.deletions import Deletions, IdSet
+from ml_connector.sync.deletions import Deletions, IdSet, key_hash
 from ml_connector.sync.drift import find_drift
 from ml_connector.sync.mapping import EntityMapping
 from ml_connector.sync.messages import SyncMessage
@@ -25,7 +25,7 @@ from ml_connector.sync.ports import MarketoRecords, Outbox
 
 # What a reconcile reports, always present (zero when nothing happened), in this order.
 COUNTS = ("deleted_in_visma", "kept", "flagged", "deleted_in_marketo", "already_gone", "delete_failed",
-          "unidentified", "reappeared", "drifted")
+          "unidentified", "key_in_use", "reappeared", "drifted")
 
 
 class Reconciler:
@@ -36,6 +36,9 @@ class Reconciler:
         self._marketo_for = marketo_for
         self._mapping_for = mapping_for
         self._drifted: Counter[tuple[str, str]] = Counter()  # this invocation's drift, per connection and entity
+        # Keys (key_hash) of the records this invocation's full reads mapped, where keys come from the record
+        # (a lead's e-mail) and so can be shared: a gone record's key another record still has is left alone.
+        self._live_keys: dict[tuple[str, str], set[int]] = defaultdict(set)
 
     def full_read_due(self, connection: ConnectionConfig, entity: VismaEntity, now: datetime) -> bool:
         status = self._state.reconciles.status(connection.id, entity)
@@ -47,6 +50,8 @@ class Reconciler:
         return status.last_started is None or now - parse_utc_iso(status.last_started) >= timedelta(hours=hours)
 
     def drifted(self, connection: ConnectionConfig, entity: VismaEntity, messages: Sequence[SyncMessage]) -> set[int]:
+        if self._mapping_for(connection, entity).key_source is not None:
+            self._live_keys[(connection.id, entity)].update(key_hash(m.key) for m in messages)
         if not connection.drift_repair or not messages:
             return set()
         # Only records Marketo should hold as mapped are read back: new and changed ones are sent anyway.
@@ -63,7 +68,8 @@ class Reconciler:
                            started: datetime) -> dict[str, int]:
         mapping = self._mapping_for(connection, entity)
         deletions = Deletions(self._state, self._outbox, self._marketo_for(connection.id))
-        counts = deletions.reconcile(connection.id, entity, mapping, IdSet(seen_ids), datetime.now(UTC))
+        counts = deletions.reconcile(connection.id, entity, mapping, IdSet(seen_ids), datetime.now(UTC),
+                                     self._live_keys.pop((connection.id, entity), set()))
         counts["drifted"] += self._drifted.pop((connection.id, entity), 0)
         report = {name: counts[name] for name in COUNTS}
         self._state.reconciles.completed(connection.id, entity, started, report)
