@@ -23,8 +23,10 @@ from ml_connector.sync.mapping import (
     check_against_marketo,
     parse_mapping,
 )
+from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 from ml_connector.sync.reconcile import Reconciler
+from ml_connector.sync.writer import InboundMessage
 
 
 class ReconcileMarketo(FakeMarketo):
@@ -70,6 +72,10 @@ class ReconcileMarketo(FakeMarketo):
         raise AssertionError("companies are not deleted as leads")
 
 
+def inbound(messages: list[SyncMessage]) -> list[InboundMessage]:
+    return [InboundMessage(f"late{i}", m.model_dump_json()) for i, m in enumerate(messages)]
+
+
 def with_deletions(mode: str, **rule: Any) -> EntityMapping:
     return customer_mapping().model_copy(update={"deletions": DeletionRule(mode=mode, **rule)})  # type: ignore[arg-type]
 
@@ -93,6 +99,7 @@ class Stack:
                         full_reads=reconciler).poll_entity(self.connection, self.visma, "customer", company_id="1",
                                                            mapping=self.mapping)
         self.sent = outbox.sent
+        self.first = getattr(self, "first", outbox.sent)  # what the first poll queued
         write(self.state, self.marketo, outbox.inbound())
         return report
 
@@ -284,3 +291,37 @@ def test_a_gone_record_whose_key_a_live_record_still_has_is_left_alone_in_market
     assert "Shared AS" in stack.marketo.companies and "Customer 4" not in stack.marketo.companies
     stack.request()
     assert stack.poll().reconcile["deleted_in_visma"] == 0
+
+
+def test_a_stale_message_written_after_the_delete_is_deleted_again_by_the_next_reconcile():
+    """SQS delivers late and twice: a deleted record's old message can land after the delete and create the
+    Marketo record again; the gone mark must not hide it from the next reconcile."""
+    stack = Stack(with_deletions("delete"))
+    stack.poll()
+    stale = [m for m in inbound(stack.first) if '"internal_id":5' in m.body]
+    del stack.visma.records[5]
+    stack.request()
+    assert stack.poll().reconcile["deleted_in_marketo"] == 1
+    write(stack.state, stack.marketo, stale)
+    assert stack.key(5) in stack.marketo.companies  # back in Marketo, recorded as written
+    stack.request()
+    again = stack.poll().reconcile
+    assert (again["deleted_in_visma"], again["acted_again"], again["deleted_in_marketo"]) == (0, 1, 1)
+    assert stack.key(5) not in stack.marketo.companies
+
+
+def test_a_flag_overwritten_by_a_stale_message_is_set_again():
+    stack = Stack(with_deletions("flag", field="vismaStatus"))
+    stack.poll()
+    stale = [m for m in inbound(stack.first) if '"internal_id":5' in m.body]
+    del stack.visma.records[5]
+    stack.request()
+    stack.poll()
+    assert stack.marketo.companies[stack.key(5)]["vismaStatus"] == "deleted"
+    write(stack.state, stack.marketo, stale)  # the same version as the flag's: its content is written over it
+    assert stack.marketo.companies[stack.key(5)]["vismaStatus"] == "Active"
+    stack.request()
+    assert stack.poll().reconcile["acted_again"] == 1
+    assert stack.marketo.companies[stack.key(5)]["vismaStatus"] == "deleted"
+    stack.request()
+    assert stack.poll().reconcile["acted_again"] == 0

@@ -9,8 +9,10 @@ read saw; each record found gone is handled by the mapping's ``deletions`` mode,
 - ``delete``: Marketo's delete endpoint (companies, custom objects; leads by Marketo id, only when the mapping
   chose it). A record Marketo cannot find (1013) is already gone; other refusals are retried next reconcile.
 
-A handled record is marked gone, so the next reconcile does not act on it again; a marked record that a later
-full read finds in Visma again is unmarked (and, as its recorded content no longer matches, sent again).
+A handled record is marked gone, so the next reconcile does not act on it again, unless Marketo no longer
+holds what the action left (a stale message in flight written after it: a record deleted is recorded as
+written again, a flag's content replaced); a marked record that a later full read finds in Visma again is
+unmarked (and, as its recorded content no longer matches, sent again).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ml_connector.marketo.payload import LEADS
 from ml_connector.observability import logger
 from ml_connector.state import RecordState, State, parse_utc_iso
 from ml_connector.sync.mapping import EntityMapping
-from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.messages import SyncMessage, content_hash
 from ml_connector.sync.ports import MarketoRecords, Outbox
 
 BATCH = 300  # records per Marketo delete call, and per flag send
@@ -76,7 +78,9 @@ class Deletions:
         gone, in_use = self._gone(connection, entity, mapping, seen, marked)
         in_use |= live_keys
         while batch := list(islice(gone, BATCH)):
-            counts["deleted_in_visma"] += len(batch)
+            again = sum(1 for r in batch if r.internal_id in marked)
+            counts["deleted_in_visma"] += len(batch) - again
+            counts["acted_again"] += again
             shared = [r.internal_id for r in batch if r.written_key and key_hash(r.written_key) in in_use]
             counts["key_in_use"] += len(shared)
             handled = self._handle(connection, entity, mapping, [r for r in batch if r.internal_id not in shared],
@@ -92,16 +96,26 @@ class Deletions:
         mappings need the live keys first, so their gone records are collected in one paged read."""
         written = self._state.reconciles.written(connection, entity)
         if mapping.key_source is None:  # keys carry the internalId: never shared
-            return (r for r in written if r.internal_id not in seen and r.internal_id not in marked), set()
+            return (r for r in written if r.internal_id not in seen and not self._done(r, marked, mapping)), set()
         gone: list[RecordState] = []
         in_use: set[int] = set()
         for record in written:
             if record.internal_id in seen:
                 if record.written_key:
                     in_use.add(key_hash(record.written_key))
-            elif record.internal_id not in marked:
+            elif not self._done(record, marked, mapping):
                 gone.append(record)
         return iter(gone), in_use
+
+    @staticmethod
+    def _done(record: RecordState, marked: IdSet, mapping: EntityMapping) -> bool:
+        """Marked gone by an earlier reconcile, and Marketo still holds what this mode's action left."""
+        if record.internal_id not in marked:
+            return False
+        rule = mapping.deletions
+        if rule.mode == "flag":
+            return record.written_hash == content_hash({str(rule.field): rule.value})
+        return rule.mode == "keep"  # delete: a record recorded as written again was written after the delete
 
     def _handle(self, connection: str, entity: VismaEntity, mapping: EntityMapping, batch: list[RecordState],
                 counts: Counter[str]) -> list[int]:

@@ -25,7 +25,7 @@ from ml_connector.sync.ports import MarketoRecords, Outbox
 
 # What a reconcile reports, always present (zero when nothing happened), in this order.
 COUNTS = ("deleted_in_visma", "kept", "flagged", "deleted_in_marketo", "already_gone", "delete_failed",
-          "unidentified", "key_in_use", "reappeared", "drifted")
+          "unidentified", "key_in_use", "acted_again", "reappeared", "drifted")
 
 
 class Reconciler:

@@ -11,8 +11,9 @@ from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.models import ReconcileStatus, RecordState, utc_iso
 
-# Only what deletions need: the key, the Marketo id and the written version (for a flag at that version).
-WRITTEN_PROJECTION = ("sk", "writtenKey", "marketoId", "writtenTs", "writtenModifiedAt", "writtenVersion")
+# Only what deletions need: the key, the Marketo id, the written version (for a flag at that version), the hash.
+WRITTEN_PROJECTION = ("sk", "writtenKey", "marketoId", "writtenTs", "writtenModifiedAt", "writtenVersion",
+                      "writtenHash")
 
 
 class DynamoReconciles:
@@ -47,7 +48,7 @@ class DynamoReconciles:
             yield RecordState(internal_id=int(item["sk"]), written_key=item.get("writtenKey"),
                               marketo_id=item.get("marketoId"), written_ts=item.get("writtenTs"),
                               written_modified_at=item.get("writtenModifiedAt"),
-                              written_version=item.get("writtenVersion"))
+                              written_version=item.get("writtenVersion"), written_hash=item.get("writtenHash"))
 
     def gone(self, connection: str, entity: str) -> Iterator[int]:
         for item in self._t.query(keys.gone(connection, entity), projection=("sk",)):
