@@ -194,7 +194,8 @@ def flag_message(connection: str, entity: VismaEntity, mapping: EntityMapping, r
     rule = mapping.deletions
     assert rule.field is not None and record.written_key and record.written_modified_at
     return SyncMessage.build(
-        connection=connection, entity=entity, internal_id=record.internal_id, number="",
+        # No number is recorded with a write; should a race flag it for repair, Visma answers 404 for this one.
+        connection=connection, entity=entity, internal_id=record.internal_id, number=f"deleted-{record.internal_id}",
         marketo_object=mapping.target, dedupe_field=mapping.dedupe_field, key=record.written_key,
         modified_at=parse_utc_iso(record.written_modified_at), visma_timestamp=record.written_ts or "",
         fields={rule.field: rule.value})

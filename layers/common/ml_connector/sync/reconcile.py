@@ -35,10 +35,16 @@ class Reconciler:
         self._outbox = outbox
         self._marketo_for = marketo_for
         self._mapping_for = mapping_for
+        self._mappings: dict[tuple[str, str], EntityMapping] = {}  # per invocation: asked for every page
         self._drifted: Counter[tuple[str, str]] = Counter()  # this invocation's drift, per connection and entity
         # Keys (key_hash) of the records this invocation's full reads mapped, where keys come from the record
         # (a lead's e-mail) and so can be shared: a gone record's key another record still has is left alone.
         self._live_keys: dict[tuple[str, str], set[int]] = defaultdict(set)
+
+    def _mapping(self, connection: ConnectionConfig, entity: VismaEntity) -> EntityMapping:
+        if (connection.id, entity) not in self._mappings:
+            self._mappings[(connection.id, entity)] = self._mapping_for(connection, entity)
+        return self._mappings[(connection.id, entity)]
 
     def full_read_due(self, connection: ConnectionConfig, entity: VismaEntity, now: datetime) -> bool:
         status = self._state.reconciles.status(connection.id, entity)
@@ -50,7 +56,7 @@ class Reconciler:
         return status.last_started is None or now - parse_utc_iso(status.last_started) >= timedelta(hours=hours)
 
     def drifted(self, connection: ConnectionConfig, entity: VismaEntity, messages: Sequence[SyncMessage]) -> set[int]:
-        if self._mapping_for(connection, entity).key_source is not None:
+        if self._mapping(connection, entity).key_source is not None:
             self._live_keys[(connection.id, entity)].update(key_hash(m.key) for m in messages)
         if not connection.drift_repair or not messages:
             return set()
@@ -66,7 +72,7 @@ class Reconciler:
 
     def full_read_complete(self, connection: ConnectionConfig, entity: VismaEntity, seen_ids: Iterable[int],
                            started: datetime) -> dict[str, int]:
-        mapping = self._mapping_for(connection, entity)
+        mapping = self._mapping(connection, entity)
         deletions = Deletions(self._state, self._outbox, self._marketo_for(connection.id))
         counts = deletions.reconcile(connection.id, entity, mapping, IdSet(seen_ids), datetime.now(UTC),
                                      self._live_keys.pop((connection.id, entity), set()))
