@@ -34,8 +34,8 @@ def find_drift(marketo: MarketoRecords, messages: Sequence[SyncMessage]) -> set[
         for row in rows:
             held.setdefault(_lookup_key(first, row.get(first.dedupe_field)), row)  # duplicates: the first
         for message in chunk:
-            row = held.get(_lookup_key(message, message.key))
-            if row is None or not holds(row, message.fields):
+            found = held.get(_lookup_key(message, message.key))
+            if found is None or not holds(found, message.fields):
                 drifted.add(message.internal_id)
     return drifted
 
