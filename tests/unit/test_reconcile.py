@@ -325,3 +325,23 @@ def test_a_flag_overwritten_by_a_stale_message_is_set_again():
     assert stack.marketo.companies[stack.key(5)]["vismaStatus"] == "deleted"
     stack.request()
     assert stack.poll().reconcile["acted_again"] == 0
+
+
+def test_a_failing_reconcile_is_reported_the_watermark_stays_advanced_and_it_is_tried_again():
+    stack = Stack(with_deletions("delete"))
+    stack.poll()
+    del stack.visma.records[1]
+
+    def refuse(*_args: Any) -> list[SyncResult]:
+        raise RuntimeError("Marketo said 611")
+
+    stack.marketo.delete_records = refuse  # type: ignore[method-assign]
+    stack.request()
+    stack.visma.put(customer(9, "New AS", stack.clock))
+    report = stack.poll()
+    assert report.complete and report.error == "reconcile: RuntimeError: Marketo said 611"
+    assert report.watermark_after is not None and report.watermark_after > (report.watermark_before or "")
+    del stack.marketo.delete_records
+    stack.clock += timedelta(minutes=5)
+    retry = stack.poll()
+    assert retry.full_read and retry.reconcile["deleted_in_marketo"] == 1  # the request still stood
