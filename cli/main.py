@@ -190,6 +190,55 @@ def cmd_sync(args: argparse.Namespace, target: Target | None) -> int:
     return EXIT_PROBLEM if drained.failed or errors_seen else EXIT_OK
 
 
+def cmd_reconcile(args: argparse.Namespace, target: Target) -> int:
+    """Flag a full reconcile and run it now: in-process on the local stack (then drain), or by invoking the
+    deployed poller (its writers drain in Lambda). Prints what each reconcile found and did."""
+    from ml_connector.deadline import NO_DEADLINE
+    from ml_connector.usecases.reconcile import reconcile_now, request_reconcile
+
+    runtime, queues = _runtime_and_queues()
+    connections, entities = args.connection or [], args.entity or []
+    data: dict[str, Any]
+    if target.kind == "stack":
+        from cli.remote import invoke_poller, lambda_client
+
+        request_reconcile(runtime, connections, entities)
+        with console.status("Running the deployed poller ..."):
+            data = invoke_poller(lambda_client(target.region), target.functions["PollerFunction"], connections or None)
+        reports = data.get("entities", [])
+    else:
+        with console.status("Reading Visma in full ..."):
+            cycle = reconcile_now(runtime, NO_DEADLINE, connections, entities)
+        drained = _drain_local(runtime, queues)
+        reports = [r.model_dump() for r in cycle.entities]
+        data = {"poll": reports, "not_polled": cycle.not_polled, "write": drained.model_dump()}
+    full = [r for r in reports if r.get("full_read")]
+
+    def render() -> None:
+        console.print(_table(
+            f"Reconcile ({target.kind} {target.name})",
+            ["connection", "entity", "read", "sent", "gone from Visma", "kept", "flagged", "deleted in Marketo",
+             "already gone", "delete failed", "reappeared", "drifted", "error"],
+            [(r.get("connection"), r.get("entity"), r.get("records_read"), r.get("messages_sent"),
+              *(r.get("reconcile", {}).get(k, 0) for k in ("deleted_in_visma", "kept", "flagged",
+                                                            "deleted_in_marketo", "already_gone", "delete_failed",
+                                                            "reappeared", "drifted")),
+              r.get("error")) for r in full]))
+        if len(full) < len({(r.get("connection"), r.get("entity")) for r in reports}) or data.get("not_polled"):
+            console.print("Some entities were not read in full now (another poll held the connection, or time ran "
+                          "out); the request stays and their next poll reconciles them.")
+
+    _emit(args, data, render)
+    return EXIT_PROBLEM if any(r.get("error") for r in reports) or data.get("not_polled") else EXIT_OK
+
+
+def _drain_local(runtime: Any, queues: Any) -> Any:
+    from ml_connector.usecases.drain_queue import drain_queue
+
+    with console.status("Writing to Marketo ..."):
+        return drain_queue(runtime, queues)
+
+
 def _sync_deployed(args: argparse.Namespace, target: Target) -> int:
     from cli.remote import invoke_poller, lambda_client
 
@@ -348,6 +397,13 @@ def _parser() -> argparse.ArgumentParser:
     preview = sub.add_parser("preview", parents=[where, connection],
                              help="what the next cycle would write (writes nothing)")
     preview.add_argument("--limit", type=int, default=50, metavar="N", help="changes to show (default: 50)")
+    reconcile = sub.add_parser("reconcile", parents=[where],
+                               help="read Visma in full now: re-send what differs, handle records deleted in "
+                                    "Visma (the mapping's deletions mode), repair drift where enabled")
+    reconcile.add_argument("--connection", metavar="ID", action="append",
+                           help="only this connection (repeatable; default: all)")
+    reconcile.add_argument("--entity", choices=["customer", "supplier", "contact"], action="append",
+                           help="only this entity (repeatable; default: every entity the connection syncs)")
     local = sub.add_parser("local", parents=[output], help="a long-running local stack other commands can target")
     local.add_argument("action", choices=["up"], help="up: start it and keep it running until Ctrl-C")
     for option, default in (("--seed", 7), ("--customers", 2000), ("--suppliers", 500)):
@@ -357,7 +413,7 @@ def _parser() -> argparse.ArgumentParser:
 
 TARGETED: dict[str, Callable[[argparse.Namespace, Target], int]] = {
     "status": cmd_status, "replay": cmd_replay, "redrive": cmd_redrive, "quarantine": cmd_quarantine,
-    "preview": cmd_preview, "runs": cmd_runs, "doctor": cmd_doctor,
+    "preview": cmd_preview, "runs": cmd_runs, "doctor": cmd_doctor, "reconcile": cmd_reconcile,
 }
 
 

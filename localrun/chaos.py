@@ -29,10 +29,12 @@ import argparse
 import json
 import random
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,7 @@ from localrun.environment import LocalEnvironment
 from localrun.event_source import DeliveryChaos
 from ml_connector.state.dynamodb import keys
 from ml_connector.sync.deferred_chunks import DeferredChunks
-from ml_connector.sync.mapping import load_mapping
+from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH, load_mapping
 
 VISMA_TIMEOUT_S = 1.0  # the poller's per-request timeout in these runs, so a timeout costs a second
 # Small pages, so a poll's window spans several and rows can shift across page boundaries.
@@ -71,6 +73,10 @@ class ChaosSettings(BaseModel):
     writers: int = Field(default=1, ge=1)  # concurrent writer processes; above one, polls overlap the drains
     marketo_latency: tuple[float, float] = (0.0, 0.0)  # seconds per Marketo call, drawn uniformly
     hot_records: int = Field(default=0, ge=0)  # customers renamed in every poll, so their versions collide
+    deletions_per_cycle: int = Field(default=1, ge=0)  # customers or suppliers deleted in Visma per cycle
+    # Full reconciles (mapping: delete for every entity): one asked for mid-run, under the faults, and one after
+    # the faults stop; then Marketo must hold nothing that was deleted in Visma.
+    reconcile: bool = True
 
 
 class ConvergenceReport(BaseModel):
@@ -95,7 +101,8 @@ class ConvergenceReport(BaseModel):
     retired_leads: int = 0
     quarantined: int = 0
     quarantined_without_reason: int = 0
-    deleted_in_visma: int = 0  # left in Marketo (the full reconcile is another issue's): not counted as unexpected
+    deleted_in_visma: int = 0  # without a reconcile left in Marketo: not counted as unexpected
+    reconciled: Counter[str] = Field(default_factory=Counter)  # what the reconciles found and did, summed
     dead_letter_messages: int = 0
     queue_left: int = 0
     parked_jobs_left: int = 0
@@ -127,7 +134,8 @@ class ConvergenceReport(BaseModel):
             f"  checked {self.records_checked} records: Marketo holds {self.marketo_records}; missing {self.missing}, "
             f"unexpected {self.unexpected}, mismatched {self.mismatched}, duplicates {self.duplicates} "
             f"(leads left under a contact's former address: {self.retired_leads})",
-            f"  deleted in Visma (left in Marketo for the reconcile) {self.deleted_in_visma}, "
+            f"  reconciles: {', '.join(f'{k} {v}' for k, v in sorted(self.reconciled.items()) if v) or 'none'}",
+            f"  deleted in Visma and left in Marketo {self.deleted_in_visma}, "
             f"quarantined {self.quarantined} (without reason {self.quarantined_without_reason}), dead-letter "
             f"{self.dead_letter_messages}, queue left {self.queue_left}, parked jobs left {self.parked_jobs_left}",
             f"  result: {'CONVERGED' if self.ok else 'NOT CONVERGED ' + self.example}",
@@ -182,10 +190,15 @@ class ChaosRun:
         echo(f"full load of {self.settings.customers + self.settings.suppliers} records")
         self.env.cycle("full load")
         for number in range(1, self.settings.cycles + 1):
+            if self.settings.reconcile and number == (self.settings.cycles + 1) // 2:
+                self._request_reconcile()
             armed = self._chaos_cycle()
             echo(f"chaos cycle {number}/{self.settings.cycles}: faults {', '.join(armed) or 'none'}")
         self._stop_faults()
         self._settle(echo)
+        if self.settings.reconcile:
+            self._request_reconcile()
+            self._settle(echo)
         self._check()
         self.report.elapsed_s = time.monotonic() - started
         return self.report
@@ -245,6 +258,13 @@ class ChaosRun:
             drawn.append(name)
         return drawn
 
+    def _request_reconcile(self) -> None:
+        """``ml-connector reconcile``'s request (the next poll reads every entity in full)."""
+        assert self.env.stack is not None
+        reconciles, now = self.env.state().reconciles, datetime.now(UTC)
+        for entity in ("customer", "supplier", "contact") if self.settings.contacts else ("customer", "supplier"):
+            reconciles.request(self.env.stack.parameters["ConnectionId"], entity, now)
+
     def _poll(self) -> None:
         try:
             self._count_repairs(self.env.run_poller()["entities"])
@@ -265,6 +285,13 @@ class ChaosRun:
             record = self.rng.choice(store.records(entity))
             store.update(entity, record["internalId"], status=self.rng.choice(STATUSES[entity]))
             changes["status changes"] += 1
+        for _ in range(s.deletions_per_cycle):
+            # Without a reconcile, a deleted customer's contacts would leave leads the check cannot tell apart.
+            entity = self.rng.choice(["customer", "supplier"]) if s.reconcile else "supplier"
+            hot = set(self._hot_ids())
+            record = self.rng.choice([r for r in store.records(entity) if r["internalId"] not in hot])
+            store.delete(entity, record["internalId"])  # a customer's contacts go with it
+            changes["deletions"] += 1
         if self.rng.random() < 0.5:
             customer = self.rng.choice(store.records("customer"))
             changes["payments"] += 1 if store.settle_invoices(str(customer["number"])) else 0
@@ -284,6 +311,8 @@ class ChaosRun:
 
     def _count_repairs(self, entities: list[dict[str, Any]]) -> None:
         self.report.write_races_repaired += sum(e.get("repairs", 0) for e in entities)
+        for entity in entities:
+            self.report.reconciled.update(entity.get("reconcile") or {})
 
     def _hot_ids(self) -> list[int]:
         customers = self.env.visma.store.records("customer")
@@ -378,11 +407,25 @@ class ChaosRun:
 
 
 
+def _deleting_mapping(settings: ChaosSettings, folder: Path) -> str:
+    """The run's mapping with deletions mode ``delete`` for every entity (contacts' leads too): after a reconcile
+    Marketo must hold exactly what Visma holds."""
+    mapping = json.loads(DEFAULT_MAPPING_PATH.with_name(MAPPING if settings.contacts else "default.json").read_text())
+    for entity in ("customer", "supplier", "contact"):
+        if entity in mapping:
+            mapping[entity]["deletions"] = {"mode": "delete", **({"delete_leads": True} if entity == "contact" else {})}
+    path = folder / "mapping.json"
+    path.write_text(json.dumps(mapping), encoding="utf-8")
+    return str(path)
+
+
 def run_convergence(settings: ChaosSettings, *, log_path: Path | None = None,
                     echo: Callable[[str], None] = lambda _: None) -> ConvergenceReport:
     extra_env = {"VISMA_REQUEST_TIMEOUT_SECONDS": str(VISMA_TIMEOUT_S), **SWEEP_ENV}
     if settings.contacts:
         extra_env["MAPPING_FILE"] = MAPPING
+    if settings.reconcile:
+        extra_env["MAPPING_FILE"] = _deleting_mapping(settings, Path(tempfile.mkdtemp(prefix="chaos-mapping-")))
     marketo = {"latency": settings.marketo_latency, "seed": settings.seed} if any(settings.marketo_latency) else {}
     env = LocalEnvironment(seed=settings.seed, customers=settings.customers, suppliers=settings.suppliers,
                            log_path=log_path, extra_env=extra_env, marketo_options=marketo,

@@ -51,6 +51,9 @@ class RestApi:
             ("GET", r"/rest/v1/leads/describe2\.json", self.describe_leads2),
             ("GET", r"/rest/v1/leads\.json", self.query_leads),
             ("POST", r"/rest/v1/leads\.json", self.sync_or_query_leads),
+            ("POST", r"/rest/v1/companies/delete\.json", lambda r: self.delete(COMPANY, r)),
+            ("POST", CUSTOM_OBJECT + r"/delete\.json", lambda r: self.delete(self._custom(r), r)),
+            ("POST", r"/rest/v1/leads/delete\.json", self.delete_leads),
             ("GET", r"/rest/v1/stats/usage\.json", self.usage),
         ]
 
@@ -95,6 +98,26 @@ class RestApi:
         self.stats.add("sync_calls")
         results = self.store.sync(api_name, inputs, action, dedupe_by)
         self.stats.records(results, api_name)
+        return {"result": results}
+
+    def delete(self, api_name: str, request: Request) -> Body:
+        """Delete Companies / Custom Objects (reference §5-6): ``{deleteBy, input[<=300]}``, per-record results."""
+        body = _json_body(request)
+        if self.crm_enabled and api_name == COMPANY:
+            raise MarketoError("1018", "CRM Enabled: the Company API is read-only while native CRM sync is on")
+        inputs = _inputs(body)
+        delete_by = _choice(body, "deleteBy", DEDUPE_BY)
+        self.stats.add("delete_calls")
+        results = self.store.delete(api_name, inputs, delete_by)
+        self.stats.deleted(results, "companies" if api_name == COMPANY else api_name)
+        return {"result": results}
+
+    def delete_leads(self, request: Request) -> Body:
+        """Delete Leads: ``{input: [{id}, ...]}`` (at most 300); per-lead ``deleted`` or ``skipped``."""
+        inputs = _inputs(_json_body(request))
+        self.stats.add("delete_calls")
+        results = self.store.delete_leads(inputs)
+        self.stats.deleted(results, LEADS)
         return {"result": results}
 
     def query(self, api_name: str, request: Request) -> Body:

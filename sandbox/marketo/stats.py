@@ -8,7 +8,8 @@ from typing import Any
 
 from sandbox.marketo.schema import COMPANY
 
-COUNTERS = ("sync_calls", "query_calls", "describe_calls", "records_created", "records_updated", "records_skipped",
+COUNTERS = ("sync_calls", "query_calls", "delete_calls", "records_deleted", "describe_calls",
+            "records_created", "records_updated", "records_skipped",
             "leads_created", "leads_updated", "leads_skipped",
             "calls_total", "calls_counted", "token_requests", "token_in_url_refused")
 LEADS = "leads"  # by_object name of the Lead object, as the client names the target
@@ -60,6 +61,18 @@ class Stats:
                 if api_name == LEADS:
                     self._counts[f"leads_{result['status']}"] += 1
                 if result["status"] == "skipped":
+                    self._skipped[result["reasons"][0]["code"]] += 1
+
+    def deleted(self, results: list[dict[str, Any]], object_name: str) -> None:
+        """Tally a delete call's per-record results (``records_deleted``; skips by code), in all and per object."""
+        with self._lock:
+            per_object = self._by_object.setdefault(object_name, Counter())
+            per_object["delete_calls"] += 1
+            for result in results:
+                if result["status"] == "deleted":
+                    self._counts["records_deleted"] += 1
+                    per_object["records_deleted"] += 1
+                else:
                     self._skipped[result["reasons"][0]["code"]] += 1
 
     def body(self, size: int) -> None:

@@ -36,7 +36,14 @@ class _Table:
     def add(self, record: Record) -> None:
         row_id = str(record[self.schema.id_field])
         self.rows[row_id] = record
-        self.by_key[tuple(str(record[name]) for name in self.schema.dedupe_fields)] = row_id
+        self.by_key[self.key_of(record)] = row_id
+
+    def key_of(self, record: Record) -> Key:
+        return tuple(str(record[name]) for name in self.schema.dedupe_fields)
+
+    def remove(self, record: Record) -> None:
+        del self.rows[str(record[self.schema.id_field])]
+        del self.by_key[self.key_of(record)]
 
 
 class MarketoStore:
@@ -76,6 +83,20 @@ class MarketoStore:
                     return copy.deepcopy(row)
         return None
 
+    def edit(self, api_name: str, key: Key, changes: Record) -> None:
+        """An edit made by hand in Marketo's UI (tests): fields of the record with this dedupe key change."""
+        with self._lock:
+            row = self._tables[api_name].find("dedupeFields", key)
+            if row is None:
+                raise KeyError(key)
+            row.update(changes)
+
+    def edit_lead(self, email: str, changes: Record) -> None:
+        with self._lock:
+            wanted = _lead_key("email", email)
+            row = next(r for r in self._leads.values() if r.get("email") and _lead_key("email", r["email"]) == wanted)
+            row.update(changes)
+
     def clear(self) -> None:
         with self._lock:
             self._tables = {name: _Table(schema) for name, schema in self.schemas.items()}
@@ -97,6 +118,49 @@ class MarketoStore:
         with self._lock:
             return [copy.deepcopy(row) for row in table.rows.values()
                     if tuple("" if row.get(f) is None else str(row[f]) for f in fields) in wanted]
+
+    def delete(self, api_name: str, inputs: list[Any], delete_by: str) -> list[Record]:
+        """Delete Companies / Custom Objects: ``{seq, <id field>, status: deleted}`` per input, or skipped with
+        1013 when no record has that key (reference §6: per-record ``deleted`` or ``skipped``)."""
+        table = self._tables[api_name]
+        with self._lock:
+            return [{"seq": seq, **self._delete_one(table, raw, delete_by)} for seq, raw in enumerate(inputs)]
+
+    @staticmethod
+    def _delete_one(table: _Table, raw: Any, delete_by: str) -> Record:
+        schema = table.schema
+        try:
+            if not isinstance(raw, dict):
+                raise Skip("1003", "Invalid input record: expected a JSON object")
+            names = [schema.id_field] if delete_by == "idField" else schema.dedupe_fields
+            if any(raw.get(name) in (None, "") for name in names):
+                raise Skip("1003", f"Value for required field '{', '.join(names)}' not specified")
+            existing = table.find(delete_by, tuple(str(raw[name]) for name in names))
+            if existing is None:
+                raise Skip("1013", "Record not found")
+            table.remove(existing)
+            return {schema.id_field: existing[schema.id_field], "status": "deleted"}
+        except Skip as skip:
+            return skip.result()
+
+    def delete_leads(self, inputs: list[Any]) -> list[Record]:
+        """Delete Leads by id: ``{id, status: deleted}`` per input, in input order, or skipped with 1013."""
+        results: list[Record] = []
+        with self._lock:
+            for raw in inputs:
+                ident = raw.get("id") if isinstance(raw, dict) else None
+                try:
+                    lead_id = int(ident) if ident not in (None, "") else None
+                except (TypeError, ValueError):
+                    lead_id = None
+                if lead_id is None:
+                    results.append({"status": "skipped", "reasons": [{"code": "1003", "message": "id required"}]})
+                elif self._leads.pop(lead_id, None) is None:
+                    results.append({"id": lead_id, "status": "skipped",
+                                    "reasons": [{"code": "1013", "message": "Lead not found"}]})
+                else:
+                    results.append({"id": lead_id, "status": "deleted"})
+        return results
 
     # -- sync, one record ---------------------------------------------------------------------------------
     def _sync_one(self, table: _Table, raw: Any, action: str, dedupe_by: str, claimed: set[Key],

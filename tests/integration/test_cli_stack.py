@@ -204,3 +204,15 @@ def test_runs_lists_each_cycle_with_counts_and_a_ttl(env, aws, capsys):
     expires = datetime.fromtimestamp(int(item["expiresAt"]["N"]), UTC)
     assert before + timedelta(days=14) - timedelta(minutes=1) < expires < before + timedelta(days=14, minutes=5)
     assert len(json.dumps(item)) < 1024  # one small item per connection per cycle
+
+
+def test_reconcile_with_a_stack_flags_it_in_the_stacks_state_and_invokes_its_poller(env, aws, capsys):
+    """The request lands in the deployed state table; the deployed poller (which moto cannot run here) or, if it
+    fails, the next scheduled poll serves it: the poller's next run reads those entities in full."""
+    code, data, err = run(capsys, "reconcile", "--stack", STACK, "--connection", "default", "--entity", "supplier")
+    assert code == EXIT_PROBLEM and f"error: the poller {env.resource('PollerFunction')} failed" in err
+    assert env.state().reconciles.status("default", "supplier").requested()
+    assert not env.state().reconciles.status("default", "customer").requested()
+    served = env.invoke_poller({"connections": ["default"]})
+    assert next(e for e in served["entities"] if e["entity"] == "supplier")["full_read"]
+    assert not env.state().reconciles.status("default", "supplier").requested()

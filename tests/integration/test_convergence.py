@@ -65,6 +65,15 @@ def test_the_fault_mix_really_happened(report):
     assert report.visma_changes["late writes"] > 0 and report.visma_changes["renumbered"] > 0
 
 
+def test_reconciles_remove_from_marketo_what_was_deleted_in_visma(report):
+    """Customers and suppliers deleted in Visma every cycle (a customer's contacts with it); one reconcile
+    under the faults, one after: with mode ``delete`` Marketo ends holding nothing Visma no longer has."""
+    assert report.visma_changes["deletions"] >= report.cycles_run
+    assert report.reconciled["deleted_in_visma"] >= report.visma_changes["deletions"]
+    assert report.reconciled["deleted_in_marketo"] > 0 and report.reconciled["delete_failed"] == 0
+    assert report.deleted_in_visma == 0  # nothing deleted in Visma is left in Marketo
+
+
 # -- as Lambda runs in production (issue #14, item 1) -----------------------------------------------------
 CONCURRENT = ChaosSettings(seed=1, cycles=4, customers=80, suppliers=20, writers=3, marketo_latency=(0.05, 2.5),
                            hot_records=6)

@@ -119,6 +119,11 @@ class ConnectionConfig(_Strict):
     reference_interval_minutes: Annotated[int, Field(ge=1)] = 1440
     # How often this connection is polled; None: on every schedule tick (ScheduleRate). At most a week.
     poll_interval_minutes: Annotated[int, Field(ge=1, le=10_080)] | None = None
+    # Full reconcile (every record read, compared with what was written, deletions found): how often, in hours
+    # (default weekly); 0 turns the schedule off (``ml-connector reconcile`` still runs one on demand).
+    reconcile_interval_hours: Annotated[int, Field(ge=0, le=8_784)] = 168
+    # During a reconcile, read each page's records back from Marketo and re-send those edited by hand there.
+    drift_repair: bool = False
 
 
 class RuntimeSettings(_Strict):

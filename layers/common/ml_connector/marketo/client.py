@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,6 +54,11 @@ READ_TIMEOUT = 35.0
 TOO_LARGE = "413"  # HTTP 413, as the code request() raises it with
 
 _tokens = TokenCache()
+
+
+def _check_batch(items: list[Any]) -> None:
+    if len(items) > 300:
+        raise ValueError(f"{len(items)} records in one call: Marketo takes at most 300")
 
 
 def forget_tokens() -> None:
@@ -149,6 +155,27 @@ class MarketoClient:
         half = len(records) // 2
         return (self._sync_part(path, envelope, records[:half], first_seq)
                 + self._sync_part(path, envelope, records[half:], first_seq + half))
+
+    # -- deletes -----------------------------------------------------------------------------
+    def delete_records(self, target: str, dedupe_field: str, keys: list[str]) -> list[SyncResult]:
+        """Delete companies or custom-object records by dedupe key (at most 300); ``deleted`` or ``skipped``
+        (1013: no such record) per key, in input order."""
+        if target == LEADS:
+            raise ValueError("leads are deleted by Marketo id (delete_leads)")
+        _check_batch(keys)
+        path = ("/rest/v1/companies/delete.json" if target == COMPANIES
+                else f"/rest/v1/customobjects/{target}/delete.json")
+        body = json.dumps({"deleteBy": "dedupeFields", "input": [{dedupe_field: k} for k in keys]}).encode("utf-8")
+        data = self.request("POST", path, body=body)
+        return [SyncResult.model_validate({**r, "seq": int(r.get("seq", i))})
+                for i, r in enumerate(data.get("result") or [])]
+
+    def delete_leads(self, ids: list[int]) -> list[SyncResult]:
+        """Delete Leads by id (at most 300); results carry no ``seq`` but follow the input order."""
+        _check_batch(ids)
+        body = json.dumps({"input": [{"id": int(i)} for i in ids]}).encode("utf-8")
+        data = self.request("POST", "/rest/v1/leads/delete.json", body=body)
+        return [SyncResult.model_validate({**r, "seq": i}) for i, r in enumerate(data.get("result") or [])]
 
     # -- reads -------------------------------------------------------------------------------
     def describe_companies(self) -> ObjectDescription:

@@ -13,6 +13,7 @@ from ml_connector.state.models import (
     PollRun,
     QuarantineEntry,
     QuarantineMark,
+    ReconcileStatus,
     RecordState,
     RepairEntry,
     RunRecord,
@@ -276,9 +277,57 @@ class MemoryPollLeases:
         return {c: self.items[c] for c in connections if c in self.items}
 
 
+class MemoryReconciles:
+    def __init__(self, records: MemoryRecordVersions) -> None:
+        self.items: dict[tuple[str, str], ReconcileStatus] = {}
+        self.gone_marks: dict[tuple[str, str, int], str] = {}
+        self._records = records
+
+    def status(self, connection: str, entity: str) -> ReconcileStatus:
+        return self.items.get((connection, entity), ReconcileStatus())
+
+    def request(self, connection: str, entity: str, at: datetime) -> None:
+        self.items[(connection, entity)] = self.status(connection, entity).model_copy(
+            update={"requested_at": utc_iso(at)})
+
+    def completed(self, connection: str, entity: str, started: datetime, counts: dict[str, int]) -> None:
+        current = self.status(connection, entity)
+        if current.last_started is None or current.last_started <= utc_iso(started):
+            self.items[(connection, entity)] = current.model_copy(
+                update={"last_started": utc_iso(started), "last_counts": dict(counts)})
+
+    def written(self, connection: str, entity: str) -> Iterator[RecordState]:
+        for (c, e, _), state in list(self._records.items.items()):
+            if c == connection and e == entity and state.written_version is not None:
+                yield state
+
+    def gone(self, connection: str, entity: str) -> Iterator[int]:
+        yield from [i for (c, e, i) in self.gone_marks if c == connection and e == entity]
+
+    def mark_gone(self, connection: str, entity: str, internal_ids: Sequence[int], action: str, at: datetime) -> None:
+        for internal_id in internal_ids:
+            self.gone_marks[(connection, entity, internal_id)] = action
+
+    def unmark_gone(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        for internal_id in internal_ids:
+            self.gone_marks.pop((connection, entity, internal_id), None)
+
+    def forget_written(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        for internal_id in internal_ids:
+            self._records.items.pop((connection, entity, internal_id), None)
+
+
+    def forget_content(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        for internal_id in internal_ids:
+            key = (connection, entity, internal_id)
+            if key in self._records.items:
+                self._records.items[key] = self._records.items[key].model_copy(update={"written_hash": None})
+
+
 def memory_state() -> State:
+    records = MemoryRecordVersions()
     return State(
-        watermarks=MemoryWatermarks(), records=MemoryRecordVersions(),
+        watermarks=MemoryWatermarks(), records=records, reconciles=MemoryReconciles(records),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
         runs=MemoryRuns(), sweeps=MemorySweeps(), leases=MemoryPollLeases(),

@@ -40,6 +40,17 @@ class RecordState(BaseModel):
     marketo_id: str | None = None
 
 
+class ReconcileStatus(BaseModel):
+    """One entity's full reconcile: when the last one that completed started, and when one was last asked for."""
+
+    last_started: str | None = None  # utc_iso
+    requested_at: str | None = None  # utc_iso; a request newer than last_started is still to be served
+    last_counts: dict[str, int] = {}
+
+    def requested(self) -> bool:
+        return self.requested_at is not None and (self.last_started is None or self.requested_at > self.last_started)
+
+
 class WrittenRecord(BaseModel):
     """What Marketo accepted for one record: the version the writer's guard compares next time."""
 

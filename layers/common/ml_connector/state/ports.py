@@ -18,6 +18,7 @@ from ml_connector.state.models import (
     PollRun,
     QuarantineEntry,
     QuarantineMark,
+    ReconcileStatus,
     RecordState,
     RepairEntry,
     RunRecord,
@@ -169,6 +170,38 @@ class PollLeases(Protocol):
         """The leases of these connections (those that ever started a poll), in as few reads as the store allows."""
 
 
+class Reconciles(Protocol):
+    """Full reconciles per connection and entity: their schedule, and the records found gone from Visma (marked,
+    so a second reconcile does not act on them again)."""
+
+    def status(self, connection: str, entity: str) -> ReconcileStatus: ...
+
+    def request(self, connection: str, entity: str, at: datetime) -> None:
+        """Ask for a full reconcile at the entity's next poll (``ml-connector reconcile``)."""
+
+    def completed(self, connection: str, entity: str, started: datetime, counts: dict[str, int]) -> None:
+        """A full read that started at ``started`` completed: requests made before then are served."""
+
+    def written(self, connection: str, entity: str) -> Iterator[RecordState]:
+        """Every record written to Marketo (its key, Marketo id and version), streamed by a paged read."""
+
+    def gone(self, connection: str, entity: str) -> Iterator[int]:
+        """internalIds marked gone from Visma by an earlier reconcile."""
+
+    def mark_gone(self, connection: str, entity: str, internal_ids: Sequence[int], action: str, at: datetime) -> None:
+        ...
+
+    def unmark_gone(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        """These records exist in Visma again."""
+
+    def forget_written(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        """Marketo no longer holds these (deleted there): a record that reappears in Visma is written anew."""
+
+    def forget_content(self, connection: str, entity: str, internal_ids: Sequence[int]) -> None:
+        """Marketo's content of these differs from what was written (edited by hand): forget the content hash,
+        so the writer does not skip the resend as unchanged (the version guard stays)."""
+
+
 @dataclass(frozen=True)
 class State:
     """Every kind of state, each behind its own interface."""
@@ -185,3 +218,4 @@ class State:
     runs: Runs
     sweeps: Sweeps
     leases: PollLeases
+    reconciles: Reconciles

@@ -133,6 +133,14 @@ class PollLedger:
         self._flush()
         return self._db.execute("SELECT 1 FROM seen WHERE id = ?", (internal_id,)).fetchone() is not None
 
+    def seen_ids(self) -> Iterator[int]:
+        """Every internalId read in any pass of this poll, malformed rows with a numeric id included."""
+        self._flush()
+        rows = self._db.execute("SELECT id FROM seen UNION SELECT id FROM earlier UNION "
+                                "SELECT CAST(ref AS INTEGER) FROM bad WHERE ref <> '' AND ref NOT GLOB '*[^0-9]*'")
+        for (internal_id,) in rows:
+            yield int(internal_id)
+
     def unique_count(self) -> int:
         """Unique ids plus unique malformed rows read in this pass."""
         self._flush()

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -224,6 +224,30 @@ class FieldRule(_MappingModel):
         return get_path(record, self.source or "")
 
 
+DeletionMode = Literal["keep", "flag", "delete"]
+
+
+class DeletionRule(_MappingModel):
+    """What a full reconcile does with a record written to Marketo that no longer exists in Visma."""
+
+    mode: DeletionMode = "keep"
+    # flag: the Marketo field set on the record, and its value.
+    field: str | None = Field(default=None, min_length=1)
+    value: Any = "deleted"
+    # delete on leads deletes people (and their activity history): only when chosen explicitly.
+    delete_leads: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> DeletionRule:
+        if self.mode == "flag" and self.field is None:
+            raise ValueError("mode 'flag' needs field (the Marketo field to set, e.g. vismaStatus)")
+        if self.mode != "flag" and self.field is not None:
+            raise ValueError(f"field applies only to mode 'flag', not {self.mode!r}")
+        if self.mode == "flag" and self.value is None:
+            raise ValueError("value: a flag needs a value (null is what Marketo holds for an empty field)")
+        return self
+
+
 class EntityMapping(_MappingModel):
     target: str = Field(default="companies", min_length=1)
     dedupe_field: str = "externalCompanyId"
@@ -232,6 +256,8 @@ class EntityMapping(_MappingModel):
     # Instead of key_template: the key is this rule's value (leads are identified by e-mail in Marketo).
     key_source: FieldRule | None = None
     fields: dict[str, FieldRule] = Field(min_length=1)
+    # What a full reconcile does with records deleted in Visma (keep, the default, leaves Marketo as it is).
+    deletions: DeletionRule = DeletionRule()
 
     @field_validator("key_template")
     @classmethod
@@ -248,6 +274,11 @@ class EntityMapping(_MappingModel):
     def _dedupe_not_mapped(self) -> EntityMapping:
         if self.dedupe_field in self.fields:
             raise ValueError(f"{self.dedupe_field!r} is the dedupe field; its value comes from key_template")
+        if self.deletions.field == self.dedupe_field:
+            raise ValueError(f"deletions.field: {self.dedupe_field!r} is the dedupe field; flag another field")
+        if self.deletions.mode == "delete" and self.target == "leads" and not self.deletions.delete_leads:
+            raise ValueError("deletions.mode: 'delete' on leads deletes people in Marketo; set "
+                             "deletions.delete_leads to true to choose it, or use 'flag'")
         return self
 
     @property
@@ -354,6 +385,9 @@ def check_against_marketo(mapping: EntityMapping, described: DescribedObject, or
     if mapping.dedupe_field not in described.dedupe_fields:
         problems.append(f"dedupe_field {mapping.dedupe_field!r} is not a dedupe field of {described.name} "
                         f"(Marketo has {', '.join(described.dedupe_fields) or 'none'})")
+    flag = mapping.deletions.field
+    if flag is not None and (flag not in described.fields or not described.fields[flag].updateable):
+        problems.append(f"deletions.field {flag!r} is not an updateable field of Marketo {described.name}")
     for name in mapping.fields:
         field = described.fields.get(name)
         if field is None:

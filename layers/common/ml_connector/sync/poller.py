@@ -42,7 +42,7 @@ from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SQS_MAX_BYTES, fits_in_sqs, message_body
 from ml_connector.sync.payment import KnownPaymentFacts, PaymentFacts, PaymentReader
-from ml_connector.sync.ports import Delivery, Outbox, VismaReader
+from ml_connector.sync.ports import Delivery, FullReadObserver, Outbox, VismaReader
 from ml_connector.validation import describe
 from ml_connector.visma.client import ENTITY_PATHS
 from ml_connector.visma.errors import VismaError
@@ -55,7 +55,8 @@ DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier"
 class MessageSink(Protocol):
     """Where a page's mapped messages go: the SQS queue, or a preview that only compares."""
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery: ...
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage],
+                force: frozenset[int] = frozenset()) -> Delivery: ...
 
 
 class QueueSink:
@@ -70,8 +71,13 @@ class QueueSink:
         # Customer number -> internalId is kept only where contacts need it (a write per customer otherwise).
         self._remember_numbers = remember_numbers
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage],
+                force: frozenset[int] = frozenset()) -> Delivery:
+        """``force``: internalIds sent whatever the recorded hash says (drifted in Marketo)."""
         fresh = fresh_versions(self._state, connection, entity, messages)
+        if force:
+            listed = {m.internal_id for m in fresh}
+            fresh += [m for m in messages if m.internal_id in force and m.internal_id not in listed]
         oversize = [m for m in fresh if not fits_in_sqs(m)]
         for message in oversize:
             self._quarantine_oversize(message)
@@ -131,6 +137,8 @@ class EntityPollReport(BaseModel):
     late_writes: int = 0  # new versions stamped before the normal window's start: only a sweep finds them
     late_write_seconds: float = 0.0  # how far before it the latest-visible of them was stamped, at most
     without_key: int = 0  # records Marketo cannot identify (a contact without e-mail): not synced
+    full_read: bool = False  # a full reconcile: every record read, deletions and drift looked for
+    reconcile: dict[str, int] = {}  # what the full read's reconcile found and did (sync.reconcile.COUNTS)
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
 
@@ -197,7 +205,9 @@ class Poller:
         deadline: Deadline = NO_DEADLINE,
         safety_margin: float = 20.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        full_reads: FullReadObserver | None = None,
     ) -> None:
+        self._full_reads = full_reads
         self._state = state
         self._sink = sink
         self._dry_run = dry_run
@@ -229,6 +239,9 @@ class Poller:
         report.watermark_before = utc_iso(watermark) if watermark else None
         started = self._clock()
         since, report.deep_sweep = self._window_start(connection, entity, watermark, started)
+        if self._full_reads is not None and not self._dry_run and self._full_reads.full_read_due(
+                connection, entity, started):
+            since, report.deep_sweep, report.full_read = None, True, True
         self._nominal_start = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         calls_before = client.calls
         self._quarantined = set() if self._dry_run else {
@@ -261,8 +274,19 @@ class Poller:
                 report.watermark_after = report.watermark_before
             if not self._dry_run:
                 self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
+            if report.full_read and self._full_reads is not None and not self._dry_run:
+                self._complete_full_read(self._full_reads, connection, entity, ledger, started, report)
         self._emit_metrics(report, started)
         return report
+
+    @staticmethod
+    def _complete_full_read(observer: FullReadObserver, connection: ConnectionConfig, entity: VismaEntity,
+                            ledger: PollLedger, started: datetime, report: EntityPollReport) -> None:
+        try:
+            report.reconcile = observer.full_read_complete(connection, entity, ledger.seen_ids(), started)
+        except Exception as exc:  # noqa: BLE001 - the window is complete and its watermark stays advanced
+            logger.exception("reconcile after a full read failed")
+            report.error = f"reconcile: {type(exc).__name__}: {exc}"
 
     def _window_start(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None,
                       started: datetime) -> tuple[datetime | None, bool]:
@@ -325,7 +349,9 @@ class Poller:
         report.sent_earlier_in_poll += len(repeated)
         if candidates:
             self._note_late_writes(ctx, list(candidates.values()), report)
-            delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()))
+            force = frozenset(self._full_reads.drifted(ctx.connection, ctx.entity, list(candidates.values()))
+                              ) if report.full_read and self._full_reads is not None else frozenset()
+            delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()), force=force)
             report.messages_sent += delivery.sent
             report.already_in_marketo += delivery.skipped
             report.quarantined += len(delivery.refused)

@@ -3,10 +3,11 @@ tests put in-memory fakes behind them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.marketo.models import SyncResult
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.visma.models import VismaPage
@@ -42,3 +43,29 @@ class MarketoWriter(Protocol):
     munchkin_id: str
 
     def sync_records(self, target: str, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]: ...
+
+
+class MarketoRecords(Protocol):
+    """What a reconcile needs of Marketo: read records back by key, delete them."""
+
+    def get_records(self, target: str, filter_type: str, values: list[str], fields: list[str]
+                    ) -> list[dict[str, Any]]: ...
+
+    def delete_records(self, target: str, dedupe_field: str, keys: list[str]) -> list[SyncResult]: ...
+
+    def delete_leads(self, ids: list[int]) -> list[SyncResult]: ...
+
+
+class FullReadObserver(Protocol):
+    """Reconcile's view of the poller: when to read a connection's entity in full, and what a full read found."""
+
+    def full_read_due(self, connection: ConnectionConfig, entity: VismaEntity, now: datetime) -> bool:
+        """Asked when a new window starts: True -> this window reads everything and is a full read."""
+
+    def drifted(self, connection: ConnectionConfig, entity: VismaEntity,
+                messages: Sequence[SyncMessage]) -> set[int]:
+        """During a full read, per page: internalIds to send even though Marketo should hold their content."""
+
+    def full_read_complete(self, connection: ConnectionConfig, entity: VismaEntity,
+                           seen_ids: Iterable[int], started: datetime) -> dict[str, int]:
+        """A full read's window completed (not in dry run); ``seen_ids`` exist in Visma. Counts for the report."""

@@ -10,12 +10,17 @@ from ml_connector.observability import logger
 from ml_connector.runtime import Runtime
 from ml_connector.sync.payment import PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
+from ml_connector.sync.reconcile import Reconciler
 
 
 def queue_poller(runtime: Runtime, deadline: Deadline) -> Poller:
-    """A poller that sends to the sync queue and moves watermarks."""
-    sink = QueueSink(runtime.state, runtime.outbox(), remember_numbers=runtime.links_contacts_to_companies)
-    return Poller(runtime.state, sink, deadline=deadline, safety_margin=runtime.settings.safety_margin_seconds)
+    """A poller that sends to the sync queue and moves watermarks, and reads in full when a reconcile is due."""
+    outbox = runtime.outbox()
+    sink = QueueSink(runtime.state, outbox, remember_numbers=runtime.links_contacts_to_companies)
+    reconciler = Reconciler(runtime.state, outbox, runtime.marketo_clients(deadline),
+                            lambda connection, entity: runtime.mappings(connection)[entity])
+    return Poller(runtime.state, sink, deadline=deadline, safety_margin=runtime.settings.safety_margin_seconds,
+                  full_reads=reconciler)
 
 
 def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller, deadline: Deadline,

@@ -18,6 +18,9 @@ pk                                sk                     holds
 ``PAYID#{connection}``            ``{internalId}``       payment facts of a customer and its number (only
                                                          customers with a non-zero fact; a number can change)
 ``SWEEP#{connection}``            ``{entity}``           when the window was last read deep (late writes)
+``RECON#{connection}``            ``{entity}``           full reconcile: start of the last completed one, when
+                                                         one was requested, its counts
+``GONE#{connection}#{entity}``    ``{internalId}``       record a reconcile found deleted in Visma (action taken)
 ``REF#{connection}``              ``{reference key}``    content hash of reference data last written
 ``RUN#{connection}``              ``{started}``          one poll cycle (sk: its start, UTC ISO): counts,
                                                          finish time, first error (TTL ``expiresAt``)
@@ -80,6 +83,14 @@ def payments(connection: str) -> str:
 
 def sweeps(connection: str) -> str:
     return f"SWEEP#{connection}"
+
+
+def reconciles(connection: str) -> str:
+    return f"RECON#{connection}"
+
+
+def gone(connection: str, entity: str) -> str:
+    return f"GONE#{connection}#{entity}"
 
 
 def reference(connection: str) -> str:
