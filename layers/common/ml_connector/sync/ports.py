@@ -3,10 +3,11 @@ tests put in-memory fakes behind them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
+from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.marketo.models import SyncResult
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.visma.models import VismaPage
@@ -24,7 +25,8 @@ class VismaReader(Protocol):
     calls: int
 
     def iter_pages(self, entity: str, *, modified_since: datetime | None = None, page_size: int = 1000,
-                   condition: str = ">=", params: dict[str, Any] | None = None) -> Iterator[VismaPage]: ...
+                   condition: str = ">=", params: dict[str, Any] | None = None,
+                   first_page: int = 1) -> Iterator[VismaPage]: ...
 
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
                 ) -> Iterator[dict[str, Any]]: ...
@@ -42,3 +44,19 @@ class MarketoWriter(Protocol):
     munchkin_id: str
 
     def sync_records(self, target: str, records: list[dict[str, Any]], dedupe_field: str) -> list[SyncResult]: ...
+
+
+class FullReadObserver(Protocol):
+    """Reconcile's view of the poller: when to read a connection's entity in full, and what a full read found."""
+
+    def full_read_due(self, connection: ConnectionConfig, entity: VismaEntity, now: datetime) -> bool:
+        """Asked when a new window starts (never when one continues): True makes it a full read (everything)."""
+
+    def drifted(self, connection: ConnectionConfig, entity: VismaEntity,
+                messages: Sequence[SyncMessage]) -> set[int]:
+        """During a full read, per page: internalIds to send although Marketo holds their content hash."""
+
+    def full_read_complete(self, connection: ConnectionConfig, entity: VismaEntity,
+                           seen_ids: Iterable[int], started: datetime) -> dict[str, int]:
+        """Once, when a full read's window completes (not in dry-run), after the watermark advanced: every
+        internalId the window saw. Returns counts for the poll's report."""

@@ -52,7 +52,8 @@ class PreviewSink:
         self._lookup = lookup
         self.items: list[PreviewItem] = []
 
-    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage]) -> Delivery:
+    def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage],
+                force: frozenset[int] = frozenset()) -> Delivery:
         first = messages[0]
         field_names = sorted({f for m in messages for f in m.fields})
         current = self._lookup(first.marketo_object, first.dedupe_field, [m.key for m in messages], field_names)
