@@ -643,10 +643,12 @@ class Poller:
             emit(name, value, MetricUnit.Count, **dims)
         if self._dry_run:
             return
+        if report.resumed:  # a window that spans invocations (this one continued it)
+            emit("WindowContinued", 1, MetricUnit.Count, **dims)
         if report.late_writes:
             emit("LateWriteSeconds", report.late_write_seconds, MetricUnit.Seconds, **dims)
-        # "Marketo is current as of" the start of the last complete poll: lag is the time since, however long
-        # ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
+        # "Marketo is current as of" the start of the last complete poll (of a window spanning invocations, its
+        # first start): lag is the time since, however long ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
         # a missing metric as breaching).
         current_as_of = started if report.complete else self._last_complete_poll(report)
         if current_as_of is not None:
