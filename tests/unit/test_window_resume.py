@@ -34,7 +34,8 @@ def invoke(state: State, visma: FakeVisma, outbox: FakeOutbox, clock: Clock, dea
            connection: ConnectionConfig = CONNECTION, full_reads: Any = None) -> EntityPollReport:
     """One poller invocation of the customer entity."""
     poller = Poller(state, QueueSink(state, outbox), clock=clock, safety_margin=5,
-                    **({"deadline": deadline} if deadline else {}), **({"full_reads": full_reads} if full_reads else {}))
+                    **({"deadline": deadline} if deadline else {}),
+                    **({"full_reads": full_reads} if full_reads else {}))
     return poller.poll_entity(connection, visma, "customer", company_id="1", mapping=customer_mapping())
 
 

@@ -494,8 +494,10 @@ class Poller:
             self._process_page(page.records, ctx, current, report)
             current.pages += 1  # after the page is processed: a stop within it reads the page again
             report.pages += 1
+            last = current.pages * ctx.connection.visma.page_size >= page.total_count
             del page  # memory: not held while the next page is fetched
-            self._check_time()
+            if not last:  # after the last page the pass is read: no invocation should continue it for nothing
+                self._check_time()
         current.read_all = True
 
     def _process_page(
@@ -648,8 +650,8 @@ class Poller:
         if report.late_writes:
             emit("LateWriteSeconds", report.late_write_seconds, MetricUnit.Seconds, **dims)
         # "Marketo is current as of" the start of the last complete poll (of a window spanning invocations, its
-        # first start): lag is the time since, however long ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
-        # a missing metric as breaching).
+        # first start): lag is the time since, however long ago Visma last changed. Until a first poll completes
+        # there is no lag to report (the alarm treats a missing metric as breaching).
         current_as_of = started if report.complete else self._last_complete_poll(report)
         if current_as_of is not None:
             emit("SyncLagSeconds", (self._clock() - current_as_of).total_seconds(), MetricUnit.Seconds, **dims)

@@ -68,7 +68,7 @@ def poll_one_connection(runtime: Runtime, connection_id: str, deadline: Deadline
         return report
     started = utc_iso(datetime.now(UTC))
     try:
-        _poll(runtime, connection_id, deadline, lease, report)
+        _poll(runtime, connection_id, deadline, lease, report, continuation)
     except Exception as exc:
         # Reported, not raised: the message is consumed and the next due tick polls again. A bad configuration
         # (mapping, settings) still fails the invocation, so it also shows as a function error.
@@ -99,9 +99,9 @@ def _record_run(runtime: Runtime, report: ConnectionPollReport, started: str) ->
 
 
 def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollLease,
-          report: ConnectionPollReport) -> None:
+          report: ConnectionPollReport, continuation: bool) -> None:
     connection = runtime.settings.connection(connection_id)
     report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
     report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
-                                      before_each=lease.renew)
+                                      before_each=lease.renew, open_windows_only=continuation)
     report.reference = sync_reference(runtime, deadline, [connection.id])
