@@ -186,3 +186,4 @@ class WindowCheckpoint(BaseModel):
     bad: list[str] = []  # refs of malformed rows the pass read
     earlier_bad: list[str] = []
     sent: list[tuple[int, str]] = []  # (internalId, short content hash) sent in this window
+    read: list[tuple[str, int | None]] = []  # customers read (number, internalId): no payment refresh for them

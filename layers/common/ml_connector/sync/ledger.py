@@ -179,11 +179,12 @@ class PollLedger:
                 "earlier": ids("SELECT id FROM earlier ORDER BY id"),
                 "bad": [str(r) for (r,) in self._db.execute("SELECT ref FROM bad")],
                 "earlier_bad": [str(r) for (r,) in self._db.execute("SELECT ref FROM earlier_bad")],
-                "sent": [(int(i), str(h)) for i, h in self._db.execute("SELECT id, hash FROM sent ORDER BY id")]}
+                "sent": [(int(i), str(h)) for i, h in self._db.execute("SELECT id, hash FROM sent ORDER BY id")],
+                "read": [(str(n), i) for n, i in self._db.execute("SELECT number, id FROM read ORDER BY number")]}
 
     def restore(self, seen_before: Iterable[int], seen_after: Iterable[int], newest: str | None,
                 earlier: Iterable[int], bad: Iterable[str], earlier_bad: Iterable[str],
-                sent: Iterable[tuple[int, str]]) -> None:
+                sent: Iterable[tuple[int, str]], read: Iterable[tuple[str, int | None]]) -> None:
         """The window's part of a checkpoint, back in the ledger. Exact stamps are not kept: an id stamped before
         the confirmation threshold counts as stamped at the start of time, the others at the pass's newest
         stamp, which is all that ``newest_stamp`` and ``missed_earlier`` ask of them."""
@@ -194,6 +195,7 @@ class PollLedger:
         self._insert_many("INSERT OR IGNORE INTO bad VALUES (?)", ((r,) for r in bad))
         self._insert_many("INSERT OR IGNORE INTO earlier_bad VALUES (?)", ((r,) for r in earlier_bad))
         self._insert_many("INSERT OR REPLACE INTO sent VALUES (?, ?)", ((i, h[:_HASH_DIGITS]) for i, h in sent))
+        self._insert_many("INSERT OR IGNORE INTO read VALUES (?, ?)", read)
 
     def newest_stamp(self) -> str | None:
         """The newest stamp read in this pass."""

@@ -271,7 +271,7 @@ class _Pass:
 
 def _restore(ledger: PollLedger, checkpoint: WindowCheckpoint) -> None:
     ledger.restore(checkpoint.seen_before, checkpoint.seen_after, checkpoint.newest, checkpoint.earlier,
-                   checkpoint.bad, checkpoint.earlier_bad, checkpoint.sent)
+                   checkpoint.bad, checkpoint.earlier_bad, checkpoint.sent, checkpoint.read)
 
 
 class Poller:

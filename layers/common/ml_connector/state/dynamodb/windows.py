@@ -1,9 +1,10 @@
 """Checkpoints of poll windows that span invocations: a small meta item, and the id sets in binary parts.
 
 The id sets grow with the window (a full load of 100k records sends 100k ids): ids are sorted and
-delta-encoded as varints, content hashes kept as 4 bytes, the lot zlib-compressed and split into parts
-under DynamoDB's 400 KB item limit. Parts carry a generation: a new checkpoint's parts are written before
-its meta item names them, so a reader never mixes two checkpoints, and the old generation's are removed after.
+delta-encoded as varints, content hashes kept as 4 bytes, customer numbers read as JSON, the lot
+zlib-compressed and split into parts under DynamoDB's 400 KB item limit. Parts carry a generation: a new
+checkpoint's parts are written before its meta item names them, so a reader never mixes two checkpoints,
+and the old generation's are removed after.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class DynamoWindows:
         chunks = [blob[i : i + PART_BYTES] for i in range(0, len(blob), PART_BYTES)] or [b""]
         self._t.put_many({**keys.key(pk, keys.window_part_sk(generation, n)), "data": chunk}
                          for n, chunk in enumerate(chunks))
-        scalars = checkpoint.model_dump(exclude={*_ID_SETS, "sent"})
+        scalars = checkpoint.model_dump(exclude={*_ID_SETS, "sent", "read"})
         self._t.put({**keys.key(pk, keys.WINDOW_META_SK), "generation": generation, "parts": len(chunks),
                      "window": json.dumps(scalars)})
         self._t.delete_many(keys.key(pk, sk) for sk in old)
@@ -66,6 +67,7 @@ def pack(checkpoint: WindowCheckpoint) -> bytes:
     sections = [_varints(_deltas(sorted(set(getattr(checkpoint, name))))) for name in _ID_SETS]
     sections.append(_varints(_deltas([i for i, _ in sent])))
     sections.append(b"".join(bytes.fromhex(h[: 2 * _HASH_BYTES].ljust(2 * _HASH_BYTES, "0")) for _, h in sent))
+    sections.append(json.dumps(checkpoint.read, separators=(",", ":")).encode())  # customer numbers are strings
     framed = b"".join(struct.pack(">I", len(s)) + s for s in sections)
     return zlib.compress(framed, 6)
 
@@ -78,12 +80,13 @@ def unpack(blob: bytes) -> dict[str, Any]:
         (size,) = struct.unpack_from(">I", data, offset)
         sections.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
-    if len(sections) < 5:
+    if len(sections) < 6:
         return {}
     result: dict[str, Any] = {name: _undelta(_read_varints(s)) for name, s in zip(_ID_SETS, sections, strict=False)}
     sent_ids = _undelta(_read_varints(sections[3]))
     hashes = sections[4]
     result["sent"] = [(i, hashes[n * _HASH_BYTES : (n + 1) * _HASH_BYTES].hex()) for n, i in enumerate(sent_ids)]
+    result["read"] = [tuple(pair) for pair in json.loads(sections[5])]
     return result
 
 
