@@ -104,4 +104,5 @@ def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollL
     report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
     report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
                                       before_each=lease.renew, open_windows_only=continuation)
-    report.reference = sync_reference(runtime, deadline, [connection.id])
+    if not continuation:  # the tick's own poll synced it; a continuation only finishes the open windows
+        report.reference = sync_reference(runtime, deadline, [connection.id])
