@@ -54,3 +54,28 @@ def test_window_continued_is_reported_as_a_metric(slow):
     assert log is not None
     points = [json.loads(line) for line in log.read_text().splitlines() if '"WindowContinued"' in line]
     assert points and all(p["_aws"]["CloudWatchMetrics"][0]["Namespace"] for p in points)
+
+
+@pytest.fixture(scope="module")
+def ties(local_stack, tmp_path_factory) -> LocalEnvironment:
+    log = tmp_path_factory.mktemp("ties") / "lambda.log"
+    env = local_stack(seed=62, customers=150, suppliers=2, log_path=log, extra_env={"VISMA_PAGE_SIZE": "100"})
+    customers = env.visma.store.records("customer")
+    shared = min(raw["lastModifiedDateTime"] for raw in customers)
+    for raw in customers:  # 150 customers share one stamp, across the boundary of two pages of 100
+        env.visma.store.put_raw("customer", {**raw, "lastModifiedDateTime": shared})
+    env.visma.faults.shuffle_ties("customer")
+    return env
+
+
+def test_150_ties_in_a_different_order_per_request_complete_the_window_and_marketo_converges(ties):
+    connection = ties.stack.parameters["ConnectionId"]
+    polls = []
+    for _ in range(3):  # schedule ticks; before issue 16 the window never completed and the watermark stayed
+        polls += [e for e in ties.cycle("tick").poll if e["entity"] == "customer"]
+        if ties.state().watermarks.get(connection, "customer") is not None:
+            break
+    assert polls[-1]["complete"] and polls[-1]["passes"] >= 2, [(p["passes"], p["complete"]) for p in polls]
+    assert ties.state().windows.get(connection, "customer") is None
+    verification = ties.verify()
+    assert verification.ok, verification.summary()
