@@ -1,7 +1,7 @@
 """Checkpoints of poll windows that span invocations: a small meta item, and the id sets in binary parts.
 
 The id sets grow with the window (a full load of 100k records sends 100k ids): ids are sorted and
-delta-encoded as varints, content hashes kept as 4 bytes, customer numbers read as JSON, the lot
+delta-encoded as varints, content hashes kept as 4 bytes, customer numbers read in id order, the lot
 zlib-compressed and split into parts under DynamoDB's 400 KB item limit. Parts carry a generation: a new
 checkpoint's parts are written before its meta item names them, so a reader never mixes two checkpoints,
 and the old generation's are removed after.
@@ -23,6 +23,7 @@ from ml_connector.state.models import WindowCheckpoint
 PART_BYTES = 350_000  # under the 400 KB item limit with the keys and attribute names
 _ID_SETS = ("seen_before", "seen_after", "earlier")
 _HASH_BYTES = 4
+_NO_ID = -1  # a customer read without an internalId (quarantined): Visma's ids are positive
 
 
 class DynamoWindows:
@@ -67,7 +68,9 @@ def pack(checkpoint: WindowCheckpoint) -> bytes:
     sections = [_varints(_deltas(sorted(set(getattr(checkpoint, name))))) for name in _ID_SETS]
     sections.append(_varints(_deltas([i for i, _ in sent])))
     sections.append(b"".join(bytes.fromhex(h[: 2 * _HASH_BYTES].ljust(2 * _HASH_BYTES, "0")) for _, h in sent))
-    sections.append(json.dumps(checkpoint.read, separators=(",", ":")).encode())  # customer numbers are strings
+    read = sorted(checkpoint.read, key=lambda pair: _NO_ID if pair[1] is None else pair[1])
+    sections.append(_varints(_deltas([_NO_ID if i is None else i for _, i in read])))
+    sections.append(json.dumps([number for number, _ in read]).encode())  # numbers in id order compress well
     framed = b"".join(struct.pack(">I", len(s)) + s for s in sections)
     return zlib.compress(framed, 6)
 
@@ -80,13 +83,15 @@ def unpack(blob: bytes) -> dict[str, Any]:
         (size,) = struct.unpack_from(">I", data, offset)
         sections.append(data[offset + 4 : offset + 4 + size])
         offset += 4 + size
-    if len(sections) < 6:
+    if len(sections) < 7:
         return {}
     result: dict[str, Any] = {name: _undelta(_read_varints(s)) for name, s in zip(_ID_SETS, sections, strict=False)}
     sent_ids = _undelta(_read_varints(sections[3]))
     hashes = sections[4]
     result["sent"] = [(i, hashes[n * _HASH_BYTES : (n + 1) * _HASH_BYTES].hex()) for n, i in enumerate(sent_ids)]
-    result["read"] = [tuple(pair) for pair in json.loads(sections[5])]
+    read_ids = _undelta(_read_varints(sections[5]))
+    numbers = json.loads(sections[6])
+    result["read"] = [(n, None if i == _NO_ID else i) for n, i in zip(numbers, read_ids, strict=True)]
     return result
 
 
