@@ -423,7 +423,7 @@ class Poller:
         else:
             report.watermark_after = report.watermark_before
         self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
-        if report.resumed or report.checkpointed or self._state.windows.get(connection.id, entity) is not None:
+        if report.resumed or report.checkpointed:  # (no checkpoint was found otherwise: nothing to close)
             self._state.windows.delete(connection.id, entity)
         if window.full_read and self._full_reads is not None:
             self._complete_full_read(connection, entity, window, report, ledger)
