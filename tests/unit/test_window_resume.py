@@ -10,13 +10,25 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sync_fakes import CONNECTION, NOW, FakeMarketo, FakeOutbox, FakeVisma, customer, customer_mapping, minutes, write
+from sync_fakes import (
+    CONNECTION,
+    NOW,
+    FakeMarketo,
+    FakeOutbox,
+    FakeVisma,
+    customer,
+    customer_mapping,
+    minutes,
+    visma_stamp,
+    write,
+)
 
 from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.deadline import Deadline
 from ml_connector.state import State
 from ml_connector.state.memory import memory_state
 from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.payment import PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 
 ONE_PAGE = Deadline(lambda: 4.0)  # under the 5 s margin: every invocation stops after its first page
@@ -186,3 +198,47 @@ def test_an_open_window_whose_watermark_moved_is_read_afresh():
     state.watermarks.advance("c1", "customer", NOW - minutes(64), {})  # e.g. another poll completed a window
     report = invoke(state, visma, outbox, clock, deadline=None)
     assert not report.resumed and report.complete and report.pages == 3
+
+
+class Balances:
+    """``/v1/customer/balance`` over a FakeVisma's customers (the delta filter by lastModified); no invoices."""
+
+    def __init__(self, visma: FakeVisma) -> None:
+        self.visma = visma
+        self.rows: dict[int, tuple[float, datetime]] = {}
+
+    def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000):  # type: ignore[no-untyped-def]
+        since = (params or {}).get("lastModifiedDateTime")
+        for internal_id, (balance, modified) in self.rows.items():
+            if path == "/v1/customer/balance" and (since is None or visma_stamp(modified) >= str(since)[:23]):
+                yield {"customer": {"internalId": internal_id, "number": self.visma.records[internal_id]["number"]},
+                       "balance": balance}
+
+
+def test_payment_refreshes_after_the_window_continue_across_invocations_until_done():
+    state, outbox, clock = memory_state(), FakeOutbox(), Clock(NOW)
+    visma = FakeVisma([customer(i, f"Firma {i} AS", NOW - timedelta(days=2, hours=i)) for i in range(1, 8)])
+    balances = Balances(visma)
+    payments = PaymentReader(balances)  # type: ignore[arg-type]
+
+    def invocation(deadline: Deadline | None) -> EntityPollReport:
+        poller = Poller(state, QueueSink(state, outbox), clock=clock, safety_margin=5,
+                        **({"deadline": deadline} if deadline else {}))
+        return poller.poll_entity(CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping(),
+                                  payments=payments)
+
+    invocation(None)
+    write(state, FakeMarketo(), outbox.inbound())
+    outbox.sent.clear()
+    clock.at += minutes(15)
+    for internal_id in (2, 4, 6):  # balances change; the customers themselves do not (not in the next window)
+        balances.rows[internal_id] = (100.0 * internal_id, clock.at - minutes(1))
+    reports = []
+    while not reports or not reports[-1].complete:  # each invocation has time for one customer fetch
+        assert len(reports) < 8, [r.payment_refreshes for r in reports]
+        reports.append(invocation(ONE_PAGE))
+        clock.at += timedelta(seconds=10)
+    assert sum(r.payment_refreshes for r in reports) == 3  # each refreshed once, across invocations
+    assert sorted((m.internal_id, m.fields["vismaBalance"]) for m in outbox.sent) == [(2, 200.0), (4, 400.0),
+                                                                                       (6, 600.0)]
+    assert {i: v["balance"] for i, v in state.payments.all("c1")} == {2: 200.0, 4: 400.0, 6: 600.0}
