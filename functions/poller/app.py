@@ -2,8 +2,10 @@
 
 A message whose connection another invocation is polling for an older tick is reported as a batch item
 failure: SQS delivers it again after the visibility timeout, when that poll is over. One whose tick a poll
-already covered is done. A direct invocation (``{"connections": ["id", ...]}`` or ``{}`` for all) polls
-those connections in turn and raises if any poll failed, as the CLI's cycle does.
+already covered is done, unless it is a continuation: a poll that ran out of time with a window open queues one,
+and the invocation that takes it continues that window at once. A direct invocation
+(``{"connections": ["id", ...]}`` or ``{}`` for all) polls those connections in turn and raises if any poll
+failed, as the CLI's cycle does.
 """
 
 from __future__ import annotations

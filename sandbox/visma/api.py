@@ -3,6 +3,7 @@ faults are applied around these handlers by the server."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -97,7 +98,8 @@ class ErpApi:
         def handle(request: Request) -> Response:
             flt = list_filter(request.query, **LIST_FILTERS[entity], to_ms=self.store.clock.filter_ms)
             page = self._page(request)
-            total, items = self.store.page(entity, flt, page.bounds(self.faults.duplicates))
+            ties = random.Random() if self.faults.shuffles_ties(entity) else None  # a new order per request
+            total, items = self.store.page(entity, flt, page.bounds(self.faults.duplicates), ties)
             self._after_page(entity, request.path, flt, page)
             return _ok(with_metadata(items, total, self.max_page_size))
 

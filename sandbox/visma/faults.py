@@ -69,6 +69,7 @@ class Faults:
         self._duplicates = False
         self._grow_total = False
         self._count_keeping_shifts: dict[str, int] = {}
+        self._shuffled_ties: set[str] = set()
 
     # -- switches ---------------------------------------------------------------------------------
     def fail_next(self, n: int = 1, status: int = 500, shape: Shape = "message",
@@ -120,6 +121,17 @@ class Faults:
         with self._lock:
             self._count_keeping_shifts[entity] = self._count_keeping_shifts.get(entity, 0) + n
 
+    def shuffle_ties(self, entity: str, enabled: bool = True) -> None:
+        """``entity``'s list comes ordered by ``lastModifiedDateTime``, rows sharing one in a random order drawn
+        anew for every request (the reference leaves list order unconfirmed): offset pages across such ties
+        overlap and skip rows although nothing changed."""
+        with self._lock:
+            (self._shuffled_ties.add if enabled else self._shuffled_ties.discard)(entity)
+
+    def shuffles_ties(self, entity: str) -> bool:
+        with self._lock:
+            return entity in self._shuffled_ties
+
     def wants_count_keeping_shift(self, entity: str) -> bool:
         with self._lock:
             return self._count_keeping_shifts.get(entity, 0) > 0
@@ -132,6 +144,7 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._count_keeping_shifts.clear()
+            self._shuffled_ties.clear()
             self._responses.clear()
             self._delays.clear()
             self._paging_edits = None

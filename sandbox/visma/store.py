@@ -294,15 +294,19 @@ class VismaStore:
             return self._invoice_dtos(self._select_invoices(customer_number, status, due, modified))
 
     # -- serving (the API handlers) -------------------------------------------------------------
-    def page(self, entity: str, flt: ListFilter, bounds: tuple[int, int]) -> tuple[int, list[Record]]:
+    def page(self, entity: str, flt: ListFilter, bounds: tuple[int, int],
+             tie_order: Random | None = None) -> tuple[int, list[Record]]:
         """(filtered total, the records in ``bounds`` of the filtered list); ``entity`` "contact" pages
-        the contacts."""
+        the contacts. ``tie_order``: the list by ``lastModifiedDateTime``, ties in an order drawn from it."""
         with self._lock:
             if entity == CONTACT:
                 return _page(self._all_contact_rows(), flt, self._contact_fields, self._materialize_contacts,
                              bounds)
-            return _page(self._rows[_entity(entity)], flt, self._fields,
-                         lambda rows: [self._materialize(row) for row in rows], bounds)
+            rows = self._rows[_entity(entity)]
+            if tie_order is not None:
+                draws = {id(row): tie_order.random() for row in rows}
+                rows = sorted(rows, key=lambda row: (row.modified_ms, draws[id(row)]))
+            return _page(rows, flt, self._fields, lambda rows: [self._materialize(row) for row in rows], bounds)
 
     def edit_outside(self, entity: str, flt: ListFilter, count: int) -> list[int]:
         """Edit the ``count`` lowest-id records (or contacts) outside the filter window: stamped now

@@ -556,3 +556,20 @@ def test_invoices_show_overdue_customers_and_dunning() -> None:
         mine = body(own, "/v1/customerinvoice", pageSize=1000, customer=number)
         assert mine and all(i["customer"]["number"] == number for i in mine)
         assert mine[0]["customer"]["name"] == own.store.find("customer", number)["name"]
+
+
+def test_shuffle_ties_orders_by_stamp_with_ties_in_a_new_order_per_request() -> None:
+    with VismaSandbox(seed=9, customers=40, suppliers=2) as own:
+        records = own.store.records("customer")
+        shared = min(r["lastModifiedDateTime"] for r in records)
+        for raw in records[:30]:  # 30 customers share one stamp; 10 keep their own
+            own.store.put_raw("customer", {**raw, "lastModifiedDateTime": shared})
+        own.faults.shuffle_ties("customer")
+        bearer = token(own)
+        reads = [[r["internalId"] for r in call(own, "/v1/customer", bearer, pageSize=40).json()] for _ in range(3)]
+        served = call(own, "/v1/customer", bearer, pageSize=40).json()
+        assert [r["lastModifiedDateTime"] for r in served] == sorted(r["lastModifiedDateTime"] for r in served)
+        assert all(sorted(ids) == sorted(reads[0]) for ids in reads)  # the same rows,
+        assert len({tuple(ids[:30]) for ids in reads}) == 3  # the ties in another order each time
+        own.faults.clear()
+        assert [r["internalId"] for r in call(own, "/v1/customer", bearer, pageSize=40).json()] == sorted(reads[0])

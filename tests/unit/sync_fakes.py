@@ -56,9 +56,10 @@ class FakeVisma:
         self.records[record["internalId"]] = record
 
     def iter_pages(self, entity: str, *, modified_since: datetime | None = None, page_size: int = 1000,
-                   condition: str = ">=", params: dict[str, Any] | None = None) -> Iterator[VismaPage]:
+                   condition: str = ">=", params: dict[str, Any] | None = None,
+                   first_page: int = 1) -> Iterator[VismaPage]:
         self.since_asked.append(modified_since)
-        number = 1
+        number = first_page
         while True:
             window = self._window(modified_since)
             page = window[(number - 1) * page_size : number * page_size]

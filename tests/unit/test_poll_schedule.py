@@ -176,3 +176,19 @@ def test_all_reads_every_connection_that_ever_started(runs, connection):
     for name in names[:2]:
         lease(runs, name, clock).claim(T0)
     assert set(runs.all(names)) == set(names[:2])
+
+
+def test_a_continuation_starts_for_the_tick_a_poll_already_served_but_never_under_a_live_lease(runs, connection):
+    clock = Clock()
+    first, continuation, late = (lease(runs, connection, clock) for _ in range(3))
+    first.claim(T0)
+    # A poll of the tick holds the lease: it works on the window itself (and asks for its own continuation).
+    assert continuation.claim(T0, continuation=True) is Claim.COVERED
+    first.release("ok")
+    assert late.claim(T0) is Claim.COVERED  # a duplicate of the tick's message is still dropped
+    assert continuation.claim(T0, continuation=True) is Claim.STARTED  # the window it left open continues
+    continuation.release("ok")
+    late.claim(T0 + minutes(15))
+    late.release("ok")
+    # A later tick's poll continued the window itself: the older continuation has nothing left to do.
+    assert lease(runs, connection, clock).claim(T0, continuation=True) is Claim.COVERED

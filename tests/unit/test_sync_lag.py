@@ -12,6 +12,7 @@ from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, custome
 
 from ml_connector.deadline import Deadline
 from ml_connector.observability import metrics
+from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.state import State
 from ml_connector.state.memory import memory_state
 from ml_connector.sync.poller import Poller, QueueSink
@@ -39,6 +40,14 @@ def lag_points(capsys: pytest.CaptureFixture[str]) -> list[float]:
     return points
 
 
+class TooSlow(FakeVisma):
+    """Every page takes longer than the invocation has left (a window that spans invocations continues, and
+    completes, once pages come back at all)."""
+
+    def iter_pages(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise TimeBudgetExceeded("Visma's answer would come after the invocation ends")
+
+
 class Unreachable(FakeVisma):
     def iter_pages(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         raise VismaError("Service Unavailable", status=503)
@@ -60,7 +69,7 @@ def test_polls_that_never_complete_report_a_lag_that_crosses_the_threshold(capsy
     poll_at(state, visma, NOW)
     capsys.readouterr()
     for tick in range(1, 9):  # two hours of polls that run out of time before the window is read
-        poll_at(state, visma, NOW + tick * SCHEDULE, deadline=Deadline(lambda: 1.0))
+        poll_at(state, TooSlow(list(visma.records.values())), NOW + tick * SCHEDULE, deadline=Deadline(lambda: 1.0))
     lags = lag_points(capsys)
     assert lags == sorted(lags) and lags[-1] == 8 * SCHEDULE.total_seconds() > ALARM_THRESHOLD_S
 

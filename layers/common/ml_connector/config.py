@@ -214,7 +214,8 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     for key, name in (("base_url", "VISMA_BASE_URL"), ("token_url", "VISMA_TOKEN_URL"),
                       ("request_timeout_seconds", "VISMA_REQUEST_TIMEOUT_SECONDS"),
                       ("sweep_interval_seconds", "VISMA_SWEEP_INTERVAL_SECONDS"),
-                      ("sweep_depth_seconds", "VISMA_SWEEP_DEPTH_SECONDS"), ("time_zone", "VISMA_TIME_ZONE")):
+                      ("sweep_depth_seconds", "VISMA_SWEEP_DEPTH_SECONDS"), ("time_zone", "VISMA_TIME_ZONE"),
+                      ("page_size", "VISMA_PAGE_SIZE")):
         if env.get(name):
             visma[key] = env[name]
     if env.get("VISMA_SEND_COMPANY_HEADER"):
@@ -266,8 +267,9 @@ def load_settings(env: dict[str, str] | None = None) -> RuntimeSettings:
         "poll_work_queue_url": env.get("POLL_WORK_QUEUE_URL") or None,
         "schedule_minutes": schedule_minutes(env.get("SCHEDULE_RATE", "")),
     }
-    if env.get("POLL_LEASE_SECONDS"):
-        data["poll_lease_seconds"] = env["POLL_LEASE_SECONDS"]
+    for key, name in (("poll_lease_seconds", "POLL_LEASE_SECONDS"), ("safety_margin_seconds", "SAFETY_MARGIN_SECONDS")):
+        if env.get(name):
+            data[key] = env[name]
     try:
         settings = RuntimeSettings.model_validate(data)
     except ValidationError as exc:

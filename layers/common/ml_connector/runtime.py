@@ -46,7 +46,7 @@ from ml_connector.visma.models import VismaCredentials
 # The environment the settings are read from: a change rebuilds the runtime at once (local runs and tests
 # switch stacks and mappings in one process; in Lambda it never changes).
 CONFIG_ENV_PREFIXES = ("CONFIG_", "CONNECTION", "MAPPING_", "VISMA_", "MARKETO_", "STATE_", "IDEMPOTENCY_", "SYNC_",
-                       "AWS_ENDPOINT_URL", "POLL_", "SCHEDULE_")
+                       "AWS_ENDPOINT_URL", "POLL_", "SCHEDULE_", "SAFETY_")
 
 
 def read_secret(provider: parameters.SecretsProvider, secret_id: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from ml_connector.state.models import (
     RepairEntry,
     RunRecord,
     WatermarkEntry,
+    WindowCheckpoint,
     WriteRecorded,
     WrittenRecord,
     parse_utc_iso,
@@ -18,4 +19,4 @@ from ml_connector.state.ports import State
 
 __all__ = ["JobRecord", "PollRun", "QuarantineEntry", "QuarantineMark", "RecordState", "RepairEntry", "RunRecord",
            "State",
-           "WatermarkEntry", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]
+           "WatermarkEntry", "WindowCheckpoint", "WriteRecorded", "WrittenRecord", "parse_utc_iso", "utc_iso"]

@@ -18,6 +18,7 @@ from ml_connector.state.models import (
     RepairEntry,
     RunRecord,
     WatermarkEntry,
+    WindowCheckpoint,
     WriteRecorded,
     WrittenRecord,
     parse_utc_iso,
@@ -246,10 +247,12 @@ class MemoryPollLeases:
         self.items: dict[str, PollRun] = {}
         self._lock = threading.Lock()
 
-    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime, *,
+              resume: bool = False) -> bool:
         with self._lock:  # the check-and-set DynamoDB's condition makes
             run = self.items.get(connection, PollRun())
-            if run.leased(now) or (run.tick is not None and run.tick >= utc_iso(tick)):
+            served = run.tick is not None and (run.tick > utc_iso(tick) if resume else run.tick >= utc_iso(tick))
+            if run.leased(now) or served:
                 return False
             self.items[connection] = PollRun(tick=utc_iso(tick), started_at=utc_iso(now), owner=owner,
                                              lease_until=utc_iso(until))
@@ -324,11 +327,27 @@ class MemoryReconciles:
                 self._records.items[key] = self._records.items[key].model_copy(update={"written_hash": None})
 
 
+class MemoryWindows:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], WindowCheckpoint] = {}
+        self.saves = 0
+
+    def get(self, connection: str, entity: str) -> WindowCheckpoint | None:
+        return self.items.get((connection, entity))
+
+    def save(self, connection: str, entity: str, checkpoint: WindowCheckpoint) -> None:
+        self.items[(connection, entity)] = checkpoint.model_copy(deep=True)
+        self.saves += 1
+
+    def delete(self, connection: str, entity: str) -> None:
+        self.items.pop((connection, entity), None)
+
+
 def memory_state() -> State:
     records = MemoryRecordVersions()
     return State(
         watermarks=MemoryWatermarks(), records=records, reconciles=MemoryReconciles(records),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
-        runs=MemoryRuns(), sweeps=MemorySweeps(), leases=MemoryPollLeases(),
+        runs=MemoryRuns(), sweeps=MemorySweeps(), leases=MemoryPollLeases(), windows=MemoryWindows(),
     )

@@ -168,3 +168,33 @@ class RunRecord(BaseModel):
     @property
     def seconds(self) -> float:
         return round((parse_utc_iso(self.finished) - parse_utc_iso(self.started)).total_seconds(), 3)
+
+
+class WindowCheckpoint(BaseModel):
+    """An entity's poll window that needs more than one invocation: where its read stopped, and what the
+    completeness proof has gathered so far (the poll ledger's id sets), so the next invocation continues it."""
+
+    watermark: str | None  # the watermark the window started from (a moved watermark voids the checkpoint)
+    since: str | None  # where the window reads from (None: everything)
+    started: str  # when the window's first read started: the watermark never passes it
+    page_size: int  # the offset pages it read (another page size voids the checkpoint)
+    full_read: bool = False
+    deep_sweep: bool = False
+    invocations: int = 1  # invocations that worked on this window so far
+    passes: int = 1  # the pass in progress (1 = the first read of the window)
+    pages: int = 0  # pages that pass has read: it continues at page ``pages + 1``
+    pass_read: bool = False  # that pass read its last page (it did not prove the window): start another
+    read_complete: bool = False  # the window is proven; only the work after it (payment refreshes, repairs) is left
+    total: int = 0  # the highest totalCount the pass in progress saw
+    window_total: int = 0  # the highest totalCount any pass saw
+    fresh_from: str = ""  # rows stamped from here on may have entered the window while the pass paged
+    previous_fresh_from: str | None = None  # the same for the previous pass (its confirmation threshold)
+    newest: str | None = None  # newest stamp the pass in progress read
+    max_modified: str | None = None  # newest stamp any pass read
+    seen_before: list[int] = []  # ids the pass read stamped before ``previous_fresh_from``
+    seen_after: list[int] = []  # the other ids the pass read
+    earlier: list[int] = []  # ids earlier passes read
+    bad: list[str] = []  # refs of malformed rows the pass read
+    earlier_bad: list[str] = []
+    sent: list[tuple[int, str]] = []  # (internalId, short content hash) sent in this window
+    read: list[tuple[str, int | None]] = []  # customers read (number, internalId): no payment refresh for them

@@ -23,6 +23,7 @@ from ml_connector.state.models import (
     RepairEntry,
     RunRecord,
     WatermarkEntry,
+    WindowCheckpoint,
     WriteRecorded,
     WrittenRecord,
 )
@@ -151,12 +152,25 @@ class Runs(Protocol):
         """The newest ``limit`` runs, newest first."""
 
 
+class Windows(Protocol):
+    """Per connection and entity: the checkpoint of a poll window that spans invocations (at most one)."""
+
+    def get(self, connection: str, entity: str) -> WindowCheckpoint | None: ...
+
+    def save(self, connection: str, entity: str, checkpoint: WindowCheckpoint) -> None:
+        """Replace the entity's checkpoint with this one."""
+
+    def delete(self, connection: str, entity: str) -> None: ...
+
+
 class PollLeases(Protocol):
     """Per connection: the lease that lets one poll run at a time, and the tick the last poll started for."""
 
-    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime, *,
+              resume: bool = False) -> bool:
         """Take the lease and record ``tick``, in one conditional write, if no live lease is held and no poll has
-        started for ``tick`` or a later one; False otherwise (``get`` tells which)."""
+        started for ``tick`` or a later one (``resume``: for a later one; a window that continues serves the
+        tick its poll started for); False otherwise (``get`` tells which)."""
 
     def renew(self, connection: str, owner: str, until: datetime) -> bool:
         """Extend the lease if ``owner`` still holds it."""
@@ -219,3 +233,4 @@ class State:
     sweeps: Sweeps
     leases: PollLeases
     reconciles: Reconciles
+    windows: Windows

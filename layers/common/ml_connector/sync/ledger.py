@@ -7,6 +7,9 @@ facts changed is not fetched again), and the payment facts of every customer (st
 invoices and balances) merged into the current facts. Held in Python sets and dicts these cost hundreds of bytes a
 record; here they live in a throw-away SQLite file under the temp directory (``/tmp`` in Lambda, 512 MB by default)
 with a small page cache, and the poller streams through them.
+
+A window that spans invocations carries the window's part (ids seen per pass, bad refs, what was sent) to the next
+invocation in a checkpoint (``snapshot`` / ``restore``); the payment facts are loaded again by every invocation.
 """
 
 from __future__ import annotations
@@ -22,12 +25,16 @@ from ml_connector.sync.payment import PaymentFacts
 _CACHE_KIB = 4096  # SQLite's page cache: the only part of the ledger held in memory
 _FLUSH_AT = 1000  # notes buffered before they go to disk (about a Visma page)
 _CHUNK = 500  # rows a streaming read takes at a time
+# Content hashes are compared by their first 8 hex digits (4 bytes, what a checkpoint keeps): a collision can only
+# hold back a changed version within its window, and a changed version is stamped anew, so the next window sends it.
+_HASH_DIGITS = 8
 
 _SCHEMA = """
 CREATE TABLE seen (id INTEGER PRIMARY KEY, modified TEXT);
 CREATE TABLE sent (id INTEGER PRIMARY KEY, hash TEXT);
 CREATE TABLE earlier (id INTEGER PRIMARY KEY);
 CREATE TABLE bad (ref TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE earlier_bad (ref TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE read (number TEXT PRIMARY KEY, id INTEGER) WITHOUT ROWID;
 CREATE INDEX read_id ON read (id);
 CREATE TABLE stored (id INTEGER PRIMARY KEY, number TEXT, balance REAL, overdue_amount REAL, overdue_invoices INTEGER,
@@ -101,6 +108,7 @@ class PollLedger:
         (a later read is checked against them). Customers read stay read."""
         self._flush()
         self._db.execute("INSERT OR IGNORE INTO earlier SELECT id FROM seen")
+        self._db.execute("INSERT OR IGNORE INTO earlier_bad SELECT ref FROM bad")
         self._db.execute("DELETE FROM seen")
         self._db.execute("DELETE FROM bad")
 
@@ -119,33 +127,75 @@ class PollLedger:
         """Of these (internalId, content hash), the ones this poll already sent with the same content."""
         found: set[int] = set()
         for start in range(0, len(versions), 500):
-            chunk = dict(versions[start : start + 500])
+            chunk = {i: h[:_HASH_DIGITS] for i, h in versions[start : start + 500]}
             marks = ",".join("?" * len(chunk))
             rows = self._db.execute(f"SELECT id, hash FROM sent WHERE id IN ({marks})", list(chunk))  # noqa: S608
             found.update(i for i, h in rows if chunk.get(i) == h)
         return found
 
     def note_sent(self, versions: list[tuple[int, str]]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO sent (id, hash) VALUES (?, ?)", versions)
+        self._db.executemany("INSERT OR REPLACE INTO sent (id, hash) VALUES (?, ?)",
+                             [(i, h[:_HASH_DIGITS]) for i, h in versions])
 
     def seen(self, internal_id: int) -> bool:
         """This poll read the record (in any pass)."""
         self._flush()
         return self._db.execute("SELECT 1 FROM seen WHERE id = ?", (internal_id,)).fetchone() is not None
 
-    def seen_ids(self) -> Iterator[int]:
-        """Every internalId read in any pass of this poll, malformed rows with a numeric id included."""
-        self._flush()
-        rows = self._db.execute("SELECT id FROM seen UNION SELECT id FROM earlier UNION "
-                                "SELECT CAST(ref AS INTEGER) FROM bad WHERE ref <> '' AND ref NOT GLOB '*[^0-9]*'")
-        for (internal_id,) in rows:
-            yield int(internal_id)
-
     def unique_count(self) -> int:
         """Unique ids plus unique malformed rows read in this pass."""
         self._flush()
         row = self._db.execute("SELECT (SELECT COUNT(*) FROM seen) + (SELECT COUNT(*) FROM bad)").fetchone()
         return int(row[0])
+
+    def union_count(self) -> int:
+        """Unique ids plus unique malformed rows read in any pass of the window."""
+        self._flush()
+        row = self._db.execute("SELECT (SELECT COUNT(*) FROM (SELECT id FROM seen UNION SELECT id FROM earlier))"
+                               " + (SELECT COUNT(*) FROM (SELECT ref FROM bad UNION SELECT ref FROM earlier_bad))"
+                               ).fetchone()
+        return int(row[0])
+
+    def all_seen_ids(self) -> Iterator[int]:
+        """Every internalId the window read in any pass (malformed rows with a numeric id included)."""
+        self._flush()
+        rows = self._db.execute("SELECT id FROM seen UNION SELECT id FROM earlier UNION SELECT CAST(ref AS INTEGER)"
+                                " FROM (SELECT ref FROM bad UNION SELECT ref FROM earlier_bad)"
+                                " WHERE ref GLOB '[0-9]*' AND ref NOT GLOB '*[^0-9]*'")
+        while chunk := rows.fetchmany(_CHUNK):
+            yield from (int(i) for (i,) in chunk)
+
+    def snapshot(self, before: str | None) -> dict[str, object]:
+        """The window's part of the ledger, for a checkpoint: this pass's ids split by whether they were stamped
+        before ``before`` (the previous pass's confirmation threshold), earlier passes' ids, bad refs, sent."""
+        self._flush()
+
+        def ids(query: str, *args: object) -> list[int]:
+            return [int(i) for (i,) in self._db.execute(query, args)]
+
+        split = before if before is not None else ""
+        return {"seen_before": ids("SELECT id FROM seen WHERE modified < ? ORDER BY id", split),
+                "seen_after": ids("SELECT id FROM seen WHERE modified >= ? ORDER BY id", split),
+                "earlier": ids("SELECT id FROM earlier ORDER BY id"),
+                "bad": [str(r) for (r,) in self._db.execute("SELECT ref FROM bad")],
+                "earlier_bad": [str(r) for (r,) in self._db.execute("SELECT ref FROM earlier_bad")],
+                "sent": [(int(i), str(h)) for i, h in self._db.execute("SELECT id, hash FROM sent ORDER BY id")],
+                "read": [(str(n), i) for n, i in self._db.execute("SELECT number, id FROM read ORDER BY number")]}
+
+    def restore(self, seen_before: Iterable[int], seen_after: Iterable[int], newest: str | None,
+                earlier: Iterable[int], bad: Iterable[str], earlier_bad: Iterable[str],
+                sent: Iterable[tuple[int, str]], read: Iterable[tuple[str, int | None]]) -> None:
+        """The window's part of a checkpoint, back in the ledger. Exact stamps are not kept: an id stamped before
+        the confirmation threshold counts as stamped at the start of time, the others at the pass's newest
+        stamp, which is all that ``newest_stamp`` and ``missed_earlier`` ask of them."""
+        self._flush()
+        self._insert_many("INSERT OR IGNORE INTO seen VALUES (?, ?)", ((i, "") for i in seen_before))
+        self._insert_many("INSERT OR IGNORE INTO seen VALUES (?, ?)", ((i, newest or "") for i in seen_after))
+        self._insert_many("INSERT OR IGNORE INTO earlier VALUES (?)", ((i,) for i in earlier))
+        self._insert_many("INSERT OR IGNORE INTO bad VALUES (?)", ((r,) for r in bad))
+        self._insert_many("INSERT OR IGNORE INTO earlier_bad VALUES (?)", ((r,) for r in earlier_bad))
+        self._insert_many("INSERT OR REPLACE INTO sent VALUES (?, ?)", ((i, h[:_HASH_DIGITS]) for i, h in sent))
+        self._insert_many("INSERT OR IGNORE INTO read VALUES (?, ?)", read)
 
     def newest_stamp(self) -> str | None:
         """The newest stamp read in this pass."""

@@ -23,10 +23,12 @@ from ml_connector.state.ports import PollLeases
 
 
 class PollWork(BaseModel):
-    """One message on the poll-work queue: poll this connection for this schedule tick."""
+    """One message on the poll-work queue: poll this connection for this schedule tick. A continuation
+    continues a window the poll of that tick left open (it may start although a poll for the tick did)."""
 
     connection: str
     tick: datetime
+    continuation: bool = False
 
 
 def is_due(last_tick: datetime | None, tick: datetime, interval_minutes: int | None,
@@ -57,9 +59,12 @@ class PollLease:
         self._runs, self._connection, self._seconds, self._clock = runs, connection, seconds, clock
         self.owner = uuid.uuid4().hex
 
-    def claim(self, tick: datetime) -> Claim:
+    def claim(self, tick: datetime, *, continuation: bool = False) -> Claim:
+        """``continuation``: the poll continues a window its tick's poll left open, so that tick does not
+        count as covered (a later tick's poll does: it continues the window itself)."""
         now = self._clock()
-        if self._runs.start(self._connection, self.owner, tick, now, now + timedelta(seconds=self._seconds)):
+        until = now + timedelta(seconds=self._seconds)
+        if self._runs.start(self._connection, self.owner, tick, now, until, resume=continuation):
             return Claim.STARTED
         run = self._runs.get(self._connection)
         covered = run is not None and run.tick is not None and run.tick >= utc_iso(tick)

@@ -15,8 +15,17 @@ Per connection and entity:
    keeps ``totalCount``, and the row pushed back across a page boundary is never served): a read of
    several pages that served a row entering the window while it paged is confirmed by another read,
    which must find no row the earlier reads skipped.
-4. Only a complete window moves the watermark, and never past the moment the poll started. When
-   the invocation runs short of time the poll stops cleanly; the next one re-reads the window.
+   Visma's order is unconfirmed: rows sharing a ``lastModifiedDateTime`` may come in another order on every
+   request, so no single read covers the count. The ids all passes read together then prove the window,
+   as long as no row entered it since it started: every id read was in the window when it started, and the
+   highest ``totalCount`` any pass saw is at least that window's size.
+4. Only a complete window moves the watermark, and never past the moment its first read started.
+5. A window can span invocations. When the invocation runs short of time, the poll saves a checkpoint (the
+   pass, the next page, the ids read, what was sent: ``WindowCheckpoint``) and asks for a continuation; the
+   next invocation continues from that page with the same ``since``. Its first start caps the watermark, so
+   whatever changed while the window was open is stamped after it and is read again by the next window: the
+   proof holds across invocations. A window not proven after ``MAX_PASSES`` reads in one invocation is
+   saved too and continued by the next scheduled poll (more passes; the union of their ids counts).
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
-from ml_connector.state import QuarantineEntry, RecordState, State, parse_utc_iso, utc_iso
+from ml_connector.state import QuarantineEntry, RecordState, State, WindowCheckpoint, parse_utc_iso, utc_iso
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
@@ -48,7 +57,11 @@ from ml_connector.visma.client import ENTITY_PATHS
 from ml_connector.visma.errors import VismaError
 from ml_connector.visma.models import ContactDto, CustomerDto, SupplierDto, parse_visma_datetime
 
-MAX_PASSES = 3
+MAX_PASSES = 3  # reads of the window per invocation
+# A checkpoint older than this is dropped and the window read afresh: its "sent in this window" set holds back
+# a resend of whatever it lists (a message dead-lettered hours ago would wait for the window to end), and a
+# window that cannot finish in hours keeps the watermark frozen at its first start; a fresh start bounds both.
+WINDOW_MAX_AGE = timedelta(hours=6)
 DTO_BY_ENTITY: dict[str, type[BaseModel]] = {"customer": CustomerDto, "supplier": SupplierDto, "contact": ContactDto}
 
 
@@ -73,11 +86,9 @@ class QueueSink:
 
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage],
                 force: frozenset[int] = frozenset()) -> Delivery:
-        """``force``: internalIds sent whatever the recorded hash says (drifted in Marketo)."""
-        fresh = fresh_versions(self._state, connection, entity, messages)
-        if force:
-            listed = {m.internal_id for m in fresh}
-            fresh += [m for m in messages if m.internal_id in force and m.internal_id not in listed]
+        """``force``: internalIds sent even though Marketo holds their content hash (edited by hand there)."""
+        fresh = fresh_versions(self._state, connection, entity, [m for m in messages if m.internal_id not in force])
+        fresh += [m for m in messages if m.internal_id in force]
         oversize = [m for m in fresh if not fits_in_sqs(m)]
         for message in oversize:
             self._quarantine_oversize(message)
@@ -137,32 +148,64 @@ class EntityPollReport(BaseModel):
     late_writes: int = 0  # new versions stamped before the normal window's start: only a sweep finds them
     late_write_seconds: float = 0.0  # how far before it the latest-visible of them was stamped, at most
     without_key: int = 0  # records Marketo cannot identify (a contact without e-mail): not synced
-    full_read: bool = False  # a full reconcile: every record read, deletions and drift looked for
-    reconcile: dict[str, int] = {}  # what the full read's reconcile found and did (sync.reconcile.COUNTS)
+    resumed: bool = False  # this poll continued a window an earlier invocation started
+    invocations: int = 0  # invocations that worked on this window, this one included
+    checkpointed: bool = False  # the window is still open: saved for the next invocation
+    continues: bool = False  # ... and stopped for time: a continuation should start right away
+    full_read: bool = False  # the window reads everything (reconcile asked for it)
+    reconcile: dict[str, int] = {}
     error: str | None = None
     quarantine_preview: list[dict[str, str]] = []
+
+
+@dataclass
+class _Window:
+    """One window across its passes and invocations: where it reads from, and what all passes saw together."""
+
+    watermark: datetime | None
+    since: datetime | None
+    started: datetime  # when its first read started: the watermark cap
+    tolerance: timedelta
+    full_read: bool = False
+    deep_sweep: bool = False
+    invocations: int = 1
+    passes: int = 0  # the pass in progress
+    total: int = 0  # the highest totalCount any pass saw
+    max_modified: datetime | None = None  # the newest stamp any pass read
+
+    @property
+    def fresh_from(self) -> str:
+        """Rows stamped from here on may have entered the window since it started."""
+        return utc_iso(self.started - self.tolerance)
+
+    def note_stamp(self, modified_at: datetime) -> None:
+        if self.max_modified is None or modified_at > self.max_modified:
+            self.max_modified = modified_at
 
 
 class _Pass:
     """Bookkeeping for one read of the window; the ids it saw are counted in the poll's ledger, on disk."""
 
-    def __init__(self, ledger: PollLedger, *, note_numbers: bool, started: datetime, tolerance: timedelta) -> None:
-        ledger.start_pass()
+    def __init__(self, ledger: PollLedger, window: _Window, *, note_numbers: bool, started: datetime,
+                 previous_fresh_from: str | None, restored: WindowCheckpoint | None = None) -> None:
+        if restored is None:
+            ledger.start_pass()
         self._ledger = ledger
+        self._window = window
         self._note_numbers = note_numbers  # only payment refreshes need the customers read
         # Rows stamped from here on may have entered the window while this read paged (Visma's clock may lag
         # ours by up to the overlap).
-        self.fresh_from = utc_iso(started - tolerance)
-        self.total = 0
-        self.pages = 0
-        self.max_modified: datetime | None = None
-        self.complete = False
+        self.fresh_from = restored.fresh_from if restored else utc_iso(started - window.tolerance)
+        self.previous_fresh_from = previous_fresh_from
+        self.total = restored.total if restored else 0
+        self.pages = restored.pages if restored else 0  # pages read so far: the next one is pages + 1
+        self.read_all = restored.pass_read if restored else False
+        self.complete = restored.read_complete if restored else False
 
     def note(self, internal_id: int, number: str | None, modified_at: datetime) -> None:
         self._ledger.note_seen(internal_id, utc_iso(modified_at))
         self.note_customer(internal_id, number)
-        if self.max_modified is None or modified_at > self.max_modified:
-            self.max_modified = modified_at
+        self._window.note_stamp(modified_at)
 
     def note_bad(self, ref: str, internal_id: int | None, number: str | None) -> None:
         self._ledger.note_bad(ref)
@@ -171,6 +214,10 @@ class _Pass:
     def note_customer(self, internal_id: int | None, number: str | None) -> None:
         if number is not None and self._note_numbers:
             self._ledger.note_read(internal_id, number)
+
+    def note_total(self, total: int) -> None:
+        self.total = max(self.total, total)
+        self._window.total = max(self._window.total, total)
 
     def sent_before(self, messages: list[SyncMessage]) -> set[int]:
         return self._ledger.sent_before([(m.internal_id, m.content_hash) for m in messages])
@@ -184,15 +231,47 @@ class _Pass:
     def covered(self) -> bool:
         return self._ledger.unique_count() >= self.total
 
-    def proven(self, previous: _Pass | None) -> bool:
-        """Complete: the count is covered, and unless rows entered the window while several pages were read
-        (a deletion could then hide a skipped row from the count), a later read found no row skipped."""
+    def proven(self) -> bool:
+        return self._read_proven() or self._passes_proven()
+
+    def _read_proven(self) -> bool:
+        """This read is complete: the count is covered, and unless rows entered the window while several pages
+        were read (a deletion could then hide a skipped row from the count), a later read found no row skipped."""
         if not self.covered():
             return False
         newest = self._ledger.newest_stamp()
-        if self.pages <= 1 or newest is None or newest < self.fresh_from:
+        if self.pages <= 1 or not newest or newest < self.fresh_from:
             return True
-        return previous is not None and self._ledger.missed_earlier(previous.fresh_from) == 0
+        return self.previous_fresh_from is not None and self._ledger.missed_earlier(self.previous_fresh_from) == 0
+
+    def _passes_proven(self) -> bool:
+        """The reads together are complete (Visma served rows in a different order to each: ties on the stamp).
+        Only while no row entered the window since it started: then every id read was in the window when the
+        first read began, and the highest count any pass saw is at least that window's size, so the ids cover
+        it. A row that entered later is stamped after the watermark cap and read by the next window."""
+        window = self._window
+        if window.passes <= 1 or (window.max_modified is not None
+                                  and utc_iso(window.max_modified) >= window.fresh_from):
+            return False
+        return self._ledger.union_count() >= window.total
+
+    def checkpoint(self, window: _Window, page_size: int) -> WindowCheckpoint:
+        newest = self._ledger.newest_stamp()
+        return WindowCheckpoint.model_validate({
+            "watermark": utc_iso(window.watermark) if window.watermark else None,
+            "since": utc_iso(window.since) if window.since else None, "started": utc_iso(window.started),
+            "page_size": page_size, "full_read": window.full_read, "deep_sweep": window.deep_sweep,
+            "invocations": window.invocations, "passes": window.passes, "pages": self.pages,
+            "pass_read": self.read_all, "read_complete": self.complete, "total": self.total,
+            "window_total": window.total, "fresh_from": self.fresh_from,
+            "previous_fresh_from": self.previous_fresh_from, "newest": newest or None,
+            "max_modified": utc_iso(window.max_modified) if window.max_modified else None,
+            **self._ledger.snapshot(self.previous_fresh_from)})
+
+
+def _restore(ledger: PollLedger, checkpoint: WindowCheckpoint) -> None:
+    ledger.restore(checkpoint.seen_before, checkpoint.seen_after, checkpoint.newest, checkpoint.earlier,
+                   checkpoint.bad, checkpoint.earlier_bad, checkpoint.sent, checkpoint.read)
 
 
 class Poller:
@@ -207,15 +286,17 @@ class Poller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         full_reads: FullReadObserver | None = None,
     ) -> None:
-        self._full_reads = full_reads
         self._state = state
         self._sink = sink
         self._dry_run = dry_run
         self._deadline = deadline
         self._margin = safety_margin
         self._clock = clock
+        self._full_reads = full_reads
         self._quarantined: set[str] = set()  # refs of this entity the poller quarantined earlier
         self._nominal_start: datetime | None = None  # where this window starts without the overlap or a sweep
+        self._current: _Pass | None = None  # the read in progress (what a checkpoint saves)
+        self._window: _Window | None = None
 
     def poll_entity(
         self,
@@ -237,11 +318,13 @@ class Poller:
         report = EntityPollReport(connection=connection.id, entity=entity)
         watermark = self._state.watermarks.get(connection.id, entity)
         report.watermark_before = utc_iso(watermark) if watermark else None
-        started = self._clock()
-        since, report.deep_sweep = self._window_start(connection, entity, watermark, started)
-        if self._full_reads is not None and not self._dry_run and self._full_reads.full_read_due(
-                connection, entity, started):
-            since, report.deep_sweep, report.full_read = None, True, True
+        checkpoint = self._open_checkpoint(connection, entity, watermark)
+        window = self._window = self._resume(checkpoint, watermark, connection, ledger) if checkpoint else \
+            self._new_window(connection, entity, watermark)
+        self._current = None
+        report.deep_sweep, report.full_read = window.deep_sweep, window.full_read
+        report.resumed, report.invocations = checkpoint is not None, window.invocations
+        since, started = window.since, window.started
         self._nominal_start = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         calls_before = client.calls
         self._quarantined = set() if self._dry_run else {
@@ -252,39 +335,107 @@ class Poller:
                 self._load_payment_facts(ledger, connection.id, payments, since)
             context = EntityContext(connection, entity, company_id, mapping, ledger if payments else None,
                                     company_keys)
-            window = self._read_window(client, context, since, report, ledger)
-            if payments is not None and window.complete:
-                self._send_payment_changes(client, context, ledger, window, report)
-            if window.complete and not self._dry_run:
-                self._send_repairs(client, context, window, report)
+            read = self._read_window(client, context, window, report, ledger, checkpoint)
+            if payments is not None and read.complete:
+                self._send_payment_changes(client, context, ledger, read, report)
+            if read.complete and not self._dry_run:
+                self._send_repairs(client, context, read, report)
+            if not read.complete:
+                self._save_window(connection, entity, report)
         except (PollStoppedEarly, TimeBudgetExceeded):
             report.stopped_early = True
-            logger.warning("poll stopped early; the next invocation re-reads the window", extra=report.model_dump())
-            window = None
+            self._save_window(connection, entity, report)
+            report.continues = report.checkpointed
+            logger.warning("poll stopped early; the window continues in the next invocation" if report.checkpointed
+                           else "poll stopped early; the next invocation re-reads the window",
+                           extra=report.model_dump())
+            read = None
         report.visma_calls = client.calls - calls_before
-        if window is not None and window.complete:
+        if read is not None and read.complete:
             report.complete = True
-            if report.deep_sweep and not self._dry_run:
-                self._state.sweeps.done(connection.id, entity, started)
-            if window.max_modified is not None and not self._dry_run:
-                new_mark = min(window.max_modified, started)
-                self._state.watermarks.advance(connection.id, entity, new_mark, report.model_dump())
-                report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
-            else:
-                report.watermark_after = report.watermark_before
-            if not self._dry_run:
-                self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
-            if report.full_read and self._full_reads is not None and not self._dry_run:
-                self._complete_full_read(self._full_reads, connection, entity, ledger, started, report)
+            self._advance(connection, entity, window, report, ledger)
         self._emit_metrics(report, started)
         return report
 
-    @staticmethod
-    def _complete_full_read(observer: FullReadObserver, connection: ConnectionConfig, entity: VismaEntity,
-                            ledger: PollLedger, started: datetime, report: EntityPollReport) -> None:
+    def _open_checkpoint(self, connection: ConnectionConfig, entity: VismaEntity,
+                         watermark: datetime | None) -> WindowCheckpoint | None:
+        """The entity's open window, if it can be continued; one that cannot is dropped."""
+        if self._dry_run:
+            return None  # a preview reads its own window and leaves the real one as it is
+        checkpoint = self._state.windows.get(connection.id, entity)
+        if checkpoint is None:
+            return None
+        stale = None
+        if checkpoint.watermark != (utc_iso(watermark) if watermark else None):
+            stale = "the watermark moved since the window started"  # another poll completed a window meanwhile
+        elif checkpoint.page_size != connection.visma.page_size:
+            stale = "the page size changed"  # its next page would be another offset
+        elif self._clock() - parse_utc_iso(checkpoint.started) > WINDOW_MAX_AGE:
+            stale = f"the window started over {WINDOW_MAX_AGE} ago"
+        if stale is None:
+            return checkpoint
+        logger.warning("open window dropped; reading it afresh", extra={"reason": stale})
+        self._state.windows.delete(connection.id, entity)
+        return None
+
+    def _new_window(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None) -> _Window:
+        started = self._clock()
+        tolerance = timedelta(seconds=connection.visma.overlap_seconds)
+        full_read = (not self._dry_run and self._full_reads is not None
+                     and self._full_reads.full_read_due(connection, entity, started))
+        since, deep_sweep = (None, True) if full_read else self._window_start(connection, entity, watermark, started)
+        return _Window(watermark, since, started, tolerance, full_read=full_read, deep_sweep=deep_sweep)
+
+    def _resume(self, checkpoint: WindowCheckpoint, watermark: datetime | None, connection: ConnectionConfig,
+                ledger: PollLedger) -> _Window:
+        _restore(ledger, checkpoint)
+        window = _Window(watermark, parse_utc_iso(checkpoint.since) if checkpoint.since else None,
+                         parse_utc_iso(checkpoint.started), timedelta(seconds=connection.visma.overlap_seconds),
+                         full_read=checkpoint.full_read, deep_sweep=checkpoint.deep_sweep,
+                         invocations=checkpoint.invocations + 1, passes=checkpoint.passes,
+                         total=checkpoint.window_total,
+                         max_modified=parse_utc_iso(checkpoint.max_modified) if checkpoint.max_modified else None)
+        logger.info("continuing an open window", extra={"pass": checkpoint.passes, "next_page": checkpoint.pages + 1,
+                                                        "invocations": window.invocations})
+        return window
+
+    def _save_window(self, connection: ConnectionConfig, entity: VismaEntity, report: EntityPollReport) -> None:
+        """Keep the window's progress for the next invocation (not in a preview, and not before a read began)."""
+        if self._dry_run or self._current is None or self._window is None:
+            return
+        self._state.windows.save(connection.id, entity,
+                                 self._current.checkpoint(self._window, connection.visma.page_size))
+        report.checkpointed = True
+
+    def _advance(self, connection: ConnectionConfig, entity: VismaEntity, window: _Window,
+                 report: EntityPollReport, ledger: PollLedger) -> None:
+        """A complete window: the watermark moves (never past the window's first start) and the window closes."""
+        started, watermark = window.started, window.watermark
+        if self._dry_run:
+            report.watermark_after = report.watermark_before
+            return
+        if report.deep_sweep:
+            self._state.sweeps.done(connection.id, entity, started)
+        if window.max_modified is not None:
+            new_mark = min(window.max_modified, started)
+            self._state.watermarks.advance(connection.id, entity, new_mark, report.model_dump())
+            report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
+        else:
+            report.watermark_after = report.watermark_before
+        self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
+        if report.resumed or report.checkpointed:  # (no checkpoint was found otherwise: nothing to close)
+            self._state.windows.delete(connection.id, entity)
+        if window.full_read and self._full_reads is not None:
+            self._complete_full_read(connection, entity, window, report, ledger)
+
+    def _complete_full_read(self, connection: ConnectionConfig, entity: VismaEntity, window: _Window,
+                            report: EntityPollReport, ledger: PollLedger) -> None:
+        assert self._full_reads is not None
         try:
-            report.reconcile = observer.full_read_complete(connection, entity, ledger.seen_ids(), started)
-        except Exception as exc:  # noqa: BLE001 - the window is complete and its watermark stays advanced
+            report.reconcile = self._full_reads.full_read_complete(connection, entity, ledger.all_seen_ids(),
+                                                                   window.started)
+            logger.info("full read complete", extra={"reconcile": report.reconcile})
+        except Exception as exc:  # noqa: BLE001 - the window is done and the watermark moved; report, don't fail
             logger.exception("reconcile after a full read failed")
             report.error = f"reconcile: {type(exc).__name__}: {exc}"
 
@@ -301,35 +452,53 @@ class Poller:
         return min(since, started - timedelta(seconds=v.sweep_depth_seconds)), True
 
     def _read_window(
-        self, client: VismaReader, ctx: EntityContext, since: datetime | None, report: EntityPollReport,
-        ledger: PollLedger,
+        self, client: VismaReader, ctx: EntityContext, window: _Window, report: EntityPollReport,
+        ledger: PollLedger, checkpoint: WindowCheckpoint | None,
     ) -> _Pass:
-        previous: _Pass | None = None
-        tolerance = timedelta(seconds=ctx.connection.visma.overlap_seconds)
-        for attempt in range(1, MAX_PASSES + 1):
-            window = _Pass(ledger, note_numbers=ctx.payment is not None, started=self._clock(), tolerance=tolerance)
-            report.passes = attempt
-            for page in client.iter_pages(ctx.entity, modified_since=since, page_size=ctx.connection.visma.page_size):
-                window.total = max(window.total, page.total_count)
-                window.pages += 1
-                report.pages += 1
-                self._process_page(page.records, ctx, window, report)
-                del page  # memory: not held while the next page is fetched
-                self._check_time()
-            if window.proven(previous):
-                window.complete = True
-                return window
-            covered = window.covered()
+        """Up to MAX_PASSES reads (the first may continue one an earlier invocation began) until one proves
+        the window; the last read, proven or not."""
+        current = self._current = None if checkpoint is None else _Pass(
+            ledger, window, note_numbers=ctx.payment is not None, started=window.started,
+            previous_fresh_from=checkpoint.previous_fresh_from, restored=checkpoint)
+        if current is not None and current.complete:
+            return current  # proven by an earlier invocation: only refreshes and repairs were left
+        for _ in range(MAX_PASSES):
+            if current is None or current.read_all:
+                window.passes += 1
+                current = self._current = _Pass(
+                    ledger, window, note_numbers=ctx.payment is not None, started=self._clock(),
+                    previous_fresh_from=current.fresh_from if current else None)
+            report.passes = window.passes
+            self._read_pages(client, ctx, current, report)
+            if current.proven():
+                current.complete = True
+                return current
+            covered = current.covered()
             logger.warning(
                 "incomplete window: rows shifted between pages; reading it again" if not covered else
                 "rows entered the window while it paged: reading it again to confirm none was skipped",
                 extra={"connection": ctx.connection.id, "entity": ctx.entity, "seen": ledger.unique_count(),
-                       "total": window.total, "pass": attempt},
+                       "total": current.total, "pass": window.passes},
             )
             if not covered:
                 emit("IncompleteWindows", 1, connection=ctx.connection.id, entity=ctx.entity)
-            previous = window
-        return window
+        assert current is not None
+        return current
+
+    def _read_pages(self, client: VismaReader, ctx: EntityContext, current: _Pass, report: EntityPollReport) -> None:
+        """The rest of one read: from the page after the last one read, to the end."""
+        assert self._window is not None
+        for page in client.iter_pages(ctx.entity, modified_since=self._window.since,
+                                      page_size=ctx.connection.visma.page_size, first_page=current.pages + 1):
+            current.note_total(page.total_count)
+            self._process_page(page.records, ctx, current, report)
+            current.pages += 1  # after the page is processed: a stop within it reads the page again
+            report.pages += 1
+            last = current.pages * ctx.connection.visma.page_size >= page.total_count
+            del page  # memory: not held while the next page is fetched
+            if not last:  # after the last page the pass is read: no invocation should continue it for nothing
+                self._check_time()
+        current.read_all = True
 
     def _process_page(
         self, records: list[dict[str, Any]], ctx: EntityContext, window: _Pass, report: EntityPollReport
@@ -349,15 +518,21 @@ class Poller:
         report.sent_earlier_in_poll += len(repeated)
         if candidates:
             self._note_late_writes(ctx, list(candidates.values()), report)
-            force = frozenset(self._full_reads.drifted(ctx.connection, ctx.entity, list(candidates.values()))
-                              ) if report.full_read and self._full_reads is not None else frozenset()
-            delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()), force=force)
+            delivery = self._sink.deliver(ctx.connection.id, ctx.entity, list(candidates.values()),
+                                          force=self._drifted(ctx, list(candidates.values())))
             report.messages_sent += delivery.sent
             report.already_in_marketo += delivery.skipped
             report.quarantined += len(delivery.refused)
             delivered = {i: m for i, m in candidates.items() if i not in delivery.refused}
             window.note_sent(list(delivered.values()))
             self._release_fixed(ctx, delivered)
+
+    def _drifted(self, ctx: EntityContext, messages: list[SyncMessage]) -> frozenset[int]:
+        """During a full read: records whose Marketo fields drifted from what was written (sent regardless)."""
+        window = self._window
+        if self._full_reads is None or window is None or not window.full_read or self._dry_run:
+            return frozenset()
+        return frozenset(self._full_reads.drifted(ctx.connection, ctx.entity, messages))
 
     def _note_late_writes(self, ctx: EntityContext, messages: list[SyncMessage], report: EntityPollReport) -> None:
         """New versions stamped before where the window would start without a sweep: the overlap missed them."""
@@ -470,11 +645,13 @@ class Poller:
             emit(name, value, MetricUnit.Count, **dims)
         if self._dry_run:
             return
+        if report.resumed:  # a window that spans invocations (this one continued it)
+            emit("WindowContinued", 1, MetricUnit.Count, **dims)
         if report.late_writes:
             emit("LateWriteSeconds", report.late_write_seconds, MetricUnit.Seconds, **dims)
-        # "Marketo is current as of" the start of the last complete poll: lag is the time since, however long
-        # ago Visma last changed. Until a first poll completes there is no lag to report (the alarm treats
-        # a missing metric as breaching).
+        # "Marketo is current as of" the start of the last complete poll (of a window spanning invocations, its
+        # first start): lag is the time since, however long ago Visma last changed. Until a first poll completes
+        # there is no lag to report (the alarm treats a missing metric as breaching).
         current_as_of = started if report.complete else self._last_complete_poll(report)
         if current_as_of is not None:
             emit("SyncLagSeconds", (self._clock() - current_as_of).total_seconds(), MetricUnit.Seconds, **dims)

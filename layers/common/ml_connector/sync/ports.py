@@ -25,7 +25,8 @@ class VismaReader(Protocol):
     calls: int
 
     def iter_pages(self, entity: str, *, modified_since: datetime | None = None, page_size: int = 1000,
-                   condition: str = ">=", params: dict[str, Any] | None = None) -> Iterator[VismaPage]: ...
+                   condition: str = ">=", params: dict[str, Any] | None = None,
+                   first_page: int = 1) -> Iterator[VismaPage]: ...
 
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
                 ) -> Iterator[dict[str, Any]]: ...
@@ -60,12 +61,13 @@ class FullReadObserver(Protocol):
     """Reconcile's view of the poller: when to read a connection's entity in full, and what a full read found."""
 
     def full_read_due(self, connection: ConnectionConfig, entity: VismaEntity, now: datetime) -> bool:
-        """Asked when a new window starts: True -> this window reads everything and is a full read."""
+        """Asked when a new window starts (never when one continues): True makes it a full read (everything)."""
 
     def drifted(self, connection: ConnectionConfig, entity: VismaEntity,
                 messages: Sequence[SyncMessage]) -> set[int]:
-        """During a full read, per page: internalIds to send even though Marketo should hold their content."""
+        """During a full read, per page: internalIds to send although Marketo holds their content hash."""
 
     def full_read_complete(self, connection: ConnectionConfig, entity: VismaEntity,
                            seen_ids: Iterable[int], started: datetime) -> dict[str, int]:
-        """A full read's window completed (not in dry run); ``seen_ids`` exist in Visma. Counts for the report."""
+        """Once, when a full read's window completes (not in dry-run), after the watermark advanced: every
+        internalId the window saw. Returns counts for the poll's report."""

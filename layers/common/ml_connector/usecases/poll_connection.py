@@ -24,11 +24,16 @@ def queue_poller(runtime: Runtime, deadline: Deadline) -> Poller:
 
 
 def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poller, deadline: Deadline,
-                    before_each: Callable[[], None] = lambda: None) -> list[EntityPollReport]:
+                    before_each: Callable[[], None] = lambda: None, *,
+                    open_windows_only: bool = False) -> list[EntityPollReport]:
     """A failure is reported per entity, not raised, so the other entities and connections still run.
-    ``before_each`` runs before every entity (the lease is renewed there)."""
+    ``before_each`` runs before every entity (the lease is renewed there). ``open_windows_only``: a continuation
+    polls only the entities whose window is still open (a new window waits for the next tick, or a
+    continuation would start new windows for ever)."""
     reports = []
     for entity, mapping in runtime.mappings(connection).items():
+        if open_windows_only and runtime.state.windows.get(connection.id, entity) is None:
+            continue
         before_each()
         try:
             credentials = runtime.visma_credentials(connection)

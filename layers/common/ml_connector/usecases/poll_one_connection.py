@@ -30,6 +30,11 @@ class ConnectionPollReport(BaseModel):
     requeued_after_quota_reset: int = 0
     error: str | None = None  # a failure outside the entities' own reports (requeue, lease)
 
+    @property
+    def continues(self) -> bool:
+        """An entity's window stopped for time with a checkpoint: a new invocation should continue it now."""
+        return any(r.continues for r in self.entities)
+
     def failures(self) -> list[str]:
         return ([f"{r.connection}/{r.entity}: {r.error}" for r in self.entities if r.error]
                 + [f"{r.connection}/reference: {r.error}" for r in self.reference if r.error]
@@ -37,25 +42,33 @@ class ConnectionPollReport(BaseModel):
 
 
 def poll_requested(runtime: Runtime, deadline: Deadline, work: PollWork) -> ConnectionPollReport:
-    """One poll-work message: its connection, for its tick (a connection removed since is dropped)."""
+    """One poll-work message: its connection, for its tick (a connection removed since is dropped). A window
+    left open for lack of time is continued right away: a continuation message goes on the poll-work queue, so a
+    new invocation takes it up without waiting for the next tick."""
     try:
         connection = runtime.settings.connection(work.connection)
     except ConfigError:
         logger.warning("poll work for a connection no longer configured", extra={"connection": work.connection})
         return ConnectionPollReport(connection=work.connection, tick=utc_iso(work.tick), claim=Claim.GONE)
-    return poll_one_connection(runtime, connection.id, deadline, work.tick)
+    report = poll_one_connection(runtime, connection.id, deadline, work.tick, continuation=work.continuation)
+    if report.continues:
+        runtime.poll_work_outbox().send_bodies(
+            [PollWork(connection=connection.id, tick=work.tick, continuation=True).model_dump_json()])
+        logger.info("window continues in a new invocation", extra={"connection": connection.id})
+    return report
 
 
 def poll_one_connection(runtime: Runtime, connection_id: str, deadline: Deadline,
-                        tick: datetime) -> ConnectionPollReport:
+                        tick: datetime, *, continuation: bool = False) -> ConnectionPollReport:
     lease = PollLease(runtime.state.leases, connection_id, runtime.settings.poll_lease_seconds)
-    report = ConnectionPollReport(connection=connection_id, tick=utc_iso(tick), claim=lease.claim(tick))
+    report = ConnectionPollReport(connection=connection_id, tick=utc_iso(tick),
+                                  claim=lease.claim(tick, continuation=continuation))
     if report.claim is not Claim.STARTED:
         logger.info("connection not polled", extra={"connection": connection_id, "claim": report.claim})
         return report
     started = utc_iso(datetime.now(UTC))
     try:
-        _poll(runtime, connection_id, deadline, lease, report)
+        _poll(runtime, connection_id, deadline, lease, report, continuation)
     except Exception as exc:
         # Reported, not raised: the message is consumed and the next due tick polls again. A bad configuration
         # (mapping, settings) still fails the invocation, so it also shows as a function error.
@@ -86,9 +99,10 @@ def _record_run(runtime: Runtime, report: ConnectionPollReport, started: str) ->
 
 
 def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollLease,
-          report: ConnectionPollReport) -> None:
+          report: ConnectionPollReport, continuation: bool) -> None:
     connection = runtime.settings.connection(connection_id)
     report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
     report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
-                                      before_each=lease.renew)
-    report.reference = sync_reference(runtime, deadline, [connection.id])
+                                      before_each=lease.renew, open_windows_only=continuation)
+    if not continuation:  # the tick's own poll synced it; a continuation only finishes the open windows
+        report.reference = sync_reference(runtime, deadline, [connection.id])

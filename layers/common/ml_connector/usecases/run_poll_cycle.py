@@ -49,4 +49,13 @@ class PollCycleReport(BaseModel):
 
 def run_poll_cycle(runtime: Runtime, deadline: Deadline, only: list[str] | None = None) -> PollCycleReport:
     tick = datetime.now(UTC)
-    return PollCycleReport.of(poll_one_connection(runtime, c.id, deadline, tick) for c in runtime.connections(only))
+    polls = []
+    for connection in runtime.connections(only):
+        poll = poll_one_connection(runtime, connection.id, deadline, tick)
+        polls.append(poll)
+        # A window left open for lack of time continues here while this run has time (the CLI has no limit);
+        # what is left when it has none is continued by the next cycle.
+        while poll.continues and not deadline.within(runtime.settings.safety_margin_seconds):
+            poll = poll_one_connection(runtime, connection.id, deadline, tick, continuation=True)
+            polls.append(poll)
+    return PollCycleReport.of(polls)

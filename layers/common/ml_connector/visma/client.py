@@ -85,18 +85,21 @@ class VismaClient:
 
     # -- paging ------------------------------------------------------------------------------
     def iter_pages(self, entity: str, *, modified_since: datetime | None = None, page_size: int = 1000,
-                   condition: str = ">=", params: dict[str, Any] | None = None) -> Iterator[VismaPage]:
-        """Every page of customers or suppliers changed since ``modified_since`` (all when None)."""
+                   condition: str = ">=", params: dict[str, Any] | None = None,
+                   first_page: int = 1) -> Iterator[VismaPage]:
+        """Every page of customers or suppliers changed since ``modified_since`` (all when None), from
+        ``first_page`` on (a window continued by another invocation)."""
         query = dict(params or {})
         if modified_since is not None:
             query["lastModifiedDateTime"] = modified_since
             query["lastModifiedDateTimeCondition"] = condition
-        yield from self.pages(ENTITY_PATHS[entity], query, page_size)
+        yield from self.pages(ENTITY_PATHS[entity], query, page_size, first_page)
 
-    def pages(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000) -> Iterator[VismaPage]:
+    def pages(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000,
+              first_page: int = 1) -> Iterator[VismaPage]:
         """Walk a paged list endpoint in either shape (bare array with per-item metadata, or the
         ``{pageNumber, pageSize, totalCount, records}`` wrapper)."""
-        number = 1
+        number = first_page
         previous: _PageMark | None = None
         while True:
             page = to_page(self.get(path, {**(params or {}), "pageNumber": number, "pageSize": page_size}), number)

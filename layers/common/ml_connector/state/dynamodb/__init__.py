@@ -19,6 +19,7 @@ from ml_connector.state.dynamodb.runs import DynamoRuns
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.dynamodb.versions import DynamoRecordVersions
 from ml_connector.state.dynamodb.watermarks import DynamoWatermarks
+from ml_connector.state.dynamodb.windows import DynamoWindows
 from ml_connector.state.ports import State
 
 
@@ -29,7 +30,7 @@ def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) ->
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),
         payments=DynamoPaymentFacts(table), numbers=DynamoCustomerNumbers(table),
         reference=DynamoReferenceHashes(table), runs=DynamoRuns(table, job_ttl_days), sweeps=DynamoSweeps(table),
-        leases=DynamoPollLeases(table), reconciles=DynamoReconciles(table),
+        leases=DynamoPollLeases(table), reconciles=DynamoReconciles(table), windows=DynamoWindows(table),
     )
 
 

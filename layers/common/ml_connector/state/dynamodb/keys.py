@@ -28,6 +28,10 @@ pk                                sk                     holds
 ``LIMIT#{munchkin}``              ``RATE``/``LEASE#{n}`` shared Marketo call budget (next start, leases)
 ``LEASE#{connection}``            ``POLL``               poll lease (owner, until) and the schedule tick the
                                                          last started poll serves (due-ness counts from it)
+``WIN#{connection}#{entity}``     ``META``               checkpoint of a poll window spanning invocations:
+                                                         where it stopped, its generation and part count
+``WIN#{connection}#{entity}``     ``PART#{gen}#{n}``     the checkpoint's id sets (packed, zlib), in parts
+                                                         under DynamoDB's 400 KB item limit
 ================================  =====================  ============================================
 """
 
@@ -118,3 +122,14 @@ def leases(connection: str) -> str:
 
 
 POLL_SK = "POLL"
+
+
+def windows(connection: str, entity: str) -> str:
+    return f"WIN#{connection}#{entity}"
+
+
+WINDOW_META_SK = "META"
+
+
+def window_part_sk(generation: str, index: int) -> str:
+    return f"PART#{generation}#{index:04d}"

@@ -18,12 +18,14 @@ class DynamoPollLeases:
     def __init__(self, table: StateTable) -> None:
         self._t = table
 
-    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime) -> bool:
+    def start(self, connection: str, owner: str, tick: datetime, now: datetime, until: datetime, *,
+              resume: bool = False) -> bool:
         # One conditional write: two pollers can never both see the lease free (strings compare as times).
+        served = "#t <= :tick" if resume else "#t < :tick"
         return self._update(connection, {
             "UpdateExpression": "SET #o = :me, #u = :until, #t = :tick, #s = :now REMOVE #f, #r",
             "ConditionExpression": "(attribute_not_exists(#u) OR #u <= :now)"
-                                   " AND (attribute_not_exists(#t) OR #t < :tick)",
+                                   f" AND (attribute_not_exists(#t) OR {served})",
             "ExpressionAttributeValues": {":me": owner, ":until": utc_iso(until), ":tick": utc_iso(tick),
                                           ":now": utc_iso(now)}})
 
