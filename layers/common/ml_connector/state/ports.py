@@ -44,7 +44,8 @@ class RecordVersions(Protocol):
 
     def get(self, connection: str, entity: str, internal_ids: Iterable[int], *, consistent: bool = True
             ) -> dict[int, RecordState]:
-        """Strongly consistent for the writer's guard; the poller's check may read eventually consistent."""
+        """Both the poller's and the writer's checks read eventually consistent (half price): ``mark_written``'s
+        condition is the guard, not this read."""
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         """Record each write unless a newer version was recorded meanwhile; say which writes raced another."""
