@@ -127,9 +127,9 @@ class PaymentFactsStore(Protocol):
         """Every stored fact (operators and tests; no poll reads this)."""
 
     def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]],
-            overdue_before: Collection[int] | None = None) -> None:
+            overdue_before: Collection[int] = ()) -> None:
         """Store changed facts; all-zero facts remove the customer's entry. ``overdue_before``: which of these had
-        overdue invoices as stored (None: not known)."""
+        overdue invoices as stored (the poll knows; others are taken as not overdue before)."""
 
 
 class Sweeps(Protocol):

@@ -60,32 +60,47 @@ class DynamoPaymentFacts:
             yield from _entries(item)
 
     def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]],
-            overdue_before: Collection[int] | None = None) -> None:
+            overdue_before: Collection[int] = ()) -> None:
         """Per bucket one update of the PAYO# item (when an overdue customer is among the changes, or one that was:
-        ``overdue_before``, all of them when None) and then one of the PAYB# item. In that order: a poll stopped
-        between the two leaves the PAYO# entry newer, and it is the one a poll loads first and keeps."""
+        ``overdue_before``) and then one of the PAYB# item. In that order: a poll stopped between the two leaves
+        the PAYO# entry newer, and it is the one a poll loads first and keeps."""
         by_bucket: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for internal_id, values in facts:
             by_bucket[self.bucket(internal_id)].append((internal_id, values))
         for bucket, entries in by_bucket.items():
-            index = [(i, v if _overdue(v) else None) for i, v in entries
-                     if _overdue(v) or overdue_before is None or i in overdue_before]
-            self._update(keys.overdue_payments(connection), bucket, index)
+            index = [(i, v if _overdue(v) else None) for i, v in entries if _overdue(v) or i in overdue_before]
+            emptied = self._update(keys.overdue_payments(connection), bucket, index)
+            if emptied is not None:
+                self._drop_emptied(keys.key(keys.overdue_payments(connection), bucket), emptied)
             self._update(keys.payment_buckets(connection), bucket,
                          [(i, v if _overdue(v) or v.get("balance") else None) for i, v in entries])
 
-    def _update(self, pk: str, bucket: int, entries: list[tuple[int, dict[str, Any] | None]]) -> None:
-        """SET the entries with facts, REMOVE those without, in one update of the item."""
+    def _update(self, pk: str, bucket: int, entries: list[tuple[int, dict[str, Any] | None]]) -> Any:
+        """SET the entries with facts, REMOVE those without, in one update of the item (and count the updates in
+        ``v``). Returns ``v`` when no entry is left in the item, else None."""
         if not entries:
-            return
+            return None
         names = {f"#c{n}": str(internal_id) for n, (internal_id, _) in enumerate(entries)}
-        values = {f":c{n}": _encode(v) for n, (_, v) in enumerate(entries) if v is not None}
+        values: dict[str, Any] = {f":c{n}": _encode(v) for n, (_, v) in enumerate(entries) if v is not None}
         sets = [f"#c{n} = :c{n}" for n, (_, v) in enumerate(entries) if v is not None]
         removes = [f"#c{n}" for n, (_, v) in enumerate(entries) if v is None]
         expression = " ".join(part for part in (
-            "SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "") if part)
-        self._t.update(keys.key(pk, bucket), UpdateExpression=expression, ExpressionAttributeNames=names,
-                       **({"ExpressionAttributeValues": values} if values else {}))
+            "SET " + ", ".join(sets) if sets else "", "REMOVE " + ", ".join(removes) if removes else "",
+            "ADD #v :one") if part)
+        after = self._t.update(keys.key(pk, bucket), UpdateExpression=expression,
+                               ExpressionAttributeNames={**names, "#v": "v"},
+                               ExpressionAttributeValues={**values, ":one": 1}, ReturnValues="ALL_NEW")
+        return after.get("v") if not any(name.isdigit() for name in after) else None
+
+    def _drop_emptied(self, item_key: dict[str, str], version: Any) -> None:
+        """An overdue item whose last customer left is deleted, or the query every poll makes would read more and
+        more empty items. Only if no update came in between (``v`` unchanged)."""
+        try:
+            self._t.delete(item_key, ConditionExpression="#v = :v", ExpressionAttributeNames={"#v": "v"},
+                           ExpressionAttributeValues={":v": version})
+        except Exception as exc:
+            if not self._t.conditional_failure(exc):
+                raise
 
     def _migrate(self, connection: str) -> None:
         """PAYID# items (one per customer) into PAYB#/PAYO#: read once, then left unread (they may be deleted)."""
