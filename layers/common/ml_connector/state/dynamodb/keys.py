@@ -102,6 +102,11 @@ def payment_bucket(internal_id: int) -> int:
     return internal_id // PAYMENT_BUCKET
 
 
+def payment_bucket_sk(bucket: int) -> str:
+    """Zero-padded, so that sort keys order as the buckets do (a range of buckets is one query)."""
+    return f"{bucket:09d}"
+
+
 def sweeps(connection: str) -> str:
     return f"SWEEP#{connection}"
 
