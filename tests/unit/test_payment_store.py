@@ -21,7 +21,7 @@ from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.memory import MemoryPaymentFacts
 from ml_connector.state.ports import PaymentFactsStore
 from ml_connector.sync.payment import BALANCES_PATH, INVOICES_PATH, PaymentReader
-from ml_connector.sync.poller import Poller, QueueSink
+from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 
 OVERDUE = {"number": "C|7", "balance": 1200.5, "overdue_amount": 800.25, "overdue_invoices": 2.0,
            "max_dunning_level": 1.0}
@@ -122,11 +122,12 @@ class PaymentSource:
                         for i, b, at in self.balances if since is None or at >= since)
 
 
-def _poll(state: State, visma: FakeVisma, source: PaymentSource) -> None:
+def _poll(state: State, visma: FakeVisma, source: PaymentSource) -> EntityPollReport:
     poller = Poller(state, QueueSink(state, FakeOutbox()), clock=lambda: NOW, safety_margin=5)
     report = poller.poll_entity(CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping(),
                                 payments=PaymentReader(source))  # type: ignore[arg-type]
     assert report.complete
+    return report
 
 
 def _store_balances(table: StateTable, internal_ids: range) -> None:
@@ -169,3 +170,22 @@ def test_a_polls_reads_do_not_grow_with_the_customers_stored_before(tables):
     assert large == small, (small, large)
     # Buckets close together are one range read: less than the half unit per customer met a read by key costs.
     assert small["PAYB"] < 20 * 0.5
+
+
+def test_a_poll_stopped_between_its_two_writes_heals_on_the_next_change(tables):
+    """The overdue entry was written, the bucket not (the poll ended in between): the overdue entry is the one a
+    poll keeps, so when the customer pays, both are written and it is not fetched again poll after poll."""
+    table = tables.table()
+    state = tables.state(table)
+    overdue = {"number": "C7", "balance": 100.0, "overdue_amount": 50.0, "overdue_invoices": 1.0,
+               "max_dunning_level": 0.0}
+    state.payments.put("c1", [(7, overdue)])
+    table.put({**state_keys.key(state_keys.payment_buckets("c1"), state_keys.payment_bucket_sk(0)), "7": "100||||C7"})
+    state.watermarks.advance("c1", "customer", NOW - minutes(30), {})
+    state.sweeps.done("c1", "customer", NOW - minutes(1))  # no deep sweep: the customer is not in the window
+    visma = FakeVisma([{**customer(7, "Skyldig AS", NOW - timedelta(days=30)), "number": "C7"}])
+    paid = _poll(state, visma, PaymentSource())  # no overdue invoice any more
+    assert paid.payment_refreshes == 1
+    assert dict(state.payments.overdue("c1")) == {}
+    assert dict(state.payments.get("c1", [7]))[7]["overdue_invoices"] == 0
+    assert _poll(state, visma, PaymentSource()).payment_refreshes == 0

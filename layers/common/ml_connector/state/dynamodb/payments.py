@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import islice
@@ -28,6 +29,7 @@ _MIGRATE_CHUNK = 500
 # Buckets a range read may take in that nobody asked for: a bucket is ~0.5-1.5 KB, so up to four cost less than
 # the half unit a read of one more bucket by key does.
 RUN_GAP = 4
+PARALLEL_BUCKETS = 16
 
 
 class DynamoPaymentFacts:
@@ -78,7 +80,9 @@ class DynamoPaymentFacts:
         by_bucket: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
         for internal_id, values in facts:
             by_bucket[self.bucket(internal_id)].append((internal_id, values))
-        for bucket, entries in by_bucket.items():
+
+        def write(bucket: int) -> None:
+            entries = by_bucket[bucket]
             sk = keys.payment_bucket_sk(bucket)
             index = [(i, v if _overdue(v) else None) for i, v in entries if _overdue(v) or i in overdue_before]
             emptied = self._update(keys.overdue_payments(connection), sk, index)
@@ -86,6 +90,10 @@ class DynamoPaymentFacts:
                 self._drop_emptied(keys.key(keys.overdue_payments(connection), sk), emptied)
             self._update(keys.payment_buckets(connection), sk,
                          [(i, v if _overdue(v) or v.get("balance") else None) for i, v in entries])
+
+        # Buckets side by side (a full load or an upgrade writes thousands); each bucket's two writes in order.
+        with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL_BUCKETS, len(by_bucket)))) as pool:
+            list(pool.map(write, by_bucket))
 
     def _update(self, pk: str, sk: str, entries: list[tuple[int, dict[str, Any] | None]]) -> Any:
         """SET the entries with facts, REMOVE those without, in one update of the item (and count the updates in
