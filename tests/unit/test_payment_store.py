@@ -96,12 +96,13 @@ def test_an_emptied_overdue_item_is_deleted(tables):
 def test_payid_items_of_the_older_version_are_converted_once(tables):
     table = tables.table()
     state = tables.state(table)
-    table.put_many([{**state_keys.key(state_keys.payments("c1"), 7), "number": "C|7", "balance": Decimal("1200.5"),
+    legacy = state_keys.legacy_payments("c1")
+    table.put_many([{**state_keys.key(legacy, 7), "number": "C|7", "balance": Decimal("1200.5"),
                      "overdue_amount": Decimal("800.25"), "overdue_invoices": 2, "max_dunning_level": 1},
-                    {**state_keys.key(state_keys.payments("c1"), 8), "number": "C8", "balance": 99}])
+                    {**state_keys.key(legacy, 8), "number": "C8", "balance": 99}])
     assert dict(state.payments.overdue("c1")) == {7: OVERDUE}
     assert dict(state.payments.all("c1")) == {7: OVERDUE, 8: BALANCE_ONLY}
-    table.delete_many([state_keys.key(state_keys.payments("c1"), 7)])
+    table.delete_many([state_keys.key(legacy, 7)])
     assert dict(state.payments.overdue("c1")) == {7: OVERDUE}  # converted once: PAYID# is not read again
 
 

@@ -80,7 +80,7 @@ def quarantine_sk(entity: str, ref: str) -> str:
     return f"{entity}#{ref}"
 
 
-def payments(connection: str) -> str:
+def legacy_payments(connection: str) -> str:
     """Before PAYB#/PAYO#: one item per customer (not PAY#: facts were keyed by customer number there, before
     a renumbered customer lost them)."""
     return f"PAYID#{connection}"

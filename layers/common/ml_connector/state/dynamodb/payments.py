@@ -125,7 +125,7 @@ class DynamoPaymentFacts:
     def _migrate(self, connection: str) -> None:
         """PAYID# items (one per customer) into PAYB#/PAYO#: read once, then left unread (they may be deleted)."""
         legacy = ((int(i["sk"]), {k: float(v) if isinstance(v, Decimal) else v for k, v in i.items()
-                                  if k not in ("pk", "sk")}) for i in self._t.query(keys.payments(connection)))
+                                  if k not in ("pk", "sk")}) for i in self._t.query(keys.legacy_payments(connection)))
         converted = 0
         while chunk := list(islice(legacy, _MIGRATE_CHUNK)):
             self.put(connection, chunk, overdue_before=())
