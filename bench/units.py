@@ -72,9 +72,11 @@ class DynamoUnits:
 
     def _query(self, handler: Any, run: Callable[[], Any]) -> Any:
         body = handler.body
-        pk = body.get("ExpressionAttributeValues", {}).get(":pk")
-        if pk is not None:  # the connector's queries are all "pk = :pk"
-            size = _partition_page_size(handler, body["TableName"], pk, body.get("ExclusiveStartKey"))
+        values = body.get("ExpressionAttributeValues", {})
+        pk = values.get(":pk")
+        if pk is not None:  # the connector's queries are "pk = :pk", some "AND sk BETWEEN :lo AND :hi"
+            size = _partition_page_size(handler, body["TableName"], pk, body.get("ExclusiveStartKey"),
+                                        values.get(":lo"), values.get(":hi"))
             self._read(str(pk.get("S", "")).split("#", 1)[0], size, body.get("ConsistentRead", False))
         return run()
 
@@ -149,15 +151,20 @@ def _stored_size(handler: Any, table_name: str, key: dict[str, Any]) -> int:
     return int(item.size()) if item is not None else 0
 
 
-def _partition_page_size(handler: Any, table_name: str, pk: dict[str, Any], start: dict[str, Any] | None) -> int:
-    """Bytes one Query page reads from a partition: items after ``start``, up to DynamoDB's 1 MB page."""
+def _partition_page_size(handler: Any, table_name: str, pk: dict[str, Any], start: dict[str, Any] | None,
+                         low: dict[str, Any] | None = None, high: dict[str, Any] | None = None) -> int:
+    """Bytes one Query page reads from a partition: items after ``start`` (and within ``low``..``high``), up to
+    DynamoDB's 1 MB page."""
     table = handler.dynamodb_backend.get_table(table_name)
     partition = table.items.get(DynamoType(pk), {})
     after = DynamoType(start[table.range_key_attr]) if start else None
     total = 0
     for range_key in sorted(partition, key=lambda k: k.value):
-        if after is not None and not range_key.value > after.value:
+        if (after is not None and not range_key.value > after.value) or \
+                (low is not None and range_key.value < DynamoType(low).value):
             continue
+        if high is not None and range_key.value > DynamoType(high).value:
+            break
         total += partition[range_key].size()
         if total >= QUERY_PAGE_BYTES:
             break

@@ -79,3 +79,12 @@ def test_a_query_is_billed_on_the_total_size_it_reads(table):
     assert spent(units, lambda: client.query(**query, ConsistentRead=True))["read"] == {"QIDX": 3}
     empty = {**query, "ExpressionAttributeValues": {":pk": {"S": "QIDX#none"}}}
     assert spent(units, lambda: client.query(**empty))["read"] == {"QIDX": 0.5}
+
+
+def test_a_range_query_is_billed_on_the_items_in_its_range(table):
+    client, units = table
+    for n in range(10):
+        client.put_item(TableName="t", Item=item("PAYB#a", f"{n:02}", 1000))
+    query = {"TableName": "t", "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+             "ExpressionAttributeValues": {":pk": {"S": "PAYB#a"}, ":lo": {"S": "02"}, ":hi": {"S": "05"}}}
+    assert spent(units, lambda: client.query(**query))["read"] == {"PAYB": 0.5}  # 4 items of ~1 KB

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -183,13 +183,31 @@ class MemoryLimiterItems:
 
 
 class MemoryPaymentFacts:
+    """Buckets as DynamoDB's: ``get`` brings a bucket's neighbours too."""
+
     def __init__(self) -> None:
         self.items: dict[tuple[str, int], dict[str, Any]] = {}
+
+    @staticmethod
+    def bucket(internal_id: int) -> int:
+        return internal_id // 64
+
+    def overdue(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        for internal_id, values in self.all(connection):
+            if any(values.get(f) for f in ("overdue_amount", "overdue_invoices", "max_dunning_level")):
+                yield internal_id, values
+
+    def get(self, connection: str, internal_ids: Iterable[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+        buckets = {self.bucket(i) for i in internal_ids}
+        for internal_id, values in self.all(connection):
+            if self.bucket(internal_id) in buckets:
+                yield internal_id, values
 
     def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
         yield from ((i, dict(v)) for (c, i), v in sorted(self.items.items()) if c == connection)
 
-    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]],
+            overdue_before: Collection[int] = ()) -> None:
         for internal_id, values in facts:
             if any(v for k, v in values.items() if k != "number"):
                 self.items[(connection, internal_id)] = dict(values)

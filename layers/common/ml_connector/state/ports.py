@@ -7,7 +7,7 @@ process, for unit tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -46,7 +46,8 @@ class RecordVersions(Protocol):
 
     def get(self, connection: str, entity: str, internal_ids: Iterable[int], *, consistent: bool = True
             ) -> dict[int, RecordState]:
-        """Strongly consistent for the writer's guard; the poller's check may read eventually consistent."""
+        """Both the poller's and the writer's checks read eventually consistent (half price): ``mark_written``'s
+        condition is the guard, not this read."""
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         """Record each write unless a newer version was recorded meanwhile; say which writes raced another."""
@@ -111,14 +112,26 @@ class LimiterItems(Protocol):
 
 
 class PaymentFactsStore(Protocol):
-    """Payment facts by customer internalId (a customer number can change), each with the number it had."""
+    """Payment facts by customer internalId (a customer number can change), each with the number it had. A poll
+    reads the facts of the customers it needs, never all of them (they grow with every customer ever stored)."""
+
+    def bucket(self, internal_id: int) -> int:
+        """Which read brings a customer's facts: ``get`` reads the facts of a whole bucket of customers at once."""
+
+    def overdue(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Stored facts of the customers with overdue invoices, streamed: the poll reads them all, to find those
+        no longer overdue."""
+
+    def get(self, connection: str, internal_ids: Iterable[int]) -> Iterator[tuple[int, dict[str, Any]]]:
+        """Stored facts of every customer in the buckets of these (customers with only zero facts have none)."""
 
     def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        """Stored facts (``number`` and the facts) by internalId, streamed (customers with only zero facts have
-        none)."""
+        """Every stored fact (operators and tests; no poll reads this)."""
 
-    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
-        """Store changed facts; all-zero facts remove the customer's entry."""
+    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]],
+            overdue_before: Collection[int] = ()) -> None:
+        """Store changed facts; all-zero facts remove the customer's entry. ``overdue_before``: which of these had
+        overdue invoices as stored (the poll knows; others are taken as not overdue before)."""
 
 
 class Sweeps(Protocol):

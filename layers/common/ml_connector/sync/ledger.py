@@ -67,6 +67,9 @@ FROM ids LEFT JOIN balances b USING (id) LEFT JOIN stored s USING (id)
 _CURRENT = f"INSERT INTO current (id, number, {_FACTS}, changed) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
 # Keyset reads: rows after a key, in key order, a chunk at a time (the poller writes between chunks).
 _CHANGED = (f"SELECT id, number, {_FACTS} FROM current WHERE changed AND id > ? ORDER BY id LIMIT ?")  # noqa: S608
+_PAYMENT_IDS = """
+SELECT id FROM (SELECT id FROM read WHERE id IS NOT NULL UNION SELECT id FROM balances) WHERE id > ? ORDER BY id LIMIT ?
+"""
 # To fetch again: changed customers this poll did not read, and numbers with overdue invoices or a balance that
 # belong to no customer known here (an invoice fell due for a customer without stored facts).
 _REFRESH = """
@@ -211,10 +214,30 @@ class PollLedger:
         return int(row[0])
 
     # -- payment facts -------------------------------------------------------------------------
-    def load_stored(self, facts: Iterable[tuple[int, str | None, PaymentFacts]]) -> None:
-        """Stored facts: (internalId, the number stored with them, facts)."""
-        self._insert_many(f"INSERT OR REPLACE INTO stored (id, number, {_FACTS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
+    def load_stored(self, facts: Iterable[tuple[int, str | None, PaymentFacts]], *, replace: bool = True) -> None:
+        """Stored facts: (internalId, the number stored with them, facts); ``replace`` False keeps facts loaded
+        before for the same customer."""
+        verb = "REPLACE" if replace else "IGNORE"
+        self._insert_many(f"INSERT OR {verb} INTO stored (id, number, {_FACTS}) VALUES (?, ?, ?, ?, ?, ?)",  # noqa: S608
                           ((i, n, *_values(f)) for i, n, f in facts))
+
+    def payment_customer_ids(self) -> Iterator[list[int]]:
+        """Customers of the balance delta or read in this poll, in chunks: their stored facts must be loaded
+        before the merge."""
+        self._flush()
+        for chunk in self._keyset(_PAYMENT_IDS, -(2**63)):
+            yield [int(str(row[0])) for row in chunk]
+
+    def stored_overdue(self, internal_ids: list[int]) -> set[int]:
+        """Of these customers, those whose stored facts have overdue invoices."""
+        found: set[int] = set()
+        for start in range(0, len(internal_ids), _CHUNK):
+            chunk = internal_ids[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id FROM stored WHERE id IN ({marks}) AND (overdue_amount != 0 OR "  # noqa: S608
+                                    "overdue_invoices != 0 OR max_dunning_level != 0)", chunk)
+            found.update(int(row[0]) for row in rows)
+        return found
 
     def add_overdue_invoices(self, invoices: Iterable[tuple[str, float, int]]) -> None:
         """Open invoices past due: (customer number, open balance, dunning level)."""

@@ -6,19 +6,24 @@ kept per customer ``internalId`` in the state table (only for customers with a n
 number can be changed, and a balance read only as a delta must survive that. So a customer
 whose payment situation changes without its own record changing (an invoice falls due, a payment
 arrives) is detected and re-sent. Both sources are streamed into the poll's ledger (``sync/ledger.py``)
-and merged there, so no per-customer dict is held.
+and merged there, so no per-customer dict is held; of the stored facts a poll reads only those it needs
+(``PollPaymentFacts``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
+from ml_connector.state.ports import PaymentFactsStore
 from ml_connector.sync.ports import VismaReader
 from ml_connector.visma.models import parse_visma_datetime
+
+if TYPE_CHECKING:
+    from ml_connector.sync.ledger import PollLedger
 
 INVOICES_PATH = "/v1/customerinvoice"
 BALANCES_PATH = "/v1/customer/balance"
@@ -32,20 +37,87 @@ class PaymentFacts(BaseModel):
 
 
 class KnownPaymentFacts(Protocol):
-    """Payment facts of a customer (its internalId and current number): the poll's ledger, or the stored
-    facts (quarantine retry)."""
+    """Payment facts of a customer (its internalId and current number): the poll's, or the stored facts
+    (quarantine retry)."""
+
+    def prefetch(self, internal_ids: Iterable[object]) -> None:
+        """Customers about to be asked for (a page's): their stored facts are read together."""
 
     def facts_for(self, internal_id: int, number: str) -> PaymentFacts: ...
 
 
-class StoredPaymentFacts:
-    """The facts the last complete poll stored, for rebuilding a record outside a poll."""
+class _Buckets:
+    """Which buckets of stored facts were read: each is read at most once, with the customers it holds."""
 
-    def __init__(self, stored: Iterable[tuple[int, dict[str, Any]]]) -> None:
-        self._facts = {internal_id: PaymentFacts.model_validate(values) for internal_id, values in stored}
+    def __init__(self, store: PaymentFactsStore, connection: str) -> None:
+        self.store = store
+        self.connection = connection
+        self._read: set[int] = set()
+
+    def unread(self, internal_ids: Iterable[object]) -> set[int]:
+        return {i for i in internal_ids if isinstance(i, int) and not isinstance(i, bool)
+                and self.store.bucket(i) not in self._read}
+
+    def read(self, internal_ids: set[int]) -> Iterator[tuple[int, PaymentFacts, str | None]]:
+        for internal_id, values in self.store.get(self.connection, internal_ids):
+            yield internal_id, PaymentFacts.model_validate(values), values.get("number")
+        self._read.update(self.store.bucket(i) for i in internal_ids)
+
+
+class StoredPaymentFacts:
+    """The facts the last complete poll stored, for rebuilding a record outside a poll (read as needed)."""
+
+    def __init__(self, store: PaymentFactsStore, connection: str) -> None:
+        self._buckets = _Buckets(store, connection)
+        self._facts: dict[int, PaymentFacts] = {}
+
+    def prefetch(self, internal_ids: Iterable[object]) -> None:
+        if unread := self._buckets.unread(internal_ids):
+            self._facts.update((i, facts) for i, facts, _ in self._buckets.read(unread))
 
     def facts_for(self, internal_id: int, number: str) -> PaymentFacts:
+        self.prefetch([internal_id])
         return self._facts.get(internal_id, PaymentFacts())
+
+
+class PollPaymentFacts:
+    """A poll's payment facts, merged in its ledger. Of the stored facts it reads only what the poll needs: all
+    the overdue customers' (to find who is no longer overdue), and the buckets of the customers it meets (each
+    page's before it is mapped, those of the balance delta before the merge). So what a poll reads grows with
+    its window and the overdue customers, not with every customer ever stored."""
+
+    def __init__(self, ledger: PollLedger, store: PaymentFactsStore, connection: str) -> None:
+        self._ledger = ledger
+        self._buckets = _Buckets(store, connection)
+
+    def load_overdue(self) -> None:
+        store = self._buckets.store
+        self._ledger.load_stored((i, v.get("number"), PaymentFacts.model_validate(v))
+                                 for i, v in store.overdue(self._buckets.connection))
+
+    def prefetch(self, internal_ids: Iterable[object]) -> None:
+        # Not replacing what the overdue entries loaded: after a poll stopped between its two writes they are
+        # the newer (``PaymentFactsStore.put``).
+        if unread := self._buckets.unread(internal_ids):
+            self._ledger.load_stored(((i, n, f) for i, f, n in self._buckets.read(unread)), replace=False)
+
+    def facts_for(self, internal_id: int, number: str) -> PaymentFacts:
+        self.prefetch([internal_id])
+        return self._ledger.facts_for(internal_id, number)
+
+    def merge(self) -> None:
+        for chunk in self._ledger.payment_customer_ids():
+            self.prefetch(chunk)
+        self._ledger.merge_payment_facts()
+
+    def refresh_numbers(self) -> Iterator[str]:
+        return self._ledger.refresh_numbers()
+
+    def store_changes(self) -> None:
+        store, connection = self._buckets.store, self._buckets.connection
+        for chunk in self._ledger.changed_facts():
+            overdue_before = self._ledger.stored_overdue([i for i, _, _ in chunk])
+            store.put(connection, ((i, {"number": n, **f.model_dump()}) for i, n, f in chunk), overdue_before)
 
 
 def payment_status(status: str | None, facts: dict[str, Any] | None) -> str:

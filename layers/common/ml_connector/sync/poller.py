@@ -50,7 +50,7 @@ from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import SyncMessage
 from ml_connector.sync.outbox import SQS_MAX_BYTES, fits_in_sqs, message_body
-from ml_connector.sync.payment import KnownPaymentFacts, PaymentFacts, PaymentReader
+from ml_connector.sync.payment import KnownPaymentFacts, PaymentReader, PollPaymentFacts
 from ml_connector.sync.ports import Delivery, FullReadObserver, Outbox, VismaReader
 from ml_connector.validation import describe
 from ml_connector.visma.client import ENTITY_PATHS
@@ -331,13 +331,12 @@ class Poller:
             key.split("#", 1)[1] for key, mark in self._state.quarantine.index(connection.id).items()
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
-            if payments is not None:
-                self._load_payment_facts(ledger, connection.id, payments, since)
-            context = EntityContext(connection, entity, company_id, mapping, ledger if payments else None,
-                                    company_keys)
+            payment_facts = None if payments is None else self._load_payment_facts(ledger, connection.id, payments,
+                                                                                    since)
+            context = EntityContext(connection, entity, company_id, mapping, payment_facts, company_keys)
             read = self._read_window(client, context, window, report, ledger, checkpoint)
-            if payments is not None and read.complete:
-                self._send_payment_changes(client, context, ledger, read, report)
+            if payment_facts is not None and read.complete:
+                self._send_payment_changes(client, context, payment_facts, read, report)
             if read.complete and not self._dry_run:
                 self._send_repairs(client, context, read, report)
             if not read.complete:
@@ -506,6 +505,8 @@ class Poller:
         candidates: dict[int, SyncMessage] = {}
         if ctx.company_keys is not None:
             ctx.company_keys.prefetch(r.get("businessAccount") for r in records if isinstance(r, dict))
+        if ctx.payment is not None:
+            ctx.payment.prefetch(r.get("internalId") for r in records if isinstance(r, dict))
         for raw in records:
             report.records_read += 1
             message = self._to_message(raw, ctx, window, report)
@@ -584,20 +585,22 @@ class Poller:
         return message
 
     def _load_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
-                            since: datetime | None) -> None:
-        """Stored facts, overdue invoices and the balance delta, streamed into the ledger."""
-        ledger.load_stored((i, v.get("number"), PaymentFacts.model_validate(v))
-                           for i, v in self._state.payments.all(connection))
+                            since: datetime | None) -> PollPaymentFacts:
+        """The overdue customers' stored facts, overdue invoices and the balance delta, streamed into the ledger
+        (other customers' stored facts are read when the poll meets them)."""
+        facts = PollPaymentFacts(ledger, self._state.payments, connection)
+        facts.load_overdue()
         ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
         ledger.set_balances(reader.balances(since))
+        return facts
 
-    def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, ledger: PollLedger,
+    def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, facts: PollPaymentFacts,
                               window: _Pass, report: EntityPollReport) -> None:
         """Customers whose payment facts changed but whose record did not: fetch and send them too.
 
         The changed facts are stored only after that, so a poll that stops early finds them changed again."""
-        ledger.merge_payment_facts()
-        for number in ledger.refresh_numbers():
+        facts.merge()
+        for number in facts.refresh_numbers():
             try:
                 raw = client.get(f"/v1/customer/{quote(number, safe='')}")
             except VismaError as exc:
@@ -608,9 +611,8 @@ class Poller:
             self._process_page([raw], ctx, window, report)  # only notes more of what this window read
             self._check_time()
         if not self._dry_run:
-            ledger.merge_payment_facts()  # with the numbers the refreshes read
-            for chunk in ledger.changed_facts():
-                self._state.payments.put(ctx.connection.id, ((i, {"number": n, **f.model_dump()}) for i, n, f in chunk))
+            facts.merge()  # with the numbers the refreshes read
+            facts.store_changes()
 
     def _send_repairs(self, client: VismaReader, ctx: EntityContext, window: _Pass, report: EntityPollReport) -> None:
         """Records a writer flagged because another version's write overlapped its own: Marketo may hold the

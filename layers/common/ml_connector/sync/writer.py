@@ -264,7 +264,17 @@ class Writer:
             by_entity[item.message.entity].append(item)
         pending = []
         for entity, entity_items in by_entity.items():
-            states = self._state.records.get(connection, entity, (i.message.internal_id for i in entity_items))
+            # Eventually consistent, at half the price. A stale answer is a state the item held a moment earlier,
+            # i.e. what a strongly consistent read returns when another writer records just after it: an
+            # interleaving concurrent writers already produce. Writing on an older state is guarded: mark_written's
+            # condition refuses a version older than the recorded one and reports it raced (as do its ReturnValues
+            # for an overlapping write), and flag_for_repair has the next poll send the newest version again
+            # (tests/unit/test_concurrent_writers.py). Skipping as unchanged on an older state (content reverted
+            # A -> B -> A, B recorded meanwhile) is the same race as after a consistent read, its window longer by
+            # the replication lag (usually well under a second); the next poll that reads the record (its overlap,
+            # or the hourly deep sweep) sees the recorded hash differ and sends it again.
+            states = self._state.records.get(connection, entity, (i.message.internal_id for i in entity_items),
+                                             consistent=False)
             for item in entity_items:
                 state = states.get(item.message.internal_id)
                 written = state.written_version if state else None

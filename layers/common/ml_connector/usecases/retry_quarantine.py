@@ -79,6 +79,6 @@ def rebuild_message(entry: QuarantineEntry, state: State, context: EntityContext
         stored = {} if stored is None else stored
         connection = context.connection.id
         if connection not in stored:
-            stored[connection] = StoredPaymentFacts(state.payments.all(connection))
+            stored[connection] = StoredPaymentFacts(state.payments, connection)
         context = replace(context, payment=stored[connection])
     return build_message(json.loads(entry.raw), context)

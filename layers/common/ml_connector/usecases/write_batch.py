@@ -3,6 +3,9 @@ on its job ID, its result stored as a pydantic model."""
 
 from __future__ import annotations
 
+import base64
+import json
+import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,16 +31,67 @@ from ml_connector.sync.writer import (
     write_chunk_to_marketo,
 )
 
+_COLUMNS = ("status", "id", "marketoGUID")  # what a usual result holds besides its seq
+
 
 class CompactResults(PydanticSerializer):
-    """Chunk results without their empty fields: the idempotency item is written at its full size
-    (billed per KB) for every chunk, and 300 results with nulls and empty reason lists are twice as big."""
+    """Chunk results as the idempotency record stores them, small: the item is written for every chunk and
+    billed per started KB, and 300 results as JSON are ~15 KB. The usual result (its status and Marketo id, at
+    its own position) goes in columns, any other one (skipped with reasons, an unknown field) whole, and all of
+    it zlib-compressed: ~1.5 KB for 300 results (2 write units). A replay reads back equal results."""
 
     def __init__(self) -> None:
         super().__init__(model=ChunkResults)
 
     def to_dict(self, data: BaseModel) -> dict[str, Any]:
-        return data.model_dump(mode="json", exclude_defaults=True)
+        assert isinstance(data, ChunkResults)
+        columns: dict[str, list[Any]] = {name: [] for name in _COLUMNS}
+        whole: dict[str, dict[str, Any]] = {}
+        for index, result in enumerate(data.results):
+            row = result.model_dump(mode="json", exclude_defaults=True)
+            usual = row.get("seq") == index and set(row) <= {"seq", *_COLUMNS}
+            if not usual:
+                whole[str(index)] = row
+            for name, column in columns.items():
+                column.append(row.get(name) if usual else None)
+        columns["id"] = _to_deltas(columns["id"])
+        packed = {"n": len(data.results), "c": {k: v for k, v in columns.items() if any(x is not None for x in v)},
+                  "w": whole}
+        text = json.dumps(packed, separators=(",", ":")).encode("utf-8")
+        return {"z": base64.b85encode(zlib.compress(text, 9)).decode("ascii")}
+
+    def from_dict(self, data: dict[str, Any]) -> BaseModel:
+        if "z" not in data:  # stored before the compact form (within the job TTL): the plain model dump
+            return ChunkResults.model_validate(data)
+        packed = json.loads(zlib.decompress(base64.b85decode(data["z"])))
+        columns, whole = packed["c"], packed["w"]
+        if "id" in columns:
+            columns["id"] = _from_deltas(columns["id"])
+        rows = [whole.get(str(i)) or {"seq": i, **{k: v[i] for k, v in columns.items() if v[i] is not None}}
+                for i in range(packed["n"])]
+        return ChunkResults.model_validate({"results": rows})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _to_deltas(ids: list[Any]) -> list[Any]:
+    """Integer ids as differences from the previous integer id: Marketo numbers the records it creates in
+    sequence, so a full load's ids compress to almost nothing. Other values stay as they are."""
+    out, previous = [], 0
+    for value in ids:
+        out.append(value - previous if _is_int(value) else value)
+        previous = value if _is_int(value) else previous
+    return out
+
+
+def _from_deltas(deltas: list[Any]) -> list[Any]:
+    out, previous = [], 0
+    for value in deltas:
+        previous = previous + value if _is_int(value) else previous
+        out.append(previous if _is_int(value) else value)
+    return out
 
 
 def idempotency_config(settings: RuntimeSettings) -> IdempotencyConfig:

@@ -7,12 +7,8 @@ from typing import Any
 from ml_connector.state.dynamodb.jobs import DynamoJobs
 from ml_connector.state.dynamodb.leases import DynamoPollLeases
 from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
-from ml_connector.state.dynamodb.lookups import (
-    DynamoCustomerNumbers,
-    DynamoPaymentFacts,
-    DynamoReferenceHashes,
-    DynamoSweeps,
-)
+from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoReferenceHashes, DynamoSweeps
+from ml_connector.state.dynamodb.payments import DynamoPaymentFacts
 from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
 from ml_connector.state.dynamodb.reconciles import DynamoReconciles
 from ml_connector.state.dynamodb.runs import DynamoRuns

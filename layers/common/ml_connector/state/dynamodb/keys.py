@@ -15,8 +15,15 @@ pk                                sk                     holds
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
 ``QIDX#{connection}``             ``{entity}#{ref}``     the same entry's stage and version only (cheap to read)
 ``PARK#{connection}``             ``{jobId}``            chunk parked until Marketo's quota resets
-``PAYID#{connection}``            ``{internalId}``       payment facts of a customer and its number (only
-                                                         customers with a non-zero fact; a number can change)
+``PAYB#{connection}``             ``{bucket}``           payment facts of up to 64 customers (bucket =
+                                                         internalId // 64), an attribute each: number and
+                                                         facts (only customers with a non-zero fact)
+``PAYO#{connection}``             ``{bucket}``           the same entries of those with overdue invoices: the
+                                                         poll reads them all (no longer overdue is found
+                                                         without reading every customer's facts); sk
+                                                         ``MIGRATED``: PAYID# items were converted
+``PAYID#{connection}``            ``{internalId}``       before PAYB#: one item per customer (read once, to
+                                                         convert; no longer written)
 ``SWEEP#{connection}``            ``{entity}``           when the window was last read deep (late writes)
 ``RECON#{connection}``            ``{entity}``           full reconcile: start of the last completed one, when
                                                          one was requested, its counts
@@ -80,9 +87,31 @@ def quarantine_sk(entity: str, ref: str) -> str:
     return f"{entity}#{ref}"
 
 
-def payments(connection: str) -> str:
-    # Not PAY# (facts were keyed by customer number there, before a renumbered customer lost them).
+def legacy_payments(connection: str) -> str:
+    """Before PAYB#/PAYO#: one item per customer (not PAY#: facts were keyed by customer number there, before
+    a renumbered customer lost them)."""
     return f"PAYID#{connection}"
+
+
+def payment_buckets(connection: str) -> str:
+    return f"PAYB#{connection}"
+
+
+def overdue_payments(connection: str) -> str:
+    return f"PAYO#{connection}"
+
+
+PAYMENT_BUCKET = 64  # customers (consecutive internalIds) per PAYB# item: 64 entries are ~1.5 KB at most
+MIGRATED_SK = "MIGRATED"
+
+
+def payment_bucket(internal_id: int) -> int:
+    return internal_id // PAYMENT_BUCKET
+
+
+def payment_bucket_sk(bucket: int) -> str:
+    """Zero-padded, so that sort keys order as the buckets do (a range of buckets is one query)."""
+    return f"{bucket:09d}"
 
 
 def sweeps(connection: str) -> str:

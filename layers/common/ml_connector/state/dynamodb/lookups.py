@@ -1,34 +1,13 @@
-"""Small per-connection lookups: payment facts, customer numbers, reference data hashes, sweep times."""
+"""Small per-connection lookups: customer numbers, reference data hashes, sweep times."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
 from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.models import parse_utc_iso, utc_iso
-
-
-class DynamoPaymentFacts:
-    def __init__(self, table: StateTable) -> None:
-        self._t = table
-
-    def all(self, connection: str) -> Iterator[tuple[int, dict[str, Any]]]:
-        for item in self._t.query(keys.payments(connection)):
-            yield int(item["sk"]), {k: float(v) if isinstance(v, Decimal) else v for k, v in item.items()
-                                    if k not in ("pk", "sk")}
-
-    def put(self, connection: str, facts: Iterable[tuple[int, dict[str, Any]]]) -> None:
-        requests = []
-        for internal_id, values in facts:
-            key = keys.key(keys.payments(connection), internal_id)
-            requests.append({"PutRequest": {"Item": {**key, **{k: v if k == "number" else Decimal(str(v))
-                                                              for k, v in values.items()}}}}
-                            if any(v for k, v in values.items() if k != "number") else {"DeleteRequest": {"Key": key}})
-        self._t.write_many(requests)
 
 
 class DynamoCustomerNumbers:

@@ -55,6 +55,18 @@ class StateTable:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def query_range(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
+        """Items with ``low <= sk <= high``, eventually consistent (billed on the size read, not per item)."""
+        kwargs: dict[str, Any] = {"TableName": self.name,
+                                  "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
+                                  "ExpressionAttributeValues": {":pk": pk, ":lo": low, ":hi": high}}
+        while True:
+            page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def newest(self, pk: str, limit: int) -> list[dict[str, Any]]:
         """The ``limit`` items of a partition with the highest sort keys, highest first."""
         page = self.client.query(TableName=self.name, KeyConditionExpression="pk = :pk",
