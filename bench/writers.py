@@ -7,6 +7,7 @@ the messages. Writers share the Marketo budget through the DynamoDB limiter in m
 
 from __future__ import annotations
 
+import cProfile
 import multiprocessing
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
+from bench.calltimer import CallTimer
 from bench.remote import StackSpec
 from localrun.event_source import DrainStats, SqsEventSource
 
@@ -25,6 +27,7 @@ class WorkerResult(DrainStats):
 
     durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
     cpu_s: list[float] = Field(default_factory=list)  # this process's CPU time per invocation (no moto: it runs apart)
+    calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary: AWS and HTTP call times
 
 
 class TimedEventSource(SqsEventSource):
@@ -44,28 +47,37 @@ class TimedEventSource(SqsEventSource):
         self.cpu.append(time.process_time() - cpu)
 
 
-def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int) -> WorkerResult:
+def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int,
+            profile_path: str | None = None) -> WorkerResult:
     # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
                               batching_window_s=batching_window_s, template_path=spec.template_path)
-    stats = source.drain(idle_polls=idle_polls)
+    if profile_path is None:
+        stats = source.drain(idle_polls=idle_polls)
+    else:  # the writer's own CPU, function by function (moto runs in other processes)
+        profiler = cProfile.Profile()
+        stats = profiler.runcall(source.drain, idle_polls=idle_polls)
+        profiler.dump_stats(profile_path)
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
-                        durations_s=source.durations, cpu_s=source.cpu)
+                        durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary())
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
-                idle_polls: int = 3) -> list[WorkerResult]:
+                idle_polls: int = 3, profile: bool = False) -> list[WorkerResult]:
     """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
 
     A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
+    ``profile``: each worker runs under cProfile and leaves ``writer-<i>.prof`` in ``log_dir``.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
-                               idle_polls) for i in range(count)]
+                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None)
+                   for i in range(count)]
         return [f.result() for f in futures]
