@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import cProfile
 import multiprocessing
+import pstats
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,12 +61,38 @@ def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, 
     if profile_path is None:
         stats = source.drain(idle_polls=idle_polls)
     else:  # the writer's own CPU, function by function (moto runs in other processes)
-        profiler = cProfile.Profile()
-        stats = profiler.runcall(source.drain, idle_polls=idle_polls)
-        profiler.dump_stats(profile_path)
+        stats = _profiled(lambda: source.drain(idle_polls=idle_polls), profile_path)
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
                         durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary())
+
+
+def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
+    """``run()`` under cProfile, the threads it starts included (the writer writes record states from a
+    thread pool; cProfile alone sees only the calling thread); one stats file for all."""
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def profile_this_thread(*_: Any) -> None:
+        profile = cProfile.Profile()
+        with lock:
+            profiles.append(profile)
+        sys.setprofile(None)
+        profile.enable()  # replaces this hook for the rest of the thread
+
+    main = cProfile.Profile()
+    threading.setprofile(profile_this_thread)
+    try:
+        result = main.runcall(run)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    with lock:
+        combined = pstats.Stats(main)
+        for profile in profiles:
+            profile.create_stats()
+            combined.add(profile)
+    combined.dump_stats(path)
+    return result
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
