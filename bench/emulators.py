@@ -8,7 +8,8 @@ queue attributes and redrive), and routes those services to them: boto3 clients 
 through ``env()``'s AWS_ENDPOINT_URL_<SERVICE>, every handler's. Secrets, KMS, CloudWatch, Lambda and
 CloudFormation stay on the first server.
 
-A child runs ``python -m bench.emulators <service>``: moto's server with the bench's routing speed-up,
+A child runs ``python -m bench.emulators <service>``: moto's server app behind a server that keeps
+connections open (``bench.keepalive``; werkzeug's closes each one), with the bench's routing speed-up,
 moto's SQS with indexed storage (``localrun.fast_sqs``), and for DynamoDB the bench's meters (item calls,
 request units as billed) plus one lock around each DynamoDB request: moto's Query iterates a partition's
 dict while another thread may insert into it ("dictionary changed size during iteration"). The lock costs
@@ -43,15 +44,17 @@ _QUEUE_READ_ONLY = {"QueueArn", "ApproximateNumberOfMessages", "ApproximateNumbe
 class EmulatorProcess:
     """One moto server process (started by us; stopped by its process id)."""
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str, *, metered: bool = True) -> None:
         self.service = service
+        self.metered = metered
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
 
     def start(self) -> EmulatorProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed arguments
-            [sys.executable, "-m", "bench.emulators", self.service], cwd=ROOT, env=env,
+            [sys.executable, "-m", "bench.emulators", self.service, *([] if self.metered else ["--unmetered"])],
+            cwd=ROOT, env=env,
                                          stdout=subprocess.PIPE, text=True)
         assert self._process.stdout is not None
         line = self._process.stdout.readline().strip()  # the child prints its port once it listens
@@ -81,15 +84,17 @@ class EmulatorProcess:
 class SplitAws(LocalAws):
     """``LocalAws`` whose DynamoDB and SQS move to processes of their own once the stack is deployed."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, metered: bool = True, **kwargs: Any) -> None:
+        """``metered=False``: no DynamoDB meters in the emulator (they read each written item twice more)."""
         super().__init__(*args, **kwargs)
+        self.metered = metered
         self.emulators: dict[str, EmulatorProcess] = {}
 
     def start(self) -> SplitAws:
         super().start()
         for service in SERVICES:
             if service not in self.emulators:
-                self.emulators[service] = EmulatorProcess(service).start()
+                self.emulators[service] = EmulatorProcess(service, metered=self.metered).start()
         return self
 
     def stop(self) -> None:
@@ -124,7 +129,8 @@ class SplitAws(LocalAws):
                 self._clients.pop(service, None)
 
     def meters(self) -> dict[str, Any]:
-        return self.emulators["dynamodb"].meters()
+        found = self.emulators["dynamodb"].meters()
+        return {"calls": {}, "units": {"read": {}, "write": {}}, **found}
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each emulator process has used so far."""
@@ -182,33 +188,33 @@ def _with_meters(app: Callable[..., Any], meters: Callable[[], dict[str, Any]]) 
     return wsgi
 
 
-def serve(service: str) -> None:
+def serve(service: str, metered: bool = True) -> None:
     import logging
 
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-    from werkzeug.serving import make_server
 
     from bench import fast_dispatch
+    from bench.keepalive import KeepAliveServer
     from bench.probes import DynamoCounter
     from bench.units import DynamoUnits
     from localrun import fast_sqs
-    from localrun.aws import _QuietHandler
 
     logging.getLogger("moto").setLevel(logging.ERROR)
     fast_dispatch.install()
     fast_sqs.install()
     meters: Callable[[], dict[str, Any]] = lambda: {"cpu_s": time.process_time()}  # noqa: E731
     if service == "dynamodb":
-        calls, units = DynamoCounter().install(), DynamoUnits().install()
         DynamoHandler.call_action = _serialised(DynamoHandler.call_action, threading.Lock())  # type: ignore[method-assign]
+    if service == "dynamodb" and metered:
+        calls, units = DynamoCounter().install(), DynamoUnits().install()
         meters = lambda: {"cpu_s": time.process_time(), "calls": dict(calls.snapshot()),  # noqa: E731
                           "units": units.snapshot()}
     app = _with_meters(DomainDispatcherApplication(create_backend_app), meters)
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
+    server = KeepAliveServer(("127.0.0.1", 0), app)
     print(server.server_port, flush=True)
     server.serve_forever()
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], metered="--unmetered" not in sys.argv[2:])

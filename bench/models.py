@@ -37,6 +37,7 @@ class PipelineSettings(BaseModel):
     edit_fraction: float = 0.01
     # DynamoDB and SQS on moto processes of their own (bench.emulators), not on the bench process's moto thread.
     split_emulators: bool = False
+    emulator_meters: bool = True  # split emulators: count DynamoDB calls and units (costs emulator CPU)
 
 
 def _no_units() -> dict[str, dict[str, float]]:

@@ -54,7 +54,7 @@ class BenchEnvironment(LocalEnvironment):
         self.write_clock = WriteClock(self.marketo)
         self.customers, self.suppliers = settings.records - suppliers, suppliers
         if settings.split_emulators:
-            self.aws = SplitAws()
+            self.aws = SplitAws(metered=settings.emulator_meters)
 
     def start(self) -> BenchEnvironment:
         super().start()
