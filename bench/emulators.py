@@ -10,7 +10,8 @@ CloudFormation stay on the first server.
 
 A child runs ``python -m bench.emulators <service>``: moto's server app behind a server that keeps
 connections open (``bench.keepalive``; werkzeug's closes each one), with the bench's routing speed-up,
-moto's SQS with indexed storage (``localrun.fast_sqs``), and for DynamoDB the bench's meters (item calls,
+moto's SQS with indexed storage (``localrun.fast_sqs``), moto's DynamoDB with plain SET updates applied
+without its expression validator (``bench.fast_dynamodb``), and for DynamoDB the bench's meters (item calls,
 request units as billed) plus one lock around each DynamoDB request: moto's Query iterates a partition's
 dict while another thread may insert into it ("dictionary changed size during iteration"). The lock costs
 nothing measurable (moto's Python work holds the GIL anyway). ``GET /bench/meters`` answers the meters and
@@ -194,7 +195,7 @@ def serve(service: str, metered: bool = True) -> None:
     from moto.dynamodb.responses import DynamoHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from bench import fast_dispatch
+    from bench import fast_dispatch, fast_dynamodb
     from bench.keepalive import KeepAliveServer
     from bench.probes import DynamoCounter
     from bench.units import DynamoUnits
@@ -205,6 +206,7 @@ def serve(service: str, metered: bool = True) -> None:
     fast_sqs.install()
     meters: Callable[[], dict[str, Any]] = lambda: {"cpu_s": time.process_time()}  # noqa: E731
     if service == "dynamodb":
+        fast_dynamodb.install()
         DynamoHandler.call_action = _serialised(DynamoHandler.call_action, threading.Lock())  # type: ignore[method-assign]
     if service == "dynamodb" and metered:
         calls, units = DynamoCounter().install(), DynamoUnits().install()
