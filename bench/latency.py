@@ -42,6 +42,7 @@ class LatencyPoint(BaseModel):
     budget: Budget
     latency_s: float
     chunks: int
+    writers: int
     cycle: CycleResult
 
     @property
@@ -56,6 +57,21 @@ class LatencyPoint(BaseModel):
     def met(self) -> bool:
         return self.ratio >= TARGETS[self.budget.name] and self.cycle.surfaced_failures == 0
 
+    @property
+    def overhead_s(self) -> float:
+        """Mean wall seconds of a writer invocation outside its Marketo calls (W): state reads and writes,
+        idempotency, the limiter, deleting the batch."""
+        c = self.cycle
+        marketo = float(c.writer_calls.get("seconds", {}).get("http:marketo", 0.0))
+        return (c.writer_seconds - marketo) / c.writer_invocations if c.writer_invocations else 0.0
+
+    @property
+    def writers_bound(self) -> float:
+        """Records/s that ``writers`` invocations in a row can reach when each spends L in Marketo plus W:
+        writers / (L + W) × 300 calls' worth, capped by the budget."""
+        calls = min(self.cycle.budget.calls_per_20s / 20.0, self.writers / (self.latency_s + self.overhead_s))
+        return calls * MARKETO_BATCH
+
     def writer_wait_share(self, service: str) -> float:
         """Share of the writer invocations' wall time spent in calls to ``service`` (threads overlap: can be > 1)."""
         _, seconds = by_service(self.cycle.writer_calls).get(service, (0, 0.0))
@@ -69,17 +85,19 @@ class LatencySweep(BaseModel):
     wall_seconds: float = 0.0
 
 
-def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, meters: Meters) -> LatencyPoint:
-    settings = PipelineSettings(records=chunks * MARKETO_BATCH, writers=budget.concurrency,
+def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, meters: Meters,
+              writers: int | None = None) -> LatencyPoint:
+    writers = writers or budget.concurrency
+    settings = PipelineSettings(records=chunks * MARKETO_BATCH, writers=writers,
                                 visma_latency_s=(0.01, 0.02), marketo_latency_s=(latency_s, latency_s),
                                 split_emulators=True, emulator_meters=False)
-    with BenchEnvironment(settings, budget, log_dir / f"{budget.calls_per_20s}-{latency_s:g}s") as env:
+    with BenchEnvironment(settings, budget, log_dir / f"{budget.calls_per_20s}-{latency_s:g}s-{writers}w") as env:
         cycle = env.run_cycle("full load", meters)
-    return LatencyPoint(budget=budget, latency_s=latency_s, chunks=chunks, cycle=cycle)
+    return LatencyPoint(budget=budget, latency_s=latency_s, chunks=chunks, writers=writers, cycle=cycle)
 
 
 def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_dir: Path,
-              say: object = print) -> LatencySweep:
+              say: object = print, writers_per_call: int = 1) -> LatencySweep:
     assert callable(say)
     meters = Meters(DynamoCounter(), DynamoUnits())  # unused: the emulator processes run unmetered here
     sweep = LatencySweep(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine())
@@ -87,9 +105,10 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
     for budget in budgets:
         for latency in latencies:
             say(f"{budget.name}, L = {latency:g} s, {chunks} chunks ...")
-            point = run_point(budget, latency, chunks, log_dir, meters)
+            point = run_point(budget, latency, chunks, log_dir, meters, budget.concurrency * writers_per_call)
             sweep.points.append(point)
-            say(f"  {point.cycle.records_per_second:.0f} rec/s of {point.ideal:.0f} ({100 * point.ratio:.1f} %)")
+            say(f"  {point.cycle.records_per_second:.0f} rec/s of {point.ideal:.0f} ({100 * point.ratio:.1f} %), "
+                f"W = {point.overhead_s:.2f} s")
     sweep.wall_seconds = time.monotonic() - started
     return sweep
 
@@ -99,20 +118,24 @@ def render(sweep: LatencySweep) -> str:
              f"Run {sweep.date} on {sweep.machine.get('cores')} cores ({sweep.machine.get('system')}, Python "
              f"{sweep.machine.get('python')}), {sweep.wall_seconds / 60:.1f} min, `python -m bench.latency`. "
              "DynamoDB and SQS on moto processes of their own; writers = the budget's concurrency.", "",
-             "| Budget | L | Chunks | Records/s | Ideal min(budget, C/L)×300 | Ratio (target) | Max in flight (C) "
-             "| Writer CPU s / 300 | Writer time in DynamoDB calls | DynamoDB emulator CPU s / 300 | Failures |",
-             "|" + "---|" * 11]
+             "| Budget | L | Writers | Chunks | Records/s | Ideal min(budget, C/L)×300 | Ratio (target) "
+             "| Max in flight (C) | W: invocation s outside Marketo | Writers' bound | Writer CPU s / 300 "
+             "| Writer time in DynamoDB calls | DynamoDB emulator CPU s / 300 | Failures |",
+             "|" + "---|" * 14]
     for p in sweep.points:
         c = p.cycle
         per_300 = 300 / c.records_written if c.records_written else 0.0
         emulator = c.emulator_cpu_seconds.get("dynamodb", 0.0) * per_300
         lines.append(
-            f"| {c.budget.calls_per_20s}/20 s, {c.budget.concurrency} | {p.latency_s:g} s | {p.chunks} | "
+            f"| {c.budget.calls_per_20s}/20 s, {c.budget.concurrency} | {p.latency_s:g} s | {p.writers} | {p.chunks} | "
             f"{c.records_per_second:.0f} | {p.ideal:.0f} | {100 * p.ratio:.1f} % ({100 * TARGETS[c.budget.name]:.0f} %"
             f"{', met' if p.met else ', missed'}) | {c.max_concurrency_seen} ({c.budget.concurrency}) | "
+            f"{p.overhead_s:.2f} s | {p.writers_bound:.0f} | "
             f"{c.writer_cpu_per_300:.2f} | {100 * p.writer_wait_share('dynamodb'):.0f} % | {emulator:.2f} | "
             f"{c.surfaced_failures} |")
-    lines += ["", "Writer time in DynamoDB calls: wall seconds inside DynamoDB calls over the writer invocations' "
+    lines += ["", "W: a writer invocation's mean wall time outside its Marketo call; writers' bound: "
+              "min(budget, writers / (L + W)) × 300, what that many writers one chunk at a time can reach.",
+              "Writer time in DynamoDB calls: wall seconds inside DynamoDB calls over the writer invocations' "
               "wall seconds (the record-state writes run 16 at a time, so it can exceed 100 %)."]
     return "\n".join(lines) + "\n"
 
@@ -123,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=30, help="300-record chunks per run (30)")
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--budgets", nargs="+", choices=sorted(BUDGETS), default=["default", "full"])
+    parser.add_argument("--writers-per-call", type=int, default=1,
+                        help="writer processes per concurrent Marketo call (1: the template's writer concurrency)")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks-latency.md")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench" / "latency")
     args = parser.parse_args(argv)
-    sweep = run_sweep([BUDGETS[b] for b in args.budgets], args.latencies, args.chunks, args.log_dir)
+    sweep = run_sweep([BUDGETS[b] for b in args.budgets], args.latencies, args.chunks, args.log_dir,
+                      writers_per_call=args.writers_per_call)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     (args.log_dir / "sweep.json").write_text(sweep.model_dump_json(indent=1))
     args.output.write_text(render(sweep))
