@@ -64,7 +64,7 @@ class CallTimer:
                 timer.add(f"http:{_http_kind(str(request.url))}", time.perf_counter() - started)
 
         botocore.client.BaseClient._make_api_call = timed_api_call  # type: ignore[method-assign]
-        requests.Session.send = timed_send  # type: ignore[method-assign]
+        requests.Session.send = timed_send  # type: ignore[method-assign,assignment]
         self._installed = True
         return self
 

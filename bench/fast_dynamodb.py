@@ -83,11 +83,10 @@ def _fast_update_item(original: Callable[..., Item]) -> Callable[..., Item]:
             data: dict[str, Any] = {table.hash_key_attr: {hash_value.type: hash_value.value}}
             if range_value is not None:
                 data[table.range_key_attr] = {range_value.type: range_value.value}  # type: ignore[index]
-            table.put_item(data)
-            item = table.get_item(hash_value, range_value)
+            item = table.put_item(data)
         for name, placeholder in pairs:
             item.attrs[name] = DynamoType(values[placeholder])
-        return item  # type: ignore[no-any-return]
+        return item
 
     return update_item
 
