@@ -70,6 +70,7 @@ class FanoutResult(BaseModel):
     poll_phase_seconds: float = 0.0
     write_phase_seconds: float = 0.0
     records_written: int = 0
+    marketo_sync_calls: int = 0  # createOrUpdate calls over every instance (companies)
     writer_failures: int = 0
     verified_connections: int = 0
     mismatched_connections: list[str] = Field(default_factory=list)
@@ -164,6 +165,8 @@ def run(settings: FanoutSettings, log_dir: Path, say: Any = print) -> tuple[Fano
         result.write_phase_seconds = time.time() - started
         result.writer_failures = sum(w.failed + w.handler_errors for w in workers)
         result.records_written = sum(w.succeeded for w in workers)
+        result.marketo_sync_calls = sum(int(m.stats.snapshot()["by_object"].get("companies", {}).get("sync_calls", 0))
+                                        for m in instances)
         for n in range(settings.connections):
             connection = None if n == 0 else f"fan{n:03d}"
             # Other connections' records share the Marketo instance: "unexpected" ones are theirs.
@@ -190,11 +193,12 @@ def render(result: FanoutResult, tick: float) -> str:
         f"(PollerMaximumConcurrency), {result.writer_concurrency} writers; DynamoDB and SQS on emulator processes "
         "of their own.", "",
         "| Polls queued | Polled completely | Within one interval | Lag median / max | Poll phase | Write phase "
-        "| Records written | Writer failures | Connections verified |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| Records written | Marketo sync calls | Writer failures | Connections verified |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {result.dispatched} | {len(polled)} | {within} of {s.connections} within {result.schedule_seconds} s | "
         f"{median:.0f} s / {max(lags, default=0.0):.0f} s | {result.poll_phase_seconds:.0f} s | "
-        f"{result.write_phase_seconds:.0f} s | {result.records_written} | {result.writer_failures} | "
+        f"{result.write_phase_seconds:.0f} s | {result.records_written} | {result.marketo_sync_calls} | "
+        f"{result.writer_failures} | "
         f"{result.verified_connections} of {s.connections} |", "",
         "Lag: from the tick to the end of the connection's poll (the connection's window read and sent).",
     ]) + "\n"
