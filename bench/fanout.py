@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bench.calltimer import CallTimer, by_service, merge
 from bench.models import DEFAULT_BUDGET, PipelineSettings
 from bench.pipeline import BenchEnvironment
 from bench.remote import StackSpec
@@ -68,6 +69,8 @@ class FanoutResult(BaseModel):
     dispatched: int = 0
     polls: list[PollDone] = Field(default_factory=list)
     poll_phase_seconds: float = 0.0
+    poller_calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary of the poller processes
+    poller_cpu_seconds: float = 0.0
     write_phase_seconds: float = 0.0
     records_written: int = 0
     marketo_sync_calls: int = 0  # createOrUpdate calls over every instance (companies)
@@ -101,14 +104,17 @@ class _TimedPolls(SqsEventSource):
                     failures=failures + ([poll["error"]] if poll.get("error") else [])))
 
 
-def _poller_worker(spec_data: dict[str, Any], log_path: str) -> list[dict[str, Any]]:
+def _poller_worker(spec_data: dict[str, Any], log_path: str) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+    """(polls done, AWS/HTTP call times, this process's CPU seconds)."""
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = _TimedPolls(spec.stack(), "PollerFunction", env=spec.handler_env, template_path=spec.template_path,
                          keep_invisible=True)
+    cpu = time.process_time()
     source.drain(idle_polls=3)
     sys.stdout.flush()
-    return [d.model_dump() for d in source.done]
+    return [d.model_dump() for d in source.done], timer.summary(), time.process_time() - cpu
 
 
 def _template_default(name: str) -> int:
@@ -157,7 +163,10 @@ def run(settings: FanoutSettings, log_dir: Path, say: Any = print) -> tuple[Fano
         with ProcessPoolExecutor(max_workers=pollers, mp_context=context) as pool:
             futures = [pool.submit(_poller_worker, spec.model_dump(), str(log_dir / f"poller-{i}.log"))
                        for i in range(pollers)]
-            result.polls = [PollDone.model_validate(d) for f in futures for d in f.result()]
+            answers = [f.result() for f in futures]
+        result.polls = [PollDone.model_validate(d) for done, _, _ in answers for d in done]
+        result.poller_calls = merge([calls for _, calls, _ in answers])
+        result.poller_cpu_seconds = sum(cpu for _, _, cpu in answers)
         result.poll_phase_seconds = time.time() - tick
         say(f"polled {len(result.polls)} in {result.poll_phase_seconds:.0f} s; {writers} writer processes ...")
         started = time.time()
@@ -200,8 +209,17 @@ def render(result: FanoutResult, tick: float) -> str:
         f"{result.write_phase_seconds:.0f} s | {result.records_written} | {result.marketo_sync_calls} | "
         f"{result.writer_failures} | "
         f"{result.verified_connections} of {s.connections} |", "",
-        "Lag: from the tick to the end of the connection's poll (the connection's window read and sent).",
+        "Lag: from the tick to the end of the connection's poll (the connection's window read and sent).", "",
+        _poll_time_line(result),
     ]) + "\n"
+
+
+def _poll_time_line(result: FanoutResult) -> str:
+    polls = max(len(result.polls), 1)
+    spent = sorted(by_service(result.poller_calls).items(), key=lambda kv: -kv[1][1])
+    calls = ", ".join(f"{name} {n / polls:.1f} calls / {seconds / polls:.2f} s" for name, (n, seconds) in spent)
+    return (f"Per poll (mean over {len(result.polls)}): {result.poller_cpu_seconds / polls:.2f} s of poller CPU; "
+            f"calls and the wall time in them: {calls}.")
 
 
 def main(argv: list[str] | None = None) -> int:
