@@ -54,6 +54,7 @@ class FanoutSettings(BaseModel):
 class PollDone(BaseModel):
     connection: str
     finished_at: float  # epoch seconds
+    seconds: float = 0.0  # the poller invocation's wall time
     records_read: int
     complete: bool
     failures: list[str] = Field(default_factory=list)
@@ -90,7 +91,7 @@ class _TimedPolls(SqsEventSource):
         self.done: list[PollDone] = []
 
     def _deliver(self, messages: list[dict[str, Any]], stats: DrainStats) -> None:
-        results = len(stats.results)
+        results, started = len(stats.results), time.time()
         super()._deliver(messages, stats)
         finished = time.time()
         for result in stats.results[results:]:
@@ -98,7 +99,7 @@ class _TimedPolls(SqsEventSource):
                 entities = poll.get("entities", [])
                 failures = [f"{e.get('entity')}: {e['error']}" for e in entities if e.get("error")]
                 self.done.append(PollDone(
-                    connection=poll["connection"], finished_at=finished,
+                    connection=poll["connection"], finished_at=finished, seconds=finished - started,
                     records_read=sum(int(e.get("records_read", 0)) for e in entities),
                     complete=bool(entities) and all(e.get("complete") for e in entities),
                     failures=failures + ([poll["error"]] if poll.get("error") else [])))
@@ -218,7 +219,9 @@ def _poll_time_line(result: FanoutResult) -> str:
     polls = max(len(result.polls), 1)
     spent = sorted(by_service(result.poller_calls).items(), key=lambda kv: -kv[1][1])
     calls = ", ".join(f"{name} {n / polls:.1f} calls / {seconds / polls:.2f} s" for name, (n, seconds) in spent)
-    return (f"Per poll (mean over {len(result.polls)}): {result.poller_cpu_seconds / polls:.2f} s of poller CPU; "
+    wall = sum(p.seconds for p in result.polls) / polls
+    return (f"Per poll (mean over {len(result.polls)}): {wall:.2f} s wall, {result.poller_cpu_seconds / polls:.2f} s "
+            "of poller CPU (the processes' CPU over their polls); "
             f"calls and the wall time in them: {calls}.")
 
 
