@@ -86,18 +86,18 @@ class LatencySweep(BaseModel):
 
 
 def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, meters: Meters,
-              writers: int | None = None) -> LatencyPoint:
+              writers: int | None = None, profile: bool = False) -> LatencyPoint:
     writers = writers or budget.concurrency
     settings = PipelineSettings(records=chunks * MARKETO_BATCH, writers=writers,
                                 visma_latency_s=(0.01, 0.02), marketo_latency_s=(latency_s, latency_s),
                                 split_emulators=True, emulator_meters=False)
     with BenchEnvironment(settings, budget, log_dir / f"{budget.calls_per_20s}-{latency_s:g}s-{writers}w") as env:
-        cycle = env.run_cycle("full load", meters)
+        cycle = env.run_cycle("full load", meters, profile=profile)
     return LatencyPoint(budget=budget, latency_s=latency_s, chunks=chunks, writers=writers, cycle=cycle)
 
 
 def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_dir: Path,
-              say: object = print, writers_per_call: int = 1) -> LatencySweep:
+              say: object = print, writers_per_call: int = 1, profile: bool = False) -> LatencySweep:
     assert callable(say)
     meters = Meters(DynamoCounter(), DynamoUnits())  # unused: the emulator processes run unmetered here
     sweep = LatencySweep(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine())
@@ -105,7 +105,7 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
     for budget in budgets:
         for latency in latencies:
             say(f"{budget.name}, L = {latency:g} s, {chunks} chunks ...")
-            point = run_point(budget, latency, chunks, log_dir, meters, budget.concurrency * writers_per_call)
+            point = run_point(budget, latency, chunks, log_dir, meters, budget.concurrency * writers_per_call, profile)
             sweep.points.append(point)
             say(f"  {point.cycle.records_per_second:.0f} rec/s of {point.ideal:.0f} ({100 * point.ratio:.1f} %), "
                 f"W = {point.overhead_s:.2f} s")
@@ -148,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", nargs="+", choices=sorted(BUDGETS), default=["default", "full"])
     parser.add_argument("--writers-per-call", type=int, default=1,
                         help="writer processes per concurrent Marketo call (1: the template's writer concurrency)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile each writer process (threads included): writer-<i>.prof under --log-dir")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks-latency.md")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench" / "latency")
     args = parser.parse_args(argv)
     sweep = run_sweep([BUDGETS[b] for b in args.budgets], args.latencies, args.chunks, args.log_dir,
-                      writers_per_call=args.writers_per_call)
+                      writers_per_call=args.writers_per_call, profile=args.profile)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     (args.log_dir / "sweep.json").write_text(sweep.model_dump_json(indent=1))
     args.output.write_text(render(sweep))
