@@ -18,7 +18,10 @@ def _sizes(text: str) -> list[int]:
 
 
 def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__,
+        epilog="Other runs: python -m bench.latency (throughput at Marketo latency L), python -m bench.fanout "
+               "(many connections, one tick), python -m bench.large first-load|reconcile (100k records).")
     parser.add_argument("--records", type=int, help="records in Visma for the default-budget cycles (100000)")
     parser.add_argument("--full-limit-records", type=int, help="records for the full-instance-limit load (100000)")
     parser.add_argument("--writers", type=int, help="concurrent writer processes (4)")
@@ -27,6 +30,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     parser.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="Marketo and Visma latency per call in seconds (0.1 0.3)")
     parser.add_argument("--cold-import-runs", type=int, help="fresh interpreters per handler (7)")
+    parser.add_argument("--split-emulators", action="store_true",
+                        help="DynamoDB and SQS on moto processes of their own, not the bench process's moto thread")
     parser.add_argument("--quick", action="store_true", help="a small run (2,000 records) to try the harness")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench")
@@ -38,6 +43,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     if args.latency:
         values["marketo_latency_s"] = values["visma_latency_s"] = tuple(args.latency)
     values["log_dir"] = args.log_dir
+    values["split_emulators"] = args.split_emulators
     return Options.model_validate(values), args.output
 
 

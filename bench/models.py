@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +35,9 @@ class PipelineSettings(BaseModel):
     visma_latency_s: tuple[float, float] = (0.1, 0.3)
     marketo_latency_s: tuple[float, float] = (0.1, 0.3)
     edit_fraction: float = 0.01
+    # DynamoDB and SQS on moto processes of their own (bench.emulators), not on the bench process's moto thread.
+    split_emulators: bool = False
+    emulator_meters: bool = True  # split emulators: count DynamoDB calls and units (costs emulator CPU)
 
 
 def _no_units() -> dict[str, dict[str, float]]:
@@ -75,6 +79,10 @@ class CycleResult(BaseModel):
     writer_seconds: float
     writer_cpu_seconds: float = 0.0  # the writer processes' own CPU (handler, boto3, the event-source loop)
     cycle_seconds: float
+    # Writers' wall time inside AWS / HTTP calls (bench.calltimer summary, all writer processes added up).
+    writer_calls: dict[str, Any] = Field(default_factory=dict)
+    # CPU seconds of the emulator processes during the cycle (split emulators only), by service.
+    emulator_cpu_seconds: dict[str, float] = Field(default_factory=dict)
 
     @property
     def records_written(self) -> int:

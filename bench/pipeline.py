@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.calltimer import merge
+from bench.emulators import RemoteMeters, SplitAws
 from bench.models import Budget, CycleResult, PipelineSettings
 from bench.probes import DynamoCounter, WriteClock
 from bench.remote import StackSpec
@@ -51,10 +53,28 @@ class BenchEnvironment(LocalEnvironment):
         self.log_dir = log_dir
         self.write_clock = WriteClock(self.marketo)
         self.customers, self.suppliers = settings.records - suppliers, suppliers
+        if settings.split_emulators:
+            self.aws = SplitAws(metered=settings.emulator_meters)
+
+    def start(self) -> BenchEnvironment:
+        super().start()
+        if isinstance(self.aws, SplitAws):
+            assert self.stack is not None
+            self.aws.move_stack(self.stack)
+        return self
 
     def __enter__(self) -> BenchEnvironment:
         self.start()
         return self
+
+    def meters(self, in_process: Meters) -> Meters:
+        """Where this environment's DynamoDB is metered: in this process, or in its emulator process."""
+        if isinstance(self.aws, SplitAws):
+            return Meters(RemoteMeters(self.aws, "calls"), RemoteMeters(self.aws, "units"))
+        return in_process
+
+    def emulator_cpu(self) -> dict[str, float]:
+        return self.aws.cpu_seconds() if isinstance(self.aws, SplitAws) else {}
 
     def spec(self) -> StackSpec:
         assert self.stack is not None
@@ -69,17 +89,24 @@ class BenchEnvironment(LocalEnvironment):
             QueueUrl=self.resource("SyncDeadLetterQueue"), AttributeNames=["ApproximateNumberOfMessages"])
         return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
-    def run_cycle(self, label: str, dynamo: Meters) -> CycleResult:
+    def run_cycle(self, label: str, dynamo: Meters, *, profile: bool = False) -> CycleResult:
         """One schedule tick: the poller, then the writers draining everything it enqueued."""
+        dynamo = self.meters(dynamo)
         before = _Snapshot.take(self, dynamo)
         started = time.monotonic()
         poll = self._poll_until_complete()
         poller_s = time.monotonic() - started
         self.write_clock.clear()  # the write phase: only the writers' Marketo calls from here on
-        workers = run_writers(self.spec(), self.settings.writers, self.log_dir / label.replace(" ", "-"))
+        cpu_before = self.emulator_cpu()
+        workers = run_writers(self.spec(), self.settings.writers, self.log_dir / label.replace(" ", "-"),
+                              profile=profile)
+        cpu_after = self.emulator_cpu()
         elapsed = time.monotonic() - started
         after = _Snapshot.take(self, dynamo)
-        return _cycle_result(self, label, poll, poller_s, elapsed, workers, before, after)
+        result = _cycle_result(self, label, poll, poller_s, elapsed, workers, before, after)
+        result.writer_calls = merge([w.calls for w in workers])
+        result.emulator_cpu_seconds = {s: round(cpu_after[s] - cpu_before.get(s, 0.0), 2) for s in cpu_after}
+        return result
 
 
     def _poll_until_complete(self, max_runs: int = 3) -> dict[str, Any]:
@@ -99,8 +126,8 @@ class BenchEnvironment(LocalEnvironment):
 class Meters:
     """DynamoDB as seen in the bench process: item calls (the limiter's apart) and request units as billed."""
 
-    calls: DynamoCounter
-    units: DynamoUnits
+    calls: DynamoCounter | RemoteMeters
+    units: DynamoUnits | RemoteMeters
 
 
 class _Snapshot:

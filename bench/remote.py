@@ -20,9 +20,10 @@ from localrun.aws import DeployedStack, LocalAws
 class RemoteAws(LocalAws):
     """A LocalAws whose server runs in another process: same clients and env(), nothing to start or stop."""
 
-    def __init__(self, endpoint_url: str, region: str) -> None:
+    def __init__(self, endpoint_url: str, region: str, service_endpoints: dict[str, str] | None = None) -> None:
         super().__init__(region=region)
         self.endpoint_url = endpoint_url
+        self.service_endpoints = dict(service_endpoints or {})
 
     def _require_started(self) -> None:
         return None  # the owning process started it
@@ -47,16 +48,18 @@ class StackSpec(BaseModel):
     endpoint_url: str
     region: str
     handler_env: dict[str, str]
+    service_endpoints: dict[str, str] = {}  # services answered by emulator processes of their own (bench.emulators)
 
     @classmethod
     def of(cls, stack: DeployedStack, handler_env: dict[str, str]) -> StackSpec:
         return cls(stack_name=stack.stack_name, template=stack.template, resources=stack.resources,
                    parameters=stack.parameters, template_path=str(stack.template_path), account_id=stack.account_id,
                    stack_id=stack.stack_id, endpoint_url=stack.aws.endpoint_url, region=stack.aws.region,
-                   handler_env=handler_env)
+                   handler_env=handler_env, service_endpoints=stack.aws.service_endpoints)
 
     def stack(self) -> DeployedStack:
         return DeployedStack(stack_name=self.stack_name, template=self.template, resources=self.resources,
-                             aws=RemoteAws(self.endpoint_url, self.region), parameters=self.parameters,
+                             aws=RemoteAws(self.endpoint_url, self.region, self.service_endpoints),
+                             parameters=self.parameters,
                              template_path=Path(self.template_path), account_id=self.account_id,
                              stack_id=self.stack_id)

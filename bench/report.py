@@ -14,6 +14,16 @@ CALLS_TARGET = 1.05
 MEMORY_FLAT_TOLERANCE = 1.5  # "flat": the largest run's growth at most 1.5x the smallest's
 
 
+OTHER_RUNS = [
+    "## Other runs", "",
+    "Measured apart, with DynamoDB and SQS on emulator processes of their own (`bench/emulators.py`): throughput at "
+    "production Marketo latency (`python -m bench.latency` → `docs/benchmarks-latency.md`), many connections on one "
+    "tick (`python -m bench.fanout` → `docs/benchmarks-fanout.md`), and what bounds each figure "
+    "(`docs/benchmarks-bounds.md`). The 100k first-load and reconcile scenarios run on demand: "
+    "`python -m bench.large`.",
+    ""]
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -110,6 +120,7 @@ def render(report: BenchReport) -> str:
     sections = (_scale_lines, _time_lines, _limiter_lines, _baseline_lines, _memory_lines, _cold_lines, _cost_lines)
     for section in sections:
         lines += section(report)
+    lines += OTHER_RUNS
     return "\n".join(lines) + "\n"
 
 

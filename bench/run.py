@@ -40,6 +40,7 @@ class Options(BaseModel):
     visma_latency_s: tuple[float, float] = (0.1, 0.3)
     cold_import_runs: int = 7
     log_dir: Path = Path(".bench")
+    split_emulators: bool = False  # DynamoDB and SQS on moto processes of their own (bench.emulators)
 
 
 class BenchReport(BaseModel):
@@ -90,7 +91,7 @@ def run(options: Options, progress: bool = True) -> BenchReport:
 
 def _settings(options: Options, records: int) -> PipelineSettings:
     return PipelineSettings(records=records, writers=options.writers, visma_latency_s=options.visma_latency_s,
-                            marketo_latency_s=options.marketo_latency_s)
+                            marketo_latency_s=options.marketo_latency_s, split_emulators=options.split_emulators)
 
 
 def _default_budget_cycles(options: Options, report: BenchReport, dynamo: Meters,

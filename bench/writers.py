@@ -7,15 +7,20 @@ the messages. Writers share the Marketo budget through the DynamoDB limiter in m
 
 from __future__ import annotations
 
+import cProfile
 import multiprocessing
+import pstats
 import sys
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
+from bench.calltimer import CallTimer
 from bench.remote import StackSpec
 from localrun.event_source import DrainStats, SqsEventSource
 
@@ -25,6 +30,7 @@ class WorkerResult(DrainStats):
 
     durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
     cpu_s: list[float] = Field(default_factory=list)  # this process's CPU time per invocation (no moto: it runs apart)
+    calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary: AWS and HTTP call times
 
 
 class TimedEventSource(SqsEventSource):
@@ -44,28 +50,63 @@ class TimedEventSource(SqsEventSource):
         self.cpu.append(time.process_time() - cpu)
 
 
-def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int) -> WorkerResult:
+def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int,
+            profile_path: str | None = None) -> WorkerResult:
     # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
                               batching_window_s=batching_window_s, template_path=spec.template_path)
-    stats = source.drain(idle_polls=idle_polls)
+    if profile_path is None:
+        stats = source.drain(idle_polls=idle_polls)
+    else:  # the writer's own CPU, function by function (moto runs in other processes)
+        stats = _profiled(lambda: source.drain(idle_polls=idle_polls), profile_path)
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
-                        durations_s=source.durations, cpu_s=source.cpu)
+                        durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary())
+
+
+def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
+    """``run()`` under cProfile, the threads it starts included (the writer writes record states from a
+    thread pool; cProfile alone sees only the calling thread); one stats file for all."""
+    profiles: list[cProfile.Profile] = []
+    lock = threading.Lock()
+
+    def profile_this_thread(*_: Any) -> None:
+        profile = cProfile.Profile()
+        with lock:
+            profiles.append(profile)
+        sys.setprofile(None)
+        profile.enable()  # replaces this hook for the rest of the thread
+
+    main = cProfile.Profile()
+    threading.setprofile(profile_this_thread)
+    try:
+        result = main.runcall(run)
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+    with lock:
+        combined = pstats.Stats(main)
+        for profile in profiles:
+            profile.create_stats()
+            combined.add(profile)
+    combined.dump_stats(path)
+    return result
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
-                idle_polls: int = 3) -> list[WorkerResult]:
+                idle_polls: int = 3, profile: bool = False) -> list[WorkerResult]:
     """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
 
     A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
+    ``profile``: each worker runs under cProfile and leaves ``writer-<i>.prof`` in ``log_dir``.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
-                               idle_polls) for i in range(count)]
+                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None)
+                   for i in range(count)]
         return [f.result() for f in futures]

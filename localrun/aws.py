@@ -161,6 +161,9 @@ class LocalAws:
         self._session: boto3.session.Session | None = None
         self._lock = threading.Lock()
         self.faults = AwsFaults()
+        # Services answered by another emulator process (service -> endpoint): the bench runs DynamoDB and SQS
+        # apart so that one moto process does not bound the measurement. Empty: this server answers all.
+        self.service_endpoints: dict[str, str] = {}
 
     def start(self) -> LocalAws:
         if self._server is None:
@@ -193,8 +196,15 @@ class LocalAws:
     def env(self) -> dict[str, str]:
         """Environment that points boto3 (in this process or a child) at the server, with fake credentials."""
         self._require_started()
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region, "AWS_REGION": self.region,
-                "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY}
+        # boto3 (>= 1.28) reads a service's own endpoint from AWS_ENDPOINT_URL_<SERVICE> before AWS_ENDPOINT_URL.
+        routed = {f"AWS_ENDPOINT_URL_{service.upper()}": url for service, url in self.service_endpoints.items()}
+        return {"AWS_ENDPOINT_URL": self.endpoint_url, **routed, "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": FAKE_SECRET_KEY}
+
+    def endpoint_for(self, service: str) -> str:
+        """The endpoint that answers ``service`` (boto3's service name, e.g. "dynamodb")."""
+        return self.service_endpoints.get(service, self.endpoint_url)
 
     def session(self) -> boto3.session.Session:
         if self._session is None:
@@ -207,7 +217,7 @@ class LocalAws:
         with self._lock:
             if service not in self._clients:
                 self._clients[service] = self.session().client(
-                    service, endpoint_url=self.endpoint_url,
+                    service, endpoint_url=self.endpoint_for(service),
                     config=Config(retries={"mode": "standard", "max_attempts": 2}))
             return self._clients[service]
 

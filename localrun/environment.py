@@ -239,7 +239,7 @@ class LocalEnvironment:
 
     def state(self) -> State:
         """The connector's state table, read through the connector's own state interfaces."""
-        resource = self.aws.session().resource("dynamodb", endpoint_url=self.aws.endpoint_url)
+        resource = self.aws.session().resource("dynamodb", endpoint_url=self.aws.endpoint_for("dynamodb"))
         return dynamodb_state(self.resource("StateTable"), resource)
 
     def queue_depth(self, logical_id: str = "SyncQueue") -> int:

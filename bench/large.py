@@ -1,0 +1,182 @@
+"""Large single-connection scenarios of issue #16 part 5, on demand (each takes many minutes):
+
+- ``first-load``: a first load of ``--records`` (100k) with Visma answering each page after 0.5–1 s. Poller
+  invocations follow one another as the schedule (or a continuation) would start them, until every
+  entity's window is complete; reports how many invocations, how long each, records read per invocation,
+  then the writers drain and Marketo is verified. With windows that span invocations (resumable windows)
+  each invocation continues where the last stopped; without them a window longer than one invocation
+  is read again from its start, and the run ends after ``--max-ticks`` ticks incomplete (reported so).
+- ``reconcile``: after a first load, ``--deleted`` records are deleted in Visma and ``--drift`` companies
+  are edited by hand in Marketo; then ``ml-connector reconcile`` runs against the local stack (through
+  the CLI, as a user would); reports Visma calls, Marketo calls, time, and what the reconcile printed
+  (drift found). Needs the reconcile command (issue #16 part 4): where the CLI has none, the scenario
+  says so and stops.
+
+    python -m bench.large first-load [--records 100000] [--page-size 1000]
+    python -m bench.large reconcile [--records 100000] [--drift 100] [--deleted 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from bench.models import DEFAULT_BUDGET, PipelineSettings
+from bench.pipeline import BenchEnvironment
+from bench.writers import run_writers
+from localrun.event_source import DrainStats, SqsEventSource
+from sandbox.marketo.schema import COMPANY
+
+ROOT = Path(__file__).resolve().parent.parent
+HAND_EDITED = "edited by hand in Marketo"
+
+
+class Invocation(BaseModel):
+    seconds: float
+    records_read: int
+    complete: bool
+
+
+class FirstLoad(BaseModel):
+    records: int
+    page_size: int
+    page_latency_s: tuple[float, float]
+    invocations: list[Invocation] = Field(default_factory=list)
+    complete: bool = False
+    write_seconds: float = 0.0
+    verification: str = ""
+
+
+class Reconcile(BaseModel):
+    records: int
+    drift_seeded: int
+    deleted_seeded: int
+    available: bool = True
+    seconds: float = 0.0
+    visma_calls: int = 0
+    marketo_calls: int = 0
+    output: str = ""
+
+
+def _environment(records: int, page_size: int, latency: tuple[float, float], log_dir: Path) -> BenchEnvironment:
+    settings = PipelineSettings(records=records, writers=DEFAULT_BUDGET.concurrency, visma_page_size=page_size,
+                                visma_latency_s=latency, marketo_latency_s=(0.2, 0.4), split_emulators=True,
+                                emulator_meters=False)
+    return BenchEnvironment(settings, DEFAULT_BUDGET, log_dir)
+
+
+class _TimedPollSource(SqsEventSource):
+    """The poll-work event source, noting each poller invocation (a continuation started by the poller
+    itself arrives on the same queue and is drained in the same tick)."""
+
+    def __init__(self, *args: Any, invocations: list[Invocation], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.invocations = invocations
+
+    def _deliver(self, messages: list[dict[str, Any]], stats: DrainStats) -> None:
+        returned, started = len(stats.results), time.monotonic()
+        super()._deliver(messages, stats)
+        seconds = time.monotonic() - started
+        for result in stats.results[returned:]:
+            entities = [e for poll in result.get("polls", []) for e in poll.get("entities", [])]
+            self.invocations.append(Invocation(seconds=seconds, records_read=sum(e["records_read"] for e in entities),
+                                               complete=bool(entities) and all(e["complete"] for e in entities)))
+
+
+def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> FirstLoad:
+    """Schedule ticks (15 minutes apart in the events, back to back in time) until the load is complete."""
+    result = FirstLoad(records=env.settings.records, page_size=env.settings.visma_page_size,
+                       page_latency_s=env.settings.visma_latency_s)
+    assert env.stack is not None
+    stack = env.stack
+
+    def poll_work_source() -> SqsEventSource:  # LocalEnvironment's, timed
+        return _TimedPollSource(stack, "PollerFunction", env=env.env(), template_path=stack.template_path,
+                                keep_invisible=True, invocations=result.invocations)
+
+    env.poll_work_source = poll_work_source  # type: ignore[method-assign]
+    first = datetime.now(UTC)
+    for n in range(max_ticks):
+        env.run_poller(at=first + timedelta(minutes=15 * n))
+        say(f"  tick {n + 1}: {len(result.invocations)} invocations so far, last {result.invocations[-1:]}")
+        if result.invocations and result.invocations[-1].complete:
+            result.complete = True
+            break
+    started = time.monotonic()
+    run_writers(env.spec(), env.settings.writers, env.log_dir / "writers")
+    result.write_seconds = time.monotonic() - started
+    result.verification = env.verify().summary()
+    return result
+
+
+def seed_drift(env: BenchEnvironment, drift: int, deleted: int) -> None:
+    """``drift`` companies edited by hand in Marketo (their name), ``deleted`` customers deleted in Visma."""
+    store = env.marketo.store
+    with store._lock:  # the sandbox's own table: a hand edit in Marketo's UI, outside the API and its counters
+        for row in list(store._tables[COMPANY].rows.values())[:drift]:
+            row["company"] = HAND_EDITED
+    for record in env.visma.store.records("customer")[:deleted]:
+        env.visma.store.delete("customer", int(record["internalId"]))
+
+
+def reconcile(env: BenchEnvironment, drift: int, deleted: int, target_file: Path) -> Reconcile:
+    from cli.main import main as cli_main
+
+    result = Reconcile(records=env.settings.records, drift_seeded=drift, deleted_seeded=deleted)
+    seed_drift(env, drift, deleted)
+    target = env.local_target()
+    target.env.update({k: v for k, v in env.aws.env().items() if k.startswith("AWS_ENDPOINT_URL_")})
+    target.write(target_file)
+    visma_before, marketo_before = env.visma.stats.snapshot(), env.marketo.stats.snapshot()
+    printed = io.StringIO()
+    started = time.monotonic()
+    try:
+        with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+            cli_main(["reconcile", "--target-file", str(target_file)])
+    except SystemExit as stop:
+        if stop.code == 2 and "invalid choice: 'reconcile'" in printed.getvalue():
+            result.available = False
+    result.seconds = time.monotonic() - started
+    result.visma_calls = env.visma.stats.snapshot()["erp_calls"] - visma_before["erp_calls"]
+    result.marketo_calls = env.marketo.stats.snapshot()["calls_total"] - marketo_before["calls_total"]
+    result.output = printed.getvalue()[-4000:]
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.large", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("scenario", choices=["first-load", "reconcile"])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--page-size", type=int, default=1000, help="Visma's page size (1000)")
+    parser.add_argument("--page-latency", type=float, nargs=2, default=(0.5, 1.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--max-ticks", type=int, default=10, help="schedule ticks at most (10)")
+    parser.add_argument("--drift", type=int, default=100, help="companies edited by hand in Marketo (reconcile)")
+    parser.add_argument("--deleted", type=int, default=100, help="customers deleted in Visma (reconcile)")
+    parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench" / "large")
+    args = parser.parse_args(argv)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    with _environment(args.records, args.page_size, tuple(args.page_latency), args.log_dir) as env:
+        print(f"first load of {args.records} records ...")
+        load = first_load(env, args.max_ticks)
+        (args.log_dir / "first-load.json").write_text(load.model_dump_json(indent=1))
+        print(load.model_dump_json(indent=1))
+        if args.scenario == "reconcile":
+            print("reconcile ...")
+            result = reconcile(env, args.drift, args.deleted, args.log_dir / "target.json")
+            if not result.available:
+                print("this branch has no `ml-connector reconcile` (issue #16 part 4): scenario skipped")
+            (args.log_dir / "reconcile.json").write_text(result.model_dump_json(indent=1))
+            print(result.model_dump_json(indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
