@@ -32,6 +32,7 @@ from bench.pipeline import BenchEnvironment
 from bench.remote import StackSpec
 from bench.run import machine
 from bench.writers import run_writers
+from localrun.environment import STACK_NAME
 from localrun.event_source import DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
 from localrun.sam_template import load_template
@@ -73,7 +74,9 @@ class FanoutResult(BaseModel):
     poller_calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary of the poller processes
     poller_cpu_seconds: float = 0.0
     write_phase_seconds: float = 0.0
-    records_written: int = 0
+    records_written: int = 0  # companies Marketo created or updated
+    messages_written: int = 0  # SQS messages (packs of up to 300 records) the writers consumed
+    ideal_sync_calls: int = 0
     marketo_sync_calls: int = 0  # createOrUpdate calls over every instance (companies)
     writer_failures: int = 0
     verified_connections: int = 0
@@ -150,8 +153,13 @@ def run(settings: FanoutSettings, log_dir: Path, say: Any = print) -> tuple[Fano
         say(f"{settings.connections} connections over {len(companies)} Visma companies and "
             f"{len(instances)} Marketo instances ...")
         mapping = env.env()["MAPPING_FILE"]
+        # One API user per Marketo instance, as an agency sets it up: connections on an instance share its secret,
+        # so the writers can merge their records into the same calls.
+        secrets = {0: env.resource("MarketoCredentialsSecret")}
         for n, (c, m) in enumerate(pairs, start=1):
-            env.add_connection(f"fan{n:03d}", companies[c], instances[m], mapping=mapping)
+            env.add_connection(f"fan{n:03d}", companies[c], instances[m], mapping=mapping,
+                               marketo_secret_id=secrets.get(m))
+            secrets.setdefault(m, f"{STACK_NAME}/fan{n:03d}/marketo")
         assert env.stack is not None
         spec = StackSpec.of(env.stack, env.env())
         tick = time.time()
@@ -174,9 +182,14 @@ def run(settings: FanoutSettings, log_dir: Path, say: Any = print) -> tuple[Fano
         workers = run_writers(spec, writers, log_dir / "writers")
         result.write_phase_seconds = time.time() - started
         result.writer_failures = sum(w.failed + w.handler_errors for w in workers)
-        result.records_written = sum(w.succeeded for w in workers)
-        result.marketo_sync_calls = sum(int(m.stats.snapshot()["by_object"].get("companies", {}).get("sync_calls", 0))
-                                        for m in instances)
+        result.messages_written = sum(w.succeeded for w in workers)
+        companies_by_instance = [m.stats.snapshot()["by_object"].get("companies", {}) for m in instances]
+        result.records_written = sum(int(c.get("records_created", 0)) + int(c.get("records_updated", 0))
+                                     for c in companies_by_instance)
+        result.marketo_sync_calls = sum(int(c.get("sync_calls", 0)) for c in companies_by_instance)
+        # Ideal: one call per 300 companies an instance received (the instance's connections share its API user).
+        result.ideal_sync_calls = sum(-(-(int(c.get("records_created", 0)) + int(c.get("records_updated", 0))) // 300)
+                                      for c in companies_by_instance)
         for n in range(settings.connections):
             connection = None if n == 0 else f"fan{n:03d}"
             # Other connections' records share the Marketo instance: "unexpected" ones are theirs.
@@ -203,11 +216,12 @@ def render(result: FanoutResult, tick: float) -> str:
         f"(PollerMaximumConcurrency), {result.writer_concurrency} writers; DynamoDB and SQS on emulator processes "
         "of their own.", "",
         "| Polls queued | Polled completely | Within one interval | Lag median / max | Poll phase | Write phase "
-        "| Records written | Marketo sync calls | Writer failures | Connections verified |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Companies written | Messages | Company sync calls (ideal) | Writer failures | Connections verified |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
         f"| {result.dispatched} | {len(polled)} | {within} of {s.connections} within {result.schedule_seconds} s | "
         f"{median:.0f} s / {max(lags, default=0.0):.0f} s | {result.poll_phase_seconds:.0f} s | "
-        f"{result.write_phase_seconds:.0f} s | {result.records_written} | {result.marketo_sync_calls} | "
+        f"{result.write_phase_seconds:.0f} s | {result.records_written} | {result.messages_written} | "
+        f"{result.marketo_sync_calls} ({result.ideal_sync_calls}) | "
         f"{result.writer_failures} | "
         f"{result.verified_connections} of {s.connections} |", "",
         "Lag: from the tick to the end of the connection's poll (the connection's window read and sent).", "",
