@@ -45,6 +45,8 @@ def test_globals(sam: dict[str, Any]) -> None:
         "CONNECTIONS_CONFIG": {"Fn::If": ["HasConnectionsParameter",
                                           {"Fn::Sub": "ssm:${ConnectionsConfigParameter}"}, ""]},
         "MAPPING_FILE": {"Ref": "MappingFile"},
+        "RECONCILE_INTERVAL_HOURS": {"Ref": "ReconcileIntervalHours"},
+        "DRIFT_REPAIR": {"Ref": "DriftRepair"},
         "POLL_WORK_QUEUE_URL": {"Ref": "PollWorkQueue"},
         "SCHEDULE_RATE": {"Ref": "ScheduleRate"},
         "POLL_LEASE_SECONDS": "330",

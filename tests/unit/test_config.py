@@ -21,6 +21,16 @@ def test_single_connection_from_environment():
     assert conn.marketo.munchkin_id == "123-ABC-456"
     assert conn.entities is None  # every entity the mapping has a section for
     assert conn.mapping is None
+    assert (conn.reconcile_interval_hours, conn.drift_repair) == (168, False)  # weekly, no read-back
+
+
+def test_single_connection_reconcile_settings_from_the_template_parameters():
+    (conn,) = load_settings({**BASE_ENV, "RECONCILE_INTERVAL_HOURS": "24", "DRIFT_REPAIR": "true"}).connections
+    assert (conn.reconcile_interval_hours, conn.drift_repair) == (24, True)
+    with pytest.raises(ConfigError, match="reconcile_interval_hours"):
+        load_settings({**BASE_ENV, "RECONCILE_INTERVAL_HOURS": "-1"})
+    with pytest.raises(ConfigError, match="drift_repair"):
+        load_settings({**BASE_ENV, "DRIFT_REPAIR": "sometimes"})
 
 
 @pytest.mark.parametrize(

@@ -229,6 +229,10 @@ def _connections_from_env(env: dict[str, str]) -> list[dict[str, Any]]:
     connection: dict[str, Any] = {"id": env.get("CONNECTION_ID", "default"), "visma": visma, "marketo": marketo}
     if env.get("MAPPING_FILE"):
         connection["mapping"] = env["MAPPING_FILE"]
+    if env.get("RECONCILE_INTERVAL_HOURS"):
+        connection["reconcile_interval_hours"] = env["RECONCILE_INTERVAL_HOURS"]
+    if env.get("DRIFT_REPAIR"):
+        connection["drift_repair"] = env["DRIFT_REPAIR"]
     return [connection]
 
 
