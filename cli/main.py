@@ -73,9 +73,9 @@ def cmd_status(args: argparse.Namespace, target: Target) -> int:
 
     def render() -> None:
         console.print(_table(f"Sync state ({target.kind} {target.name})",
-                             ["connection", "entity", "watermark", "lag (s)", "last cycle"],
-                             [(e.connection, e.entity, e.watermark, e.lag_seconds,
-                               _cycle(e.last_cycle)) for e in status.entities]))
+                             ["connection", "entity", "watermark", "lag (s)", "last cycle", "last reconcile"],
+                             [(e.connection, e.entity, e.watermark, e.lag_seconds, _cycle(e.last_cycle),
+                               _reconcile(e.last_reconcile, e.reconcile_requested)) for e in status.entities]))
         console.print(_table("Recent jobs", ["job", "connection", "object", "status", "records", "created",
                                              "updated", "skipped", "at"],
                              [(j.job_id, j.connection, j.marketo_object, j.status, j.records, j.created,
@@ -92,6 +92,10 @@ def _cycle(cycle: dict[str, Any] | None) -> str:
     if not cycle:
         return ""
     return f"read {cycle.get('records_read')}, sent {cycle.get('messages_sent')}, passes {cycle.get('passes')}"
+
+
+def _reconcile(last: str | None, requested: bool) -> str:
+    return f"{last or 'never'}{' (one requested)' if requested else ''}"
 
 
 def cmd_replay(args: argparse.Namespace, target: Target) -> int:

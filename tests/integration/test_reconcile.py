@@ -136,6 +136,15 @@ def test_fields_edited_by_hand_in_marketo_are_repaired_and_counted(stack, reconc
     assert reconciled["once"]["write"]["failed"] == 0
 
 
+def test_status_shows_when_each_entity_was_last_reconciled(stack, reconciled):
+    code, status = run("status", "--target-file", stack[3])
+    assert code == EXIT_OK
+    recon = {e["entity"]: e for e in status["entities"] if e["connection"] == "recon"}
+    assert set(recon) == {"customer", "supplier", "contact"}
+    assert all(e["last_reconcile"] and not e["reconcile_requested"] for e in recon.values()), recon
+    assert "deleted_in_visma" in recon["supplier"]["last_reconcile_counts"]
+
+
 def test_a_second_reconcile_finds_nothing_more_to_do(stack, reconciled):
     _, _, marketo, _ = stack
     twice = reports(reconciled["twice"])

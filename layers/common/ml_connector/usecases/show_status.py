@@ -19,6 +19,9 @@ class EntityStatus(BaseModel):
     lag_seconds: float | None
     last_cycle: dict[str, Any] | None
     last_updated: str | None
+    last_reconcile: str | None = None  # when the last completed full reconcile started
+    reconcile_requested: bool = False  # `ml-connector reconcile` asked for one that has not run yet
+    last_reconcile_counts: dict[str, int] = {}
 
 
 class Status(BaseModel):
@@ -37,12 +40,15 @@ def show_status(runtime: Runtime, queues: SyncQueues, *, jobs: int = 5) -> Statu
         marks = state.watermarks.entries(conn.id)
         for entity in runtime.entities(conn):
             entry = marks.get(entity)
+            reconcile = state.reconciles.status(conn.id, entity)
             mark = entry.watermark if entry else None
             polled = entry.polled_at if entry else None  # lag as the alarm sees it: since the last complete poll
             entities.append(EntityStatus(
                 connection=conn.id, entity=entity, watermark=mark,
                 lag_seconds=round((now - parse_utc_iso(polled)).total_seconds(), 1) if polled else None,
                 last_cycle=entry.last_cycle if entry else None, last_updated=entry.updated_at if entry else None,
+                last_reconcile=reconcile.last_started, reconcile_requested=reconcile.requested(),
+                last_reconcile_counts=reconcile.last_counts,
             ))
         recent.extend(state.jobs.all(conn.id))
         quarantined[conn.id] = len(state.quarantine.entries(conn.id))
