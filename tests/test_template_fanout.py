@@ -117,3 +117,11 @@ def test_failed_polls_alarm_per_stack(cfn: dict[str, Any]) -> None:
     assert (alarm["Namespace"], alarm["MetricName"]) == ("MlConnector", "PollsFailed")
     assert alarm["Dimensions"] == [{"Name": "service", "Value": {"Ref": "AWS::StackName"}}]
     assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == ("Sum", 0, "GreaterThanThreshold")
+
+
+def test_dashboard_shows_reconciles_and_continued_windows(cfn: dict[str, Any]) -> None:
+    """Every metric the reconcile and the resumable windows emit has a line on the dashboard."""
+    text, _ = props(cfn, "Dashboard")["DashboardBody"]["Fn::Sub"]
+    shown = {m[1] for w in json.loads(re.sub(r"\$\{[^}]+\}", "1", text))["widgets"]
+             for m in w["properties"].get("metrics", []) if len(m) > 1 and isinstance(m[1], str)}
+    assert {"ReconcileCompleted", "RecordsDeletedInVisma", "RecordsDrifted", "WindowContinued"} <= shown
