@@ -101,10 +101,13 @@ def test_writer_and_its_event_source(sam: dict[str, Any], cfn: dict[str, Any]) -
     assert mapping["BatchSize"] == {"Ref": "WriterBatchSize"}
     assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "WriterBatchingWindowSeconds"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # as many writers as the budget's concurrent calls (the event source's minimum is 2)
+    # two writers per concurrent Marketo call, for every value the parameter allows (the event source's minimum is 2)
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": {
-        "Fn::If": ["OneConcurrentCall", 2, {"Ref": "MarketoMaxConcurrentCalls"}]}}
-    assert cfn["Conditions"]["OneConcurrentCall"] == {"Fn::Equals": [{"Ref": "MarketoMaxConcurrentCalls"}, 1]}
+        "Fn::FindInMap": ["WriterConcurrency", {"Ref": "MarketoMaxConcurrentCalls"}, "Writers"]}}
+    calls = cfn["Parameters"]["MarketoMaxConcurrentCalls"]
+    table = cfn["Mappings"]["WriterConcurrency"]
+    assert {int(k): v["Writers"] for k, v in table.items()} == {
+        c: 2 * c for c in range(calls["MinValue"], calls["MaxValue"] + 1)}
 
 
 def test_queues(sam: dict[str, Any]) -> None:
