@@ -4,7 +4,7 @@
 with Marketo instances (sandboxes with their own Munchkin ids), every pair distinct. One schedule tick: the
 dispatcher queues one poll-work message per due connection; as many poller processes as the template's
 PollerMaximumConcurrency drain them (each a Lambda execution environment, a poll per message); then the
-writer processes (MarketoMaxConcurrentCalls of them, as the writer's MaximumConcurrency) drain the writes.
+writer processes (as many as the writer's MaximumConcurrency: 2 × MarketoMaxConcurrentCalls) drain the writes.
 Lag per connection is the time from the tick to the end of its poll. DynamoDB and SQS run on emulator
 processes of their own (``bench.emulators``).
 
@@ -31,6 +31,7 @@ from bench.models import DEFAULT_BUDGET, PipelineSettings
 from bench.pipeline import BenchEnvironment
 from bench.remote import StackSpec
 from bench.run import machine
+from bench.template_defaults import writer_concurrency
 from bench.writers import run_writers
 from localrun.environment import STACK_NAME
 from localrun.event_source import DrainStats, SqsEventSource
@@ -134,7 +135,7 @@ def _schedule_seconds() -> int:
 def run(settings: FanoutSettings, log_dir: Path, say: Any = print) -> tuple[FanoutResult, float]:
     """One tick over every connection; returns the result and the tick's epoch time."""
     pollers = _template_default("PollerMaximumConcurrency")
-    writers = _template_default("MarketoMaxConcurrentCalls")
+    writers = writer_concurrency(_template_default("MarketoMaxConcurrentCalls"))
     result = FanoutResult(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(),
                           settings=settings, schedule_seconds=_schedule_seconds(), poller_concurrency=pollers,
                           writer_concurrency=writers)

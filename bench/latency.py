@@ -2,8 +2,8 @@
 
 For each budget (default 50 calls / 20 s with 5 concurrent writers; full instance limit 100 / 20 s with 10)
 and each L, one full load of ``chunks`` × 300 records: the poller fills the queue, then as many writer
-processes as the budget's concurrency (the template's writer MaximumConcurrency follows
-MarketoMaxConcurrentCalls) drain it against a Marketo sandbox that answers every call after L seconds.
+processes as the template's writer MaximumConcurrency (2 × MarketoMaxConcurrentCalls, its WriterConcurrency
+mapping) drain it against a Marketo sandbox that answers every call after L seconds.
 The figure is the write phase's records per second (first to last Marketo completion) against
 min(calls / 20 s, concurrency / L) × 300, the most any writer could do. DynamoDB and SQS run on moto
 processes of their own (``bench.emulators``); the report says how much of the writers' time was spent
@@ -26,6 +26,7 @@ from bench.models import DEFAULT_BUDGET, FULL_BUDGET, MARKETO_BATCH, Budget, Cyc
 from bench.pipeline import BenchEnvironment, Meters
 from bench.probes import DynamoCounter
 from bench.run import machine
+from bench.template_defaults import writer_concurrency
 from bench.units import DynamoUnits
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,7 +98,7 @@ def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, mete
 
 
 def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_dir: Path,
-              say: object = print, writers_per_call: int = 1, profile: bool = False) -> LatencySweep:
+              say: object = print, writers_per_call: int = 0, profile: bool = False) -> LatencySweep:
     assert callable(say)
     meters = Meters(DynamoCounter(), DynamoUnits())  # unused: the emulator processes run unmetered here
     sweep = LatencySweep(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine())
@@ -105,7 +106,9 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
     for budget in budgets:
         for latency in latencies:
             say(f"{budget.name}, L = {latency:g} s, {chunks} chunks ...")
-            point = run_point(budget, latency, chunks, log_dir, meters, budget.concurrency * writers_per_call, profile)
+            per_call = writers_per_call or writer_concurrency(budget.concurrency) // budget.concurrency
+            writers = budget.concurrency * per_call
+            point = run_point(budget, latency, chunks, log_dir, meters, writers, profile)
             sweep.points.append(point)
             say(f"  {point.cycle.records_per_second:.0f} rec/s of {point.ideal:.0f} ({100 * point.ratio:.1f} %), "
                 f"W = {point.overhead_s:.2f} s")
@@ -146,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=30, help="300-record chunks per run (30)")
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--budgets", nargs="+", choices=sorted(BUDGETS), default=["default", "full"])
-    parser.add_argument("--writers-per-call", type=int, default=1,
-                        help="writer processes per concurrent Marketo call (1: the template's writer concurrency)")
+    parser.add_argument("--writers-per-call", type=int, default=0,
+                        help="writer processes per concurrent Marketo call (0, the default: as the template "
+                             "deploys them, its WriterConcurrency mapping)")
     parser.add_argument("--profile", action="store_true",
                         help="cProfile each writer process (threads included): writer-<i>.prof under --log-dir")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks-latency.md")

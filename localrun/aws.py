@@ -369,7 +369,7 @@ def _deploy(aws: LocalAws, template_path: str | Path, stack_name: str,
     bucket, key = _upload_placeholder_code(aws, stack_name)
     translated = translate(sam, values, aws.region, code_location=(bucket, key))
     cfn = aws.client("cloudformation")
-    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(translated),
+    cfn.create_stack(StackName=stack_name, TemplateBody=json.dumps(_select_indexes_resolved(translated, values)),
                      Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
                      Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
     stack_id = _wait_for_stack(cfn, stack_name)
@@ -392,6 +392,20 @@ def _deploy(aws: LocalAws, template_path: str | Path, stack_name: str,
     if missing:
         raise LocalAwsError(f"stack {stack_name}: moto did not create {', '.join(missing)}")
     return stack
+
+
+def _select_indexes_resolved(node: Any, values: dict[str, str]) -> Any:
+    """The template as moto can create it: moto takes an Fn::Select index literally, where CloudFormation also
+    accepts a Ref to a parameter (the writer's MaximumConcurrency is picked that way)."""
+    if isinstance(node, list):
+        return [_select_indexes_resolved(item, values) for item in node]
+    if not isinstance(node, dict):
+        return node
+    select = node.get("Fn::Select")
+    if isinstance(select, list) and isinstance(select[0], dict) and set(select[0]) == {"Ref"} \
+            and select[0]["Ref"] in values:
+        return {"Fn::Select": [values[select[0]["Ref"]], _select_indexes_resolved(select[1], values)]}
+    return {key: _select_indexes_resolved(value, values) for key, value in node.items()}
 
 
 def translate(sam: dict[str, Any], parameters: dict[str, str], region: str, *,

@@ -102,12 +102,11 @@ def test_writer_and_its_event_source(sam: dict[str, Any], cfn: dict[str, Any]) -
     assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "WriterBatchingWindowSeconds"}
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     # two writers per concurrent Marketo call, for every value the parameter allows (the event source's minimum is 2)
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": {
-        "Fn::FindInMap": ["WriterConcurrency", {"Ref": "MarketoMaxConcurrentCalls"}, "Writers"]}}
+    index, table = mapping["ScalingConfig"]["MaximumConcurrency"]["Fn::Select"]
+    assert index == {"Ref": "MarketoMaxConcurrentCalls"}
     calls = cfn["Parameters"]["MarketoMaxConcurrentCalls"]
-    table = cfn["Mappings"]["WriterConcurrency"]
-    assert {int(k): v["Writers"] for k, v in table.items()} == {
-        c: 2 * c for c in range(calls["MinValue"], calls["MaxValue"] + 1)}
+    assert {c: table[c] for c in range(calls["MinValue"], calls["MaxValue"] + 1)} == {
+        c: str(2 * c) for c in range(calls["MinValue"], calls["MaxValue"] + 1)}
 
 
 def test_queues(sam: dict[str, Any]) -> None:

@@ -62,3 +62,10 @@ def test_ideal_rate_is_the_smaller_of_budget_and_concurrency_over_latency():
 
 def test_schedule_interval_is_read_from_the_template():
     assert _schedule_seconds() == 900
+
+
+def test_the_bench_runs_as_many_writers_as_the_template_deploys():
+    from bench.template_defaults import parameter_default, writer_concurrency
+
+    calls = parameter_default("MarketoMaxConcurrentCalls")
+    assert writer_concurrency(calls) == 2 * calls  # the writer event source's MaximumConcurrency
