@@ -22,7 +22,7 @@ from sandbox.visma import VismaSandbox
 pytestmark = pytest.mark.integration
 
 SCALE = int(os.environ.get("WRITER_PACKING_SCALE", "1"))
-CUSTOMERS, SUPPLIERS = 130 * SCALE, 30 * SCALE  # per connection: part-filled packs, not multiples of 300
+CUSTOMERS, SUPPLIERS = 80 * SCALE, 20 * SCALE  # per connection: part-filled packs, not multiples of 300
 LAYOUT = {"A": 4, "B": 3, "C": 3}  # connections per Marketo instance: ten in all
 MUNCHKINS = {"A": "123-ABC-456", "B": "456-DEF-789", "C": "789-GHI-123"}
 
