@@ -78,8 +78,9 @@ def test_an_instance_held_on_its_budget_does_not_delay_the_other_in_the_same_pac
     inbound = packs_of_both(state, 400)
     assert len(inbound) == 3  # 800 records: the middle pack holds records of both instances
     report = Writer(TWO, state, lambda c: instances[c]).process(inbound)
-    assert order == ["free wrote 300", "free wrote 100", "held waited: True", "held waited: True"]
-    assert report.created == 800 and held.calls == [300, 100] and not report.failed_message_ids
+    # the free instance's two chunks (written side by side, in either order) before the held one's waits end
+    assert sorted(order[:2]) == ["free wrote 100", "free wrote 300"] and order[2:] == ["held waited: True"] * 2
+    assert report.created == 800 and sorted(held.calls) == [100, 300] and not report.failed_message_ids
 
 
 def test_an_exhausted_instance_parks_its_share_of_a_pack_and_the_pack_is_not_retried():
@@ -92,3 +93,26 @@ def test_an_exhausted_instance_parks_its_share_of_a_pack_and_the_pack_is_not_ret
     assert not report.failed_message_ids
     [parked] = DeferredChunks(state).parked("c1")
     assert parked.records == 100 and DeferredChunks(state).parked("c2") == []
+
+
+def test_one_instances_chunks_are_written_up_to_its_concurrent_calls_at_a_time():
+    """A batch of six chunks for one instance: up to the connection's max_concurrency (5) calls at once, not one
+    after another (one writer invocation would otherwise use a fifth of the budget's concurrency)."""
+    state = memory_state()
+    marketo = FakeMarketo()
+    lock, in_flight, most = threading.Lock(), [0], [0]
+
+    def enter(_records):
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        threading.Event().wait(0.3)  # a call that takes a while
+
+    def leave(_records):
+        with lock:
+            in_flight[0] -= 1
+
+    marketo.before_apply, marketo.after_apply = enter, leave
+    report = Writer(TWO, state, lambda _c: marketo).process(queued_for(state, CONNECTION, 1_800))
+    assert report.created == 1_800 and sorted(marketo.calls) == [300] * 6
+    assert most[0] == CONNECTION.marketo.max_concurrency == 5

@@ -293,16 +293,36 @@ class Writer:
     def _write_group(self, marketo_object: str, dedupe_field: str, pending: list[_Item], report: WriteReport
                      ) -> None:
         envelope = sync_envelope(marketo_object, dedupe_field)  # as the client will send it
-        # Two connections' records with one key are one Marketo record: never in one call (error 1036).
-        chunks = [chunk for same_keys in rounds_of_distinct_keys(pending, key=lambda i: i.message.key)
-                  for chunk in chunk_by_limits(same_keys, lambda i: i.message.marketo_record(), envelope=envelope)]
-        for index, chunk in enumerate(chunks):
+        # Two connections' records with one key are one Marketo record: never in one call (error 1036), and
+        # their rounds are written one after the other.
+        for same_keys in rounds_of_distinct_keys(pending, key=lambda i: i.message.key):
+            chunks = list(chunk_by_limits(same_keys, lambda i: i.message.marketo_record(), envelope=envelope))
+            self._write_chunks(marketo_object, chunks, report)
+
+    def _write_chunks(self, marketo_object: str, chunks: list[list[_Item]], report: WriteReport) -> None:
+        """Chunks of distinct records, up to the account's concurrent calls at a time: a batch of many chunks for
+        one instance fills its budget instead of making one call at a time (the shared limiter still holds
+        calls in flight at the budget across every writer)."""
+        if not chunks:
+            return
+        parts = [WriteReport() for _ in chunks]
+
+        def write(index: int) -> None:
             if self._out_of_time():
-                for rest in chunks[index:]:
-                    report.failed_message_ids.update(i.message_id for i in rest)
-                logger.warning("writer out of time; remaining chunks go back to the queue")
+                parts[index].failed_message_ids.update(i.message_id for i in chunks[index])
+                logger.warning("writer out of time; a chunk goes back to the queue")
                 return
-            self._write_one(marketo_object, chunk, report)
+            self._write_one(marketo_object, chunks[index], parts[index])
+
+        at_once = min(len(chunks), self._marketo(chunks[0][0].message.connection).max_concurrency)
+        if at_once == 1:
+            for index in range(len(chunks)):
+                write(index)
+        else:
+            with ThreadPoolExecutor(max_workers=at_once) as pool:
+                list(pool.map(write, range(len(chunks))))
+        for part in parts:
+            report.absorb(part)
 
     def _write_one(self, marketo_object: str, chunk: list[_Item], report: WriteReport) -> None:
         """Write (or, with the daily quota gone, park) one chunk; its log lines carry the job ID and the
