@@ -120,7 +120,8 @@ def render(sweep: LatencySweep) -> str:
     lines = ["## Throughput at production latency", "",
              f"Run {sweep.date} on {sweep.machine.get('cores')} cores ({sweep.machine.get('system')}, Python "
              f"{sweep.machine.get('python')}), {sweep.wall_seconds / 60:.1f} min, `python -m bench.latency`. "
-             "DynamoDB and SQS on moto processes of their own; writers = the budget's concurrency.", "",
+             "DynamoDB and SQS on moto processes of their own; writer processes in the Writers column (the "
+             "template deploys two per concurrent call).", "",
              "| Budget | L | Writers | Chunks | Records/s | Ideal min(budget, C/L)×300 | Ratio (target) "
              "| Max in flight (C) | W: invocation s outside Marketo | Writers' bound | Writer CPU s / 300 "
              "| Writer time in DynamoDB calls | DynamoDB emulator CPU s / 300 | Failures |",
