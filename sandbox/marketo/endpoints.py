@@ -88,10 +88,13 @@ class RestApi:
             return self.query(api_name, request)
         return self.sync(api_name, request)
 
-    def sync(self, api_name: str, request: Request) -> Body:
-        body = _json_body(request)
+    def _check_writable(self, api_name: str) -> None:
         if self.crm_enabled and api_name == COMPANY:
             raise MarketoError("1018", "CRM Enabled: the Company API is read-only while native CRM sync is on")
+
+    def sync(self, api_name: str, request: Request) -> Body:
+        body = _json_body(request)
+        self._check_writable(api_name)
         inputs = _inputs(body)
         action = _choice(body, "action", ACTIONS)
         dedupe_by = _choice(body, "dedupeBy", DEDUPE_BY)
@@ -103,8 +106,7 @@ class RestApi:
     def delete(self, api_name: str, request: Request) -> Body:
         """Delete Companies / Custom Objects (reference §5-6): ``{deleteBy, input[<=300]}``, per-record results."""
         body = _json_body(request)
-        if self.crm_enabled and api_name == COMPANY:
-            raise MarketoError("1018", "CRM Enabled: the Company API is read-only while native CRM sync is on")
+        self._check_writable(api_name)
         inputs = _inputs(body)
         delete_by = _choice(body, "deleteBy", DEDUPE_BY)
         self.stats.add("delete_calls")

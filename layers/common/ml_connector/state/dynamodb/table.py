@@ -48,18 +48,17 @@ class StateTable:
         if projection:
             names = _names(projection)
             kwargs.update(ProjectionExpression=", ".join(names), ExpressionAttributeNames=names)
-        while True:
-            page = self.client.query(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return self._pages(kwargs)
 
     def query_range(self, pk: str, low: str, high: str) -> Iterator[dict[str, Any]]:
         """Items with ``low <= sk <= high``, eventually consistent (billed on the size read, not per item)."""
         kwargs: dict[str, Any] = {"TableName": self.name,
                                   "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
                                   "ExpressionAttributeValues": {":pk": pk, ":lo": low, ":hi": high}}
+        return self._pages(kwargs)
+
+    def _pages(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item a query matches, page after page."""
         while True:
             page = self.client.query(**kwargs)
             yield from page.get("Items", [])
