@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.sqs.responses import SQSResponse
 
 from sandbox.marketo import MarketoSandbox
 
@@ -102,3 +103,32 @@ def _partition_key(attrs: dict[str, Any]) -> str:
     if isinstance(value, dict):
         return str(value.get("S", ""))
     return str(getattr(value, "value", "") or "")
+
+
+class SqsRequests:
+    """Counts SQS API requests by action at moto's SQS responder: what SQS bills (a batch of up to 10 messages
+    is one request), as the code and the event-source loop actually make them. One per process."""
+
+    _instance: SqsRequests | None = None
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def installed(cls) -> SqsRequests:
+        if cls._instance is None:
+            cls._instance = counter = cls()
+            original = SQSResponse.call_action
+
+            def counted(response: Any) -> Any:
+                with counter._lock:
+                    counter.counts[response._get_action()] += 1
+                return original(response)
+
+            SQSResponse.call_action = counted  # type: ignore[method-assign,assignment]
+        return cls._instance
+
+    def snapshot(self) -> Counter[str]:
+        with self._lock:
+            return Counter(self.counts)
