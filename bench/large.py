@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field
 from bench.models import DEFAULT_BUDGET, PipelineSettings
 from bench.pipeline import BenchEnvironment
 from bench.writers import run_writers
+from localrun.environment import TickFailed
 from localrun.event_source import DrainStats, SqsEventSource
 from ml_connector.config import _connections_from_env
 from sandbox.marketo.schema import COMPANY
@@ -48,6 +49,9 @@ class Invocation(BaseModel):
     seconds: float
     records_read: int
     complete: bool
+    visma_calls: int = 0  # every Visma call of the invocation (record pages, payment facts' invoices/balances)
+    pages: int = 0  # record pages read
+    checkpointed: list[str] = Field(default_factory=list)  # entities whose window continues in the next one
 
 
 class FirstLoad(BaseModel):
@@ -58,6 +62,7 @@ class FirstLoad(BaseModel):
     complete: bool = False
     write_seconds: float = 0.0
     verification: str = ""
+    tick_failures: list[str] = Field(default_factory=list)  # a tick's failed polls (the ticks go on, as the schedule)
 
 
 class Reconcile(BaseModel):
@@ -98,8 +103,11 @@ class _TimedPollSource(SqsEventSource):
         seconds = time.monotonic() - started
         for result in stats.results[returned:]:
             entities = [e for poll in result.get("polls", []) for e in poll.get("entities", [])]
-            self.invocations.append(Invocation(seconds=seconds, records_read=sum(e["records_read"] for e in entities),
-                                               complete=bool(entities) and all(e["complete"] for e in entities)))
+            self.invocations.append(Invocation(
+                seconds=seconds, records_read=sum(e["records_read"] for e in entities),
+                complete=bool(entities) and all(e["complete"] for e in entities),
+                visma_calls=sum(e["visma_calls"] for e in entities), pages=sum(e["pages"] for e in entities),
+                checkpointed=[e["entity"] for e in entities if e["checkpointed"]]))
 
 
 def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> FirstLoad:
@@ -116,7 +124,10 @@ def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> First
     env.poll_work_source = poll_work_source  # type: ignore[method-assign]
     first = datetime.now(UTC)
     for n in range(max_ticks):
-        env.run_poller(at=first + timedelta(minutes=15 * n))
+        try:
+            env.run_poller(at=first + timedelta(minutes=15 * n))
+        except TickFailed as failed:
+            result.tick_failures.append(f"tick {n + 1}: {failed}")
         say(f"  tick {n + 1}: {len(result.invocations)} invocations so far, last {result.invocations[-1:]}")
         if result.invocations and result.invocations[-1].complete:
             result.complete = True

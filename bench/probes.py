@@ -17,6 +17,7 @@ from moto.sqs.responses import SQSResponse
 
 from sandbox.marketo import MarketoSandbox
 
+EMPTY_RECEIVE = "ReceiveMessage (empty)"
 LIMITER_KEY_PREFIX = "LIMIT#"  # ml_connector.marketo.shared_limiter keys its items LIMIT#<munchkin>
 
 
@@ -122,9 +123,13 @@ class SqsRequests:
             original = SQSResponse.call_action
 
             def counted(response: Any) -> Any:
+                answer = original(response)
+                action = response._get_action()
+                if action == "ReceiveMessage" and not _has_messages(answer):
+                    action = EMPTY_RECEIVE  # the polling loop's, not the records': Lambda's pollers long-poll
                 with counter._lock:
-                    counter.counts[response._get_action()] += 1
-                return original(response)
+                    counter.counts[action] += 1
+                return answer
 
             SQSResponse.call_action = counted  # type: ignore[method-assign,assignment]
         return cls._instance
@@ -132,3 +137,10 @@ class SqsRequests:
     def snapshot(self) -> Counter[str]:
         with self._lock:
             return Counter(self.counts)
+
+
+def _has_messages(answer: Any) -> bool:
+    """Whether a moto ReceiveMessage answer (status, headers, body; JSON or XML protocol) carries a message."""
+    body = answer[2] if isinstance(answer, tuple) and len(answer) == 3 else answer
+    text = body.decode() if isinstance(body, bytes) else str(body)
+    return '"MessageId"' in text or "<MessageId>" in text
