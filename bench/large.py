@@ -8,8 +8,9 @@
   is read again from its start, and the run ends after ``--max-ticks`` ticks incomplete (reported so).
 - ``reconcile``: after a first load, ``--deleted`` records are deleted in Visma and ``--drift`` companies
   are edited by hand in Marketo; then ``ml-connector reconcile`` runs against the local stack (through
-  the CLI, as a user would); reports Visma calls, Marketo calls, time, and what the reconcile printed
-  (drift found). Needs the reconcile command (issue #16 part 4): where the CLI has none, the scenario
+  the CLI, as a user would) with drift repair on and customers' deletion mode ``delete`` (for the reconcile
+  only); reports Visma calls, Marketo calls by kind (read-back, delete, sync), time, and the reconcile's counts
+  per entity (drift found, deletions found and acted on) from the CLI's ``--json`` report. Needs the reconcile command (issue #16 part 4): where the CLI has none, the scenario
   says so and stops.
 
     python -m bench.large first-load [--records 100000] [--page-size 1000]
