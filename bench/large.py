@@ -10,8 +10,8 @@
   are edited by hand in Marketo; then ``ml-connector reconcile`` runs against the local stack (through
   the CLI, as a user would) with drift repair on and customers' deletion mode ``delete`` (for the reconcile
   only); reports Visma calls, Marketo calls by kind (read-back, delete, sync), time, and the reconcile's counts
-  per entity (drift found, deletions found and acted on) from the CLI's ``--json`` report. Needs the reconcile command (issue #16 part 4): where the CLI has none, the scenario
-  says so and stops.
+  per entity (drift found, deletions found and acted on) from the CLI's ``--json`` report. Needs the
+  reconcile command (issue #16 part 4): where the CLI has none, the scenario says so and stops.
 
     python -m bench.large first-load [--records 100000] [--page-size 1000]
     python -m bench.large reconcile [--records 100000] [--drift 100] [--deleted 100]
