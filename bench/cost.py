@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from bench.models import CycleResult
+from bench.probes import EMPTY_RECEIVE
 
 PRICES_AS_OF = "late 2026 (us-east-1, arm64; ../shared/reference/aws-costs.md)"
 LAMBDA_GB_SECOND = 0.0000133334  # arm64
@@ -12,7 +13,6 @@ LAMBDA_REQUEST = 0.20 / 1e6
 SQS_REQUEST = 0.40 / 1e6  # standard queue, after the free tier
 DYNAMO_WRITE_UNIT = 0.625 / 1e6  # on-demand, since 1 Nov 2024
 DYNAMO_READ_UNIT = 0.125 / 1e6
-SQS_BATCH = 10  # messages per SendMessageBatch / ReceiveMessage / DeleteMessageBatch
 
 
 class Cost(BaseModel):
@@ -21,7 +21,8 @@ class Cost(BaseModel):
     poller_gb_s: float
     writer_gb_s: float
     invocations: int
-    sqs_requests: int
+    sqs_requests: int  # those that moved records: sends, receives that got messages, deletes, attributes
+    sqs_empty_receives: int = 0  # the local polling loop's; Lambda's pollers long-poll at a fixed monthly cost
     dynamo_writes: float  # request units, as billed
     dynamo_reads: float
 
@@ -38,11 +39,13 @@ class Cost(BaseModel):
 
 
 def cost_of(cycle: CycleResult, memory_mb: int) -> Cost:
-    """GB-seconds from the measured handler durations; SQS requests estimated at one send, one receive and one
-    delete per 10 messages; DynamoDB request units metered at moto's request layer as AWS bills them
-    (``bench/units.py``)."""
+    """GB-seconds from the measured handler durations; SQS requests as counted where SQS answered (the sync
+    queue's packs of up to 300 records, the poll-work queue, the event-source loop's receives and deletes), empty
+    receives apart;
+    DynamoDB request units metered at moto's request layer as AWS bills them (``bench/units.py``)."""
     gb = memory_mb / 1024
-    batches = -(-cycle.messages_sent // SQS_BATCH)
     return Cost(records=max(cycle.messages_sent, 1), memory_mb=memory_mb, poller_gb_s=cycle.poller_seconds * gb,
                 writer_gb_s=cycle.writer_seconds * gb, invocations=cycle.poller_invocations + cycle.writer_invocations,
-                sqs_requests=3 * batches, dynamo_writes=cycle.dynamo_writes, dynamo_reads=cycle.dynamo_reads)
+                sqs_requests=sum(n for action, n in cycle.sqs_requests.items() if action != EMPTY_RECEIVE),
+                sqs_empty_receives=cycle.sqs_requests.get(EMPTY_RECEIVE, 0), dynamo_writes=cycle.dynamo_writes,
+                dynamo_reads=cycle.dynamo_reads)

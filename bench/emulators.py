@@ -133,6 +133,10 @@ class SplitAws(LocalAws):
         found = self.emulators["dynamodb"].meters()
         return {"calls": {}, "units": {"read": {}, "write": {}}, **found}
 
+    def sqs_requests(self) -> Counter[str]:
+        """SQS requests by action the SQS emulator process has answered so far."""
+        return Counter(self.emulators["sqs"].meters().get("requests", {}))
+
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each emulator process has used so far."""
         return {service: float(e.meters()["cpu_s"]) for service, e in self.emulators.items()}
@@ -197,7 +201,7 @@ def serve(service: str, metered: bool = True) -> None:
 
     from bench import fast_dispatch, fast_dynamodb
     from bench.keepalive import KeepAliveServer
-    from bench.probes import DynamoCounter
+    from bench.probes import DynamoCounter, SqsRequests
     from bench.units import DynamoUnits
     from localrun import fast_sqs
 
@@ -212,6 +216,9 @@ def serve(service: str, metered: bool = True) -> None:
         calls, units = DynamoCounter().install(), DynamoUnits().install()
         meters = lambda: {"cpu_s": time.process_time(), "calls": dict(calls.snapshot()),  # noqa: E731
                           "units": units.snapshot()}
+    if service == "sqs":
+        sqs_requests = SqsRequests.installed()
+        meters = lambda: {"cpu_s": time.process_time(), "requests": dict(sqs_requests.snapshot())}  # noqa: E731
     app = _with_meters(DomainDispatcherApplication(create_backend_app), meters)
     server = KeepAliveServer(("127.0.0.1", 0), app)
     print(server.server_port, flush=True)

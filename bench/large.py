@@ -8,9 +8,10 @@
   is read again from its start, and the run ends after ``--max-ticks`` ticks incomplete (reported so).
 - ``reconcile``: after a first load, ``--deleted`` records are deleted in Visma and ``--drift`` companies
   are edited by hand in Marketo; then ``ml-connector reconcile`` runs against the local stack (through
-  the CLI, as a user would); reports Visma calls, Marketo calls, time, and what the reconcile printed
-  (drift found). Needs the reconcile command (issue #16 part 4): where the CLI has none, the scenario
-  says so and stops.
+  the CLI, as a user would) with drift repair on and customers' deletion mode ``delete`` (for the reconcile
+  only); reports Visma calls, Marketo calls by kind (read-back, delete, sync), time, and the reconcile's counts
+  per entity (drift found, deletions found and acted on) from the CLI's ``--json`` report. Needs the
+  reconcile command (issue #16 part 4): where the CLI has none, the scenario says so and stops.
 
     python -m bench.large first-load [--records 100000] [--page-size 1000]
     python -m bench.large reconcile [--records 100000] [--drift 100] [--deleted 100]
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,17 +33,26 @@ from pydantic import BaseModel, Field
 from bench.models import DEFAULT_BUDGET, PipelineSettings
 from bench.pipeline import BenchEnvironment
 from bench.writers import run_writers
+from localrun.environment import TickFailed
 from localrun.event_source import DrainStats, SqsEventSource
+from ml_connector.config import _connections_from_env
 from sandbox.marketo.schema import COMPANY
 
 ROOT = Path(__file__).resolve().parent.parent
 HAND_EDITED = "edited by hand in Marketo"
+# What the reconcile does with customers gone from Visma: Delete Companies, so Marketo's delete calls are measured
+# (suppliers keep the shipped mode, keep). Drift repair on: each page read back from Marketo (Get Companies).
+CUSTOMER_DELETIONS = {"mode": "delete"}
+MARKETO_CALL_KINDS = ("sync_calls", "query_calls", "delete_calls")
 
 
 class Invocation(BaseModel):
     seconds: float
     records_read: int
     complete: bool
+    visma_calls: int = 0  # every Visma call of the invocation (record pages, payment facts' invoices/balances)
+    pages: int = 0  # record pages read
+    checkpointed: list[str] = Field(default_factory=list)  # entities whose window continues in the next one
 
 
 class FirstLoad(BaseModel):
@@ -52,6 +63,7 @@ class FirstLoad(BaseModel):
     complete: bool = False
     write_seconds: float = 0.0
     verification: str = ""
+    tick_failures: list[str] = Field(default_factory=list)  # a tick's failed polls (the ticks go on, as the schedule)
 
 
 class Reconcile(BaseModel):
@@ -60,9 +72,15 @@ class Reconcile(BaseModel):
     deleted_seeded: int
     available: bool = True
     seconds: float = 0.0
+    deletion_mode: str = ""
+    drift_repair: bool = True
     visma_calls: int = 0
     marketo_calls: int = 0
-    output: str = ""
+    marketo_calls_by_kind: dict[str, int] = Field(default_factory=dict)  # sync, query (read-back), delete
+    marketo_records_deleted: int = 0
+    entities: list[dict[str, Any]] = Field(default_factory=list)  # per entity: read, sent, the reconcile's counts
+    write: dict[str, Any] = Field(default_factory=dict)  # the drain after the reconcile
+    problem: str = ""  # the CLI's output tail, only when its report could not be read
 
 
 def _environment(records: int, page_size: int, latency: tuple[float, float], log_dir: Path) -> BenchEnvironment:
@@ -86,8 +104,11 @@ class _TimedPollSource(SqsEventSource):
         seconds = time.monotonic() - started
         for result in stats.results[returned:]:
             entities = [e for poll in result.get("polls", []) for e in poll.get("entities", [])]
-            self.invocations.append(Invocation(seconds=seconds, records_read=sum(e["records_read"] for e in entities),
-                                               complete=bool(entities) and all(e["complete"] for e in entities)))
+            self.invocations.append(Invocation(
+                seconds=seconds, records_read=sum(e["records_read"] for e in entities),
+                complete=bool(entities) and all(e["complete"] for e in entities),
+                visma_calls=sum(e["visma_calls"] for e in entities), pages=sum(e["pages"] for e in entities),
+                checkpointed=[e["entity"] for e in entities if e["checkpointed"]]))
 
 
 def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> FirstLoad:
@@ -104,7 +125,10 @@ def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> First
     env.poll_work_source = poll_work_source  # type: ignore[method-assign]
     first = datetime.now(UTC)
     for n in range(max_ticks):
-        env.run_poller(at=first + timedelta(minutes=15 * n))
+        try:
+            env.run_poller(at=first + timedelta(minutes=15 * n))
+        except TickFailed as failed:
+            result.tick_failures.append(f"tick {n + 1}: {failed}")
         say(f"  tick {n + 1}: {len(result.invocations)} invocations so far, last {result.invocations[-1:]}")
         if result.invocations and result.invocations[-1].complete:
             result.complete = True
@@ -117,36 +141,73 @@ def first_load(env: BenchEnvironment, max_ticks: int, say: Any = print) -> First
 
 
 def seed_drift(env: BenchEnvironment, drift: int, deleted: int) -> None:
-    """``drift`` companies edited by hand in Marketo (their name), ``deleted`` customers deleted in Visma."""
+    """``drift`` companies edited by hand in Marketo (their name), ``deleted`` customers deleted in Visma (the
+    last ones, apart from the edited: a record both edited and deleted is counted only as deleted)."""
     store = env.marketo.store
     with store._lock:  # the sandbox's own table: a hand edit in Marketo's UI, outside the API and its counters
         for row in list(store._tables[COMPANY].rows.values())[:drift]:
             row["company"] = HAND_EDITED
-    for record in env.visma.store.records("customer")[:deleted]:
+    customers = env.visma.store.records("customer")
+    for record in customers[len(customers) - deleted:]:
         env.visma.store.delete("customer", int(record["internalId"]))
 
 
-def reconcile(env: BenchEnvironment, drift: int, deleted: int, target_file: Path) -> Reconcile:
+def _reconcile_connections(env: dict[str, str], mapping_file: Path) -> str:
+    """The stack's one connection (as its environment defines it) with drift repair on and a mapping whose
+    customers are deleted in Marketo when gone from Visma; only the reconcile's process sees it, so the first
+    load (itself a reconcile, with nothing in Marketo to read back) ran with the defaults."""
+    mapping = json.loads(Path(env["MAPPING_FILE"]).read_text())
+    mapping["customer"]["deletions"] = CUSTOMER_DELETIONS
+    mapping_file.write_text(json.dumps(mapping, indent=1))
+    connections = _connections_from_env(env)
+    for connection in connections:
+        connection.update(drift_repair=True, mapping=str(mapping_file))
+    return json.dumps({"connections": connections})
+
+
+def _cli_report(printed: str) -> dict[str, Any] | None:
+    """The CLI's ``--json`` document among the Lambda code's JSON log lines (one line each; it is indented)."""
+    start = printed.find('{\n  "poll"')
+    if start < 0:
+        return None
+    document, _ = json.JSONDecoder().raw_decode(printed[start:])
+    return document if isinstance(document, dict) else None
+
+
+def reconcile(env: BenchEnvironment, drift: int, deleted: int, log_dir: Path) -> Reconcile:
     from cli.main import main as cli_main
 
-    result = Reconcile(records=env.settings.records, drift_seeded=drift, deleted_seeded=deleted)
+    result = Reconcile(records=env.settings.records, drift_seeded=drift, deleted_seeded=deleted,
+                       deletion_mode=f"customer: {CUSTOMER_DELETIONS['mode']}; supplier: keep (shipped)")
     seed_drift(env, drift, deleted)
     target = env.local_target()
     target.env.update({k: v for k, v in env.aws.env().items() if k.startswith("AWS_ENDPOINT_URL_")})
+    target.env["CONNECTIONS_CONFIG"] = _reconcile_connections(target.env, log_dir / "reconcile-mapping.json")
+    target_file = log_dir / "target.json"
     target.write(target_file)
     visma_before, marketo_before = env.visma.stats.snapshot(), env.marketo.stats.snapshot()
     printed = io.StringIO()
     started = time.monotonic()
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-            cli_main(["reconcile", "--target-file", str(target_file)])
+            cli_main(["--json", "reconcile", "--target-file", str(target_file)])
     except SystemExit as stop:
         if stop.code == 2 and "invalid choice: 'reconcile'" in printed.getvalue():
             result.available = False
     result.seconds = time.monotonic() - started
     result.visma_calls = env.visma.stats.snapshot()["erp_calls"] - visma_before["erp_calls"]
-    result.marketo_calls = env.marketo.stats.snapshot()["calls_total"] - marketo_before["calls_total"]
-    result.output = printed.getvalue()[-4000:]
+    marketo_after = env.marketo.stats.snapshot()
+    result.marketo_calls = marketo_after["calls_total"] - marketo_before["calls_total"]
+    result.marketo_calls_by_kind = {k.removesuffix("_calls"): marketo_after[k] - marketo_before[k]
+                                    for k in MARKETO_CALL_KINDS}
+    result.marketo_records_deleted = marketo_after["records_deleted"] - marketo_before["records_deleted"]
+    report = _cli_report(printed.getvalue())
+    if report is None:
+        result.problem = printed.getvalue()[-4000:]
+        return result
+    keep = ("connection", "entity", "full_read", "records_read", "messages_sent", "reconcile", "error")
+    result.entities = [{k: e.get(k) for k in keep} for e in report.get("poll", [])]
+    result.write = report.get("write", {})
     return result
 
 
@@ -170,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(load.model_dump_json(indent=1))
         if args.scenario == "reconcile":
             print("reconcile ...")
-            result = reconcile(env, args.drift, args.deleted, args.log_dir / "target.json")
+            result = reconcile(env, args.drift, args.deleted, args.log_dir)
             if not result.available:
                 print("this branch has no `ml-connector reconcile` (issue #16 part 4): scenario skipped")
             (args.log_dir / "reconcile.json").write_text(result.model_dump_json(indent=1))

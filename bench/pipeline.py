@@ -13,7 +13,7 @@ from typing import Any
 from bench.calltimer import merge
 from bench.emulators import RemoteMeters, SplitAws
 from bench.models import Budget, CycleResult, PipelineSettings
-from bench.probes import DynamoCounter, WriteClock
+from bench.probes import DynamoCounter, SqsRequests, WriteClock
 from bench.remote import StackSpec
 from bench.units import DynamoUnits
 from bench.writers import WorkerResult, run_writers
@@ -72,6 +72,10 @@ class BenchEnvironment(LocalEnvironment):
         if isinstance(self.aws, SplitAws):
             return Meters(RemoteMeters(self.aws, "calls"), RemoteMeters(self.aws, "units"))
         return in_process
+
+    def sqs_requests(self) -> Counter[str]:
+        """SQS requests by action so far, counted where SQS answers (its emulator process, or this one)."""
+        return self.aws.sqs_requests() if isinstance(self.aws, SplitAws) else SqsRequests.installed().snapshot()
 
     def emulator_cpu(self) -> dict[str, float]:
         return self.aws.cpu_seconds() if isinstance(self.aws, SplitAws) else {}
@@ -134,13 +138,14 @@ class _Snapshot:
     """Counters before and after a cycle."""
 
     def __init__(self, marketo: dict[str, int], stats: dict[str, Any], visma: dict[str, Any],
-                 dynamo: Counter[str], units: dict[str, dict[str, float]]) -> None:
+                 dynamo: Counter[str], units: dict[str, dict[str, float]], sqs: Counter[str]) -> None:
         self.marketo, self.stats, self.visma, self.dynamo, self.units = marketo, stats, visma, dynamo, units
+        self.sqs = sqs
 
     @classmethod
     def take(cls, env: BenchEnvironment, dynamo: Meters) -> _Snapshot:
         return cls(env._marketo_counts(), env.marketo.stats.snapshot(), env.visma.stats.snapshot(),
-                   dynamo.calls.snapshot(), dynamo.units.snapshot())
+                   dynamo.calls.snapshot(), dynamo.units.snapshot(), env.sqs_requests())
 
     def units_since(self, before: _Snapshot) -> dict[str, dict[str, float]]:
         return {kind: {family: round(value - before.units[kind].get(family, 0.0), 1)
@@ -175,7 +180,7 @@ def _cycle_result(env: BenchEnvironment, label: str, poll: dict[str, Any], polle
         visma_record_pages=sum(after.visma_path(p) - before.visma_path(p) for p in RECORD_PATHS.values()),
         visma_ideal_pages=env.ideal_visma_pages(),
         limiter_dynamo_calls=dynamo["limiter"], other_dynamo_item_calls=dynamo["other"],
-        dynamo_units=after.units_since(before),
+        dynamo_units=after.units_since(before), sqs_requests=dict(after.sqs - before.sqs),
         messages_failed=sum(w.failed for w in workers), handler_errors=sum(w.handler_errors for w in workers),
         worker_errors=[e for w in workers for e in w.errors][:5], dead_letters=env.dead_letters(),
         poller_seconds=poller_s, poller_invocations=int(poll["runs"]),

@@ -261,7 +261,10 @@ def _cost_lines(report: BenchReport) -> list[str]:
             "",
             f"From the full load at the {DEFAULT_BUDGET.name}: poller {c.poller_gb_s:.1f} GB-s, writers "
             f"{c.writer_gb_s:.1f} GB-s ({c.memory_mb} MB functions, measured durations), {c.invocations} invocations, "
-            f"~{c.sqs_requests:,} SQS requests, {c.dynamo_writes:,.0f} DynamoDB write and {c.dynamo_reads:,.0f} read "
+            f"{c.sqs_requests:,} SQS requests (counted as made, by action in the cycle's `sqs_requests`; besides "
+            f"them {c.sqs_empty_receives:,} empty receives of the local polling loop, not counted: Lambda's pollers "
+            "long-poll at a fixed cost a month), "
+            f"{c.dynamo_writes:,.0f} DynamoDB write and {c.dynamo_reads:,.0f} read "
             f"request units for {c.records:,} records.", "",
             *_unit_lines(report), "",
             f"- Per 1M records: Lambda ${per['lambda']:.2f}, SQS ${per['sqs']:.2f}, DynamoDB ${per['dynamodb']:.2f}; "

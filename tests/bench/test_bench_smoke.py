@@ -63,3 +63,12 @@ def test_report_has_every_figure(outcome: tuple[BenchReport, str]) -> None:
                    "## Poller memory", "Poller memory flat in N", "## Cold import", "PollerFunction", "WriterFunction",
                    "GB-s", "Per 1M records", "Machine: ", "Python 3."):
         assert figure in text, figure
+
+
+def test_sqs_requests_are_counted_as_made(outcome: tuple[BenchReport, str]) -> None:
+    """Records travel in packs of up to 300 a message: the cost counts the requests made, not one per record."""
+    report, _ = outcome
+    full = report.cycles[0]
+    assert report.cost is not None
+    assert report.cost.sqs_requests + report.cost.sqs_empty_receives == sum(full.sqs_requests.values())
+    assert 1 <= full.sqs_requests.get("SendMessageBatch", 0) < RECORDS / 10
