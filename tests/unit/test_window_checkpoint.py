@@ -67,3 +67,16 @@ def test_a_new_checkpoint_replaces_the_old_parts_and_delete_leaves_nothing(table
     assert len(list(table.query(keys.windows("c1", "supplier")))) == 2  # meta + one part
     windows.delete("c1", "supplier")
     assert windows.get("c1", "supplier") is None and not list(table.query(keys.windows("c1", "supplier")))
+
+
+def test_the_payment_preload_round_trips_in_the_parts_not_the_meta_item(table):
+    """50,000 customers' balances and their overdue invoices ride in the compressed parts; the META item (read
+    first, consistently) stays small."""
+    windows = DynamoWindows(table)
+    checkpoint = full_load(1_000).model_copy(update={
+        "payments_loaded": True, "invoices": [(f"C{i}", 100.5 + i, i % 3) for i in range(2_000)],
+        "balances": [(i, f"C{i}", round(i * 1.25, 2)) for i in range(1, 50_001)] + [(None, "NOID", 7.0)]})
+    windows.save("c1", "customer", checkpoint)
+    meta = table.get(keys.windows("c1", "customer"), keys.WINDOW_META_SK)
+    assert meta is not None and len(meta["window"]) < 2_000
+    assert same(windows.get("c1", "customer"), checkpoint)

@@ -242,3 +242,36 @@ def test_payment_refreshes_after_the_window_continue_across_invocations_until_do
     assert sorted((m.internal_id, m.fields["vismaBalance"]) for m in outbox.sent) == [(2, 200.0), (4, 400.0),
                                                                                        (6, 600.0)]
     assert {i: v["balance"] for i, v in state.payments.all("c1")} == {2: 200.0, 4: 400.0, 6: 600.0}
+
+
+class CountingBalances(Balances):
+    """Counts every list Visma is asked for (balances, overdue invoices)."""
+
+    def __init__(self, visma: FakeVisma) -> None:
+        super().__init__(visma)
+        self.reads: dict[str, int] = {}
+
+    def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000):  # type: ignore[no-untyped-def]
+        self.reads[path] = self.reads.get(path, 0) + 1
+        return super().records(path, params, page_size)
+
+
+def test_the_payment_preload_is_read_once_for_a_window_that_spans_invocations():
+    """On a large first load the overdue invoices and every balance can take a whole invocation: a continuation
+    takes them from the window's checkpoint instead of reading them again (it would never finish otherwise)."""
+    state, outbox, clock = memory_state(), FakeOutbox(), Clock(NOW)
+    visma = FakeVisma(seven_customers())
+    balances = CountingBalances(visma)
+    balances.rows = {i: (10.0 * i, NOW - minutes(80)) for i in range(1, 8)}
+    payments = PaymentReader(balances)  # type: ignore[arg-type]
+    reports: list[EntityPollReport] = []
+    while not reports or not reports[-1].complete:
+        assert len(reports) < 8
+        poller = Poller(state, QueueSink(state, outbox), clock=clock, safety_margin=5, deadline=ONE_PAGE)
+        reports.append(poller.poll_entity(CONNECTION, visma, "customer", company_id="1", mapping=customer_mapping(),
+                                          payments=payments))
+        clock.at += minutes(1)
+    assert len(reports) >= 3 and all(r.resumed for r in reports[1:])
+    assert balances.reads == {"/v1/customerinvoice": 1, "/v1/customer/balance": 1}  # the first invocation only
+    assert sorted((m.internal_id, m.fields["vismaBalance"]) for m in outbox.sent) == [
+        (i, 10.0 * i) for i in range(1, 8)]  # every continuation mapped the balances its first invocation read

@@ -198,3 +198,8 @@ class WindowCheckpoint(BaseModel):
     earlier_bad: list[str] = []
     sent: list[tuple[int, str]] = []  # (internalId, short content hash) sent in this window
     read: list[tuple[str, int | None]] = []  # customers read (number, internalId): no payment refresh for them
+    # The payment facts' preload the window's first invocation read from Visma (overdue invoices, balances), so a
+    # continuation does not read it again (on a large first load it alone can take an invocation).
+    payments_loaded: bool = False
+    invoices: list[tuple[str, float, int]] = []  # (customer number, open balance, dunning level)
+    balances: list[tuple[int | None, str, float]] = []  # (internalId or None, number, balance)

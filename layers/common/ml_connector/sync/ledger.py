@@ -86,6 +86,7 @@ class PollLedger:
     """A poll's ids, sent numbers and payment facts, in a temporary SQLite file removed on close."""
 
     def __init__(self, directory: str | None = None) -> None:
+        self._payments_loaded = False  # the overdue invoices and balances were read into this ledger
         self._dir = tempfile.TemporaryDirectory(prefix="ml-connector-poll-", dir=directory)
         self._db = sqlite3.connect(Path(self._dir.name) / "poll.db", isolation_level=None)
         # A scratch file: no journal, no fsync; a crash loses nothing the next poll does not rebuild.
@@ -242,6 +243,20 @@ class PollLedger:
     def add_overdue_invoices(self, invoices: Iterable[tuple[str, float, int]]) -> None:
         """Open invoices past due: (customer number, open balance, dunning level)."""
         self._insert_many("INSERT INTO invoices VALUES (?, ?, ?)", invoices)
+
+    def payments_loaded(self) -> None:
+        """The overdue invoices and balances are all in (a checkpoint may then carry them)."""
+        self._payments_loaded = True
+
+    def payment_preload(self) -> dict[str, object]:
+        """What add_overdue_invoices and set_balances took from Visma, for a window's checkpoint."""
+        if not self._payments_loaded:
+            return {}
+        self._flush()
+        invoices = [tuple(r) for r in self._db.execute("SELECT number, balance, level FROM invoices")]
+        balances = [tuple(r) for r in self._db.execute("SELECT id, number, balance FROM balances")]
+        balances += [(None, *r) for r in self._db.execute("SELECT number, balance FROM number_balances")]
+        return {"payments_loaded": True, "invoices": invoices, "balances": balances}
 
     def set_balances(self, balances: Iterable[tuple[int | None, str, float]]) -> None:
         """Balances read since the watermark, (internalId or None, number, balance); the latest row wins."""

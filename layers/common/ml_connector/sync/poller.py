@@ -266,7 +266,7 @@ class _Pass:
             "window_total": window.total, "fresh_from": self.fresh_from,
             "previous_fresh_from": self.previous_fresh_from, "newest": newest or None,
             "max_modified": utc_iso(window.max_modified) if window.max_modified else None,
-            **self._ledger.snapshot(self.previous_fresh_from)})
+            **self._ledger.snapshot(self.previous_fresh_from), **self._ledger.payment_preload()})
 
 
 def _restore(ledger: PollLedger, checkpoint: WindowCheckpoint) -> None:
@@ -332,7 +332,7 @@ class Poller:
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
             payment_facts = None if payments is None else self._load_payment_facts(ledger, connection.id, payments,
-                                                                                    since)
+                                                                                    since, checkpoint)
             context = EntityContext(connection, entity, company_id, mapping, payment_facts, company_keys)
             read = self._read_window(client, context, window, report, ledger, checkpoint)
             if payment_facts is not None and read.complete:
@@ -585,13 +585,20 @@ class Poller:
         return message
 
     def _load_payment_facts(self, ledger: PollLedger, connection: str, reader: PaymentReader,
-                            since: datetime | None) -> PollPaymentFacts:
+                            since: datetime | None, checkpoint: WindowCheckpoint | None) -> PollPaymentFacts:
         """The overdue customers' stored facts, overdue invoices and the balance delta, streamed into the ledger
-        (other customers' stored facts are read when the poll meets them)."""
+        (other customers' stored facts are read when the poll meets them). A window that continues takes the
+        invoices and balances its first invocation read from its checkpoint: read again, they could take a
+        whole invocation of a large first load every time, and the window would never finish."""
         facts = PollPaymentFacts(ledger, self._state.payments, connection)
         facts.load_overdue()
-        ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
-        ledger.set_balances(reader.balances(since))
+        if checkpoint is not None and checkpoint.payments_loaded:
+            ledger.add_overdue_invoices(checkpoint.invoices)
+            ledger.set_balances(checkpoint.balances)
+        else:
+            ledger.add_overdue_invoices(reader.overdue_invoices(self._clock().date()))
+            ledger.set_balances(reader.balances(since))
+        ledger.payments_loaded()
         return facts
 
     def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, facts: PollPaymentFacts,

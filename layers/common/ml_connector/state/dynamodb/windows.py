@@ -51,7 +51,7 @@ class DynamoWindows:
         chunks = [blob[i : i + PART_BYTES] for i in range(0, len(blob), PART_BYTES)] or [b""]
         self._t.put_many({**keys.key(pk, keys.window_part_sk(generation, n)), "data": chunk}
                          for n, chunk in enumerate(chunks))
-        scalars = checkpoint.model_dump(exclude={*_ID_SETS, "sent", "read"})
+        scalars = checkpoint.model_dump(exclude={*_ID_SETS, "sent", "read", "invoices", "balances"})
         self._t.put({**keys.key(pk, keys.WINDOW_META_SK), "generation": generation, "parts": len(chunks),
                      "window": json.dumps(scalars)})
         self._t.delete_many(keys.key(pk, sk) for sk in old)
@@ -71,6 +71,7 @@ def pack(checkpoint: WindowCheckpoint) -> bytes:
     read = sorted(checkpoint.read, key=lambda pair: _NO_ID if pair[1] is None else pair[1])
     sections.append(_varints(_deltas([_NO_ID if i is None else i for _, i in read])))
     sections.append(json.dumps([number for number, _ in read]).encode())  # numbers in id order compress well
+    sections.append(json.dumps({"invoices": checkpoint.invoices, "balances": checkpoint.balances}).encode())
     framed = b"".join(struct.pack(">I", len(s)) + s for s in sections)
     return zlib.compress(framed, 6)
 
@@ -92,6 +93,8 @@ def unpack(blob: bytes) -> dict[str, Any]:
     read_ids = _undelta(_read_varints(sections[5]))
     numbers = json.loads(sections[6])
     result["read"] = [(n, None if i == _NO_ID else i) for n, i in zip(numbers, read_ids, strict=True)]
+    if len(sections) > 7:  # checkpoints saved before the payment preload was kept have no eighth section
+        result.update(json.loads(sections[7]))
     return result
 
 
