@@ -104,5 +104,7 @@ def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollL
     report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
     report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
                                       before_each=lease.renew, open_windows_only=continuation)
-    if not continuation:  # the tick's own poll synced it; a continuation only finishes the open windows
+    # The tick's own poll syncs reference data; a continuation only finishes the open windows, and an invocation
+    # that ran out of time leaves it for the next tick (it stays due) rather than fail on the time left.
+    if not continuation and not any(entity.stopped_early for entity in report.entities):
         report.reference = sync_reference(runtime, deadline, [connection.id])

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from ml_connector.deadline import Deadline
 from ml_connector.observability import logger
+from ml_connector.retry import TimeBudgetExceeded
 from ml_connector.runtime import Runtime
 from ml_connector.sync.mapping import load_mapping
 from ml_connector.sync.reference import ReferenceReport, ReferenceSync
@@ -24,6 +25,10 @@ def sync_reference(runtime: Runtime, deadline: Deadline, only: list[str] | None 
             visma = runtime.visma_client(connection, credentials, deadline)
             marketo = runtime.marketo_client(connection.id, deadline)
             reports.append(sync.run(connection.id, visma, marketo, credentials.company_id, section))
+        except TimeBudgetExceeded:
+            # Not a failure: the invocation's time is up; it is still due, and the next poll syncs it.
+            logger.warning("reference data sync postponed: no time left", extra={"connection": connection.id})
+            reports.append(ReferenceReport(connection=connection.id, ran=False))
         except Exception as exc:
             logger.exception("reference data sync failed", extra={"connection": connection.id})
             reports.append(ReferenceReport(connection=connection.id, ran=True, error=f"{type(exc).__name__}: {exc}"))
