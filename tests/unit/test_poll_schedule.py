@@ -12,6 +12,8 @@ import pytest
 
 from localrun.aws import LocalAws
 from ml_connector.config import ConfigError, load_settings, schedule_minutes
+from ml_connector.deadline import Deadline
+from ml_connector.state import utc_iso
 from ml_connector.state.dynamodb.leases import DynamoPollLeases
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.memory import MemoryPollLeases
@@ -168,6 +170,34 @@ def test_renewal_keeps_the_lease_and_only_for_its_holder(runs, connection):
     clock.now = T0 + timedelta(seconds=600)
     assert other.claim(T0 + minutes(15)) is Claim.BUSY  # renewed at 300 s for another 330 s
     assert runs.get(connection).owner == holder.owner
+
+
+class CountedRenewals(MemoryPollLeases):
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewals = 0
+
+    def renew(self, connection: str, owner: str, until: datetime) -> bool:
+        self.renewals += 1
+        return super().renew(connection, owner, until)
+
+
+def test_a_lease_that_outlasts_the_invocation_is_not_renewed():
+    """A Lambda poller's lease (330 s) outlasts its timeout (300 s): renewing before each entity would cost a
+    write unit each and change nothing. Without a deadline (the CLI), or with more time left than the lease
+    has, it is renewed for another full term."""
+    runs, clock = CountedRenewals(), Clock()
+    holder = PollLease(runs, "c1", 330, clock=clock)
+    holder.claim(T0)
+    clock.now = T0 + timedelta(seconds=20)
+    holder.renew(Deadline(lambda: 280.0))
+    assert runs.renewals == 0
+    holder.renew(Deadline(lambda: 400.0))  # the invocation would outlast the lease (until 330 s)
+    assert runs.renewals == 1 and runs.get("c1").lease_until == utc_iso(T0 + timedelta(seconds=350))
+    holder.renew(Deadline(lambda: 300.0))  # 20 + 300 s is within the renewed lease
+    assert runs.renewals == 1
+    holder.renew()
+    assert runs.renewals == 2
 
 
 def test_all_reads_every_connection_that_ever_started(runs, connection):

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.state import PollRun, parse_utc_iso, utc_iso
 from ml_connector.state.ports import PollLeases
 
@@ -58,6 +59,7 @@ class PollLease:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._runs, self._connection, self._seconds, self._clock = runs, connection, seconds, clock
         self.owner = uuid.uuid4().hex
+        self._until: datetime | None = None  # while this poll holds the lease: when it expires
 
     def claim(self, tick: datetime, *, continuation: bool = False) -> Claim:
         """``continuation``: the poll continues a window its tick's poll left open, so that tick does not
@@ -65,14 +67,23 @@ class PollLease:
         now = self._clock()
         until = now + timedelta(seconds=self._seconds)
         if self._runs.start(self._connection, self.owner, tick, now, until, resume=continuation):
+            self._until = until
             return Claim.STARTED
         run = self._runs.get(self._connection)
         covered = run is not None and run.tick is not None and run.tick >= utc_iso(tick)
         return Claim.COVERED if covered else Claim.BUSY
 
-    def renew(self) -> None:
-        """Keep the lease for another full term (a run without a Lambda deadline can outlast one term)."""
-        self._runs.renew(self._connection, self.owner, self._clock() + timedelta(seconds=self._seconds))
+    def renew(self, deadline: Deadline = NO_DEADLINE) -> None:
+        """Keep the lease for another full term (a run without a Lambda deadline can outlast one term). A lease
+        that already outlasts the invocation's ``deadline`` is left as it is: a Lambda poller's lease is longer
+        than its timeout, so its polls write no renewal (a write unit per entity and poll)."""
+        now = self._clock()
+        left = deadline.remaining()
+        if self._until is not None and left != float("inf") and now + timedelta(seconds=left) <= self._until:
+            return
+        until = now + timedelta(seconds=self._seconds)
+        if self._runs.renew(self._connection, self.owner, until):
+            self._until = until
 
     def release(self, outcome: str) -> None:
         self._runs.finish(self._connection, self.owner, self._clock(), outcome)

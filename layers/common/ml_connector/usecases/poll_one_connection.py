@@ -103,7 +103,7 @@ def _poll(runtime: Runtime, connection_id: str, deadline: Deadline, lease: PollL
     connection = runtime.settings.connection(connection_id)
     report.requeued_after_quota_reset = DeferredChunks(runtime.state).requeue_due([connection.id], runtime.outbox())
     report.entities = poll_connection(runtime, connection, queue_poller(runtime, deadline), deadline,
-                                      before_each=lease.renew, open_windows_only=continuation)
+                                      before_each=lambda: lease.renew(deadline), open_windows_only=continuation)
     # The tick's own poll syncs reference data; a continuation only finishes the open windows, and an invocation
     # that ran out of time leaves it for the next tick (it stays due) rather than fail on the time left.
     if not continuation and not any(entity.stopped_early for entity in report.entities):
