@@ -10,12 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from moto_tables import Tables, moto_tables
 from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
 
-from bench.units import DynamoUnits
-from localrun.aws import LocalAws
 from ml_connector.state import State
-from ml_connector.state.dynamodb import dynamodb_state
 from ml_connector.state.dynamodb import keys as state_keys
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.memory import MemoryPaymentFacts
@@ -29,35 +27,10 @@ BALANCE_ONLY = {"number": "C8", "balance": 99.0, "overdue_amount": 0.0, "overdue
                 "max_dunning_level": 0.0}
 
 
-class Tables:
-    """Fresh state tables on one moto server, with the bench's unit meter on its request layer."""
-
-    def __init__(self, aws: LocalAws, units: DynamoUnits) -> None:
-        self.aws, self.units, self.count = aws, units, 0
-        self.resource = aws.session().resource("dynamodb", endpoint_url=aws.endpoint_url)
-
-    def table(self) -> StateTable:
-        self.count += 1
-        name = f"state{self.count}"
-        self.aws.client("dynamodb").create_table(
-            TableName=name, BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
-        return StateTable(name, self.resource)
-
-    def state(self, table: StateTable | None = None) -> State:
-        return dynamodb_state((table or self.table()).name, self.resource)
-
-
 @pytest.fixture(scope="module")
 def tables() -> Iterator[Tables]:
-    units = DynamoUnits().install()
-    try:
-        with LocalAws() as aws:
-            yield Tables(aws, units)
-    finally:
-        units.uninstall()
+    with moto_tables() as made:
+        yield made
 
 
 @pytest.fixture(params=["memory", "dynamodb"])

@@ -49,6 +49,22 @@ class MemoryWatermarks:
             self.items[(connection, entity)] = current.model_copy(update={
                 "polled_at": utc_iso(started), "last_cycle": summary, "updated_at": utc_iso(datetime.now(UTC))})
 
+    def entry(self, connection: str, entity: str) -> WatermarkEntry | None:
+        return self.items.get((connection, entity))
+
+    def swept(self, connection: str, entity: str, at: datetime) -> None:
+        current = self.items.get((connection, entity), WatermarkEntry())
+        if current.swept_at is None or current.swept_at <= utc_iso(at):
+            self.items[(connection, entity)] = current.model_copy(update={"swept_at": utc_iso(at)})
+
+    def complete(self, connection: str, entity: str, started: datetime, watermark: datetime | None, *,
+                 swept: bool, summary: dict[str, Any]) -> None:
+        if watermark is not None:
+            self.advance(connection, entity, watermark, summary)
+        self.polled(connection, entity, started, summary)
+        if swept:
+            self.swept(connection, entity, started)
+
     def entries(self, connection: str) -> dict[str, WatermarkEntry]:
         return {e: v for (c, e), v in self.items.items() if c == connection}
 
@@ -216,14 +232,17 @@ class MemoryPaymentFacts:
 
 
 class MemorySweeps:
-    def __init__(self) -> None:
-        self.items: dict[tuple[str, str], datetime] = {}
+    """On the watermark entries, as in DynamoDB (``swept_at``)."""
+
+    def __init__(self, watermarks: MemoryWatermarks) -> None:
+        self._watermarks = watermarks
 
     def last(self, connection: str, entity: str) -> datetime | None:
-        return self.items.get((connection, entity))
+        entry = self._watermarks.entry(connection, entity)
+        return parse_utc_iso(entry.swept_at) if entry and entry.swept_at else None
 
     def done(self, connection: str, entity: str, at: datetime) -> None:
-        self.items[(connection, entity)] = at
+        self._watermarks.swept(connection, entity, at)
 
 
 class MemoryCustomerNumbers:
@@ -362,10 +381,10 @@ class MemoryWindows:
 
 
 def memory_state() -> State:
-    records = MemoryRecordVersions()
+    records, watermarks = MemoryRecordVersions(), MemoryWatermarks()
     return State(
-        watermarks=MemoryWatermarks(), records=records, reconciles=MemoryReconciles(records),
+        watermarks=watermarks, records=records, reconciles=MemoryReconciles(records),
         quarantine=MemoryQuarantine(), jobs=MemoryJobs(), quota=MemoryQuotaBlock(), limiter=MemoryLimiterItems(),
         payments=MemoryPaymentFacts(), numbers=MemoryCustomerNumbers(), reference=MemoryReferenceHashes(),
-        runs=MemoryRuns(), sweeps=MemorySweeps(), leases=MemoryPollLeases(), windows=MemoryWindows(),
+        runs=MemoryRuns(), sweeps=MemorySweeps(watermarks), leases=MemoryPollLeases(), windows=MemoryWindows(),
     )

@@ -28,6 +28,7 @@ class WatermarkEntry(BaseModel):
     last_cycle: dict[str, Any] | None = None
     updated_at: str | None = None
     polled_at: str | None = None  # start of the last complete poll: Marketo is current as of then
+    swept_at: str | None = None  # start of the last complete poll that read deep (a sweep for late writes)
 
 
 class RecordState(BaseModel):

@@ -38,6 +38,15 @@ class Watermarks(Protocol):
     def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
         """A poll that started at ``started`` read its whole window (forward only, like the watermark)."""
 
+    def entry(self, connection: str, entity: str) -> WatermarkEntry | None:
+        """One entity's watermark, last complete poll and last deep sweep, in one read (eventually consistent)."""
+
+    def complete(self, connection: str, entity: str, started: datetime, watermark: datetime | None, *,
+                 swept: bool, summary: dict[str, Any]) -> None:
+        """A poll that started at ``started`` read its whole window: ``advance`` to ``watermark`` (when given),
+        ``polled``, and, when it read deep, the sweep done at ``started``, in one write where the store allows;
+        each forward only, as on its own."""
+
     def entries(self, connection: str) -> dict[str, WatermarkEntry]: ...
 
 

@@ -44,7 +44,15 @@ from ml_connector.config import ConnectionConfig, VismaEntity
 from ml_connector.deadline import NO_DEADLINE, Deadline
 from ml_connector.observability import MetricUnit, emit, log_context, logger
 from ml_connector.retry import TimeBudgetExceeded
-from ml_connector.state import QuarantineEntry, RecordState, State, WindowCheckpoint, parse_utc_iso, utc_iso
+from ml_connector.state import (
+    QuarantineEntry,
+    RecordState,
+    State,
+    WatermarkEntry,
+    WindowCheckpoint,
+    parse_utc_iso,
+    utc_iso,
+)
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
@@ -297,6 +305,7 @@ class Poller:
         self._nominal_start: datetime | None = None  # where this window starts without the overlap or a sweep
         self._current: _Pass | None = None  # the read in progress (what a checkpoint saves)
         self._window: _Window | None = None
+        self._entry: WatermarkEntry | None = None  # the entity's watermark item, as this poll read it
 
     def poll_entity(
         self,
@@ -316,11 +325,14 @@ class Poller:
                      mapping: EntityMapping, payments: PaymentReader | None,
                      company_keys: CompanyKeys | None, ledger: PollLedger) -> EntityPollReport:
         report = EntityPollReport(connection=connection.id, entity=entity)
-        watermark = self._state.watermarks.get(connection.id, entity)
+        # One read: the watermark, the last complete poll (for the lag metric) and the last deep sweep.
+        entry = self._entry = self._state.watermarks.entry(connection.id, entity)
+        watermark = parse_utc_iso(entry.watermark) if entry and entry.watermark else None
         report.watermark_before = utc_iso(watermark) if watermark else None
         checkpoint = self._open_checkpoint(connection, entity, watermark)
+        swept = parse_utc_iso(entry.swept_at) if entry and entry.swept_at else None
         window = self._window = self._resume(checkpoint, watermark, connection, ledger) if checkpoint else \
-            self._new_window(connection, entity, watermark)
+            self._new_window(connection, entity, watermark, swept)
         self._current = None
         report.deep_sweep, report.full_read = window.deep_sweep, window.full_read
         report.resumed, report.invocations = checkpoint is not None, window.invocations
@@ -377,12 +389,13 @@ class Poller:
         self._state.windows.delete(connection.id, entity)
         return None
 
-    def _new_window(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None) -> _Window:
+    def _new_window(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None,
+                    swept: datetime | None) -> _Window:
         started = self._clock()
         tolerance = timedelta(seconds=connection.visma.overlap_seconds)
         full_read = (not self._dry_run and self._full_reads is not None
                      and self._full_reads.full_read_due(connection, entity, started))
-        since, deep_sweep = (None, True) if full_read else self._window_start(connection, entity, watermark, started)
+        since, deep_sweep = (None, True) if full_read else self._window_start(connection, watermark, swept, started)
         return _Window(watermark, since, started, tolerance, full_read=full_read, deep_sweep=deep_sweep)
 
     def _resume(self, checkpoint: WindowCheckpoint, watermark: datetime | None, connection: ConnectionConfig,
@@ -413,15 +426,12 @@ class Poller:
         if self._dry_run:
             report.watermark_after = report.watermark_before
             return
-        if report.deep_sweep:
-            self._state.sweeps.done(connection.id, entity, started)
-        if window.max_modified is not None:
-            new_mark = min(window.max_modified, started)
-            self._state.watermarks.advance(connection.id, entity, new_mark, report.model_dump())
-            report.watermark_after = utc_iso(max(new_mark, watermark) if watermark else new_mark)
-        else:
-            report.watermark_after = report.watermark_before
-        self._state.watermarks.polled(connection.id, entity, started, report.model_dump())
+        new_mark = None if window.max_modified is None else min(window.max_modified, started)
+        report.watermark_after = report.watermark_before if new_mark is None else \
+            utc_iso(max(new_mark, watermark) if watermark else new_mark)
+        # One write: the watermark, the poll's start as the last complete poll, and as the last sweep when deep.
+        self._state.watermarks.complete(connection.id, entity, started, new_mark, swept=report.deep_sweep,
+                                        summary=report.model_dump())
         if report.resumed or report.checkpointed:  # (no checkpoint was found otherwise: nothing to close)
             self._state.windows.delete(connection.id, entity)
         if window.full_read and self._full_reads is not None:
@@ -438,14 +448,15 @@ class Poller:
             logger.exception("reconcile after a full read failed")
             report.error = f"reconcile: {type(exc).__name__}: {exc}"
 
-    def _window_start(self, connection: ConnectionConfig, entity: VismaEntity, watermark: datetime | None,
+    @staticmethod
+    def _window_start(connection: ConnectionConfig, watermark: datetime | None, last: datetime | None,
                       started: datetime) -> tuple[datetime | None, bool]:
-        """Where this poll reads from, and whether it is a deep sweep (a full read counts as one)."""
+        """Where this poll reads from, and whether it is a deep sweep (a full read counts as one); ``last``: the
+        last deep sweep."""
         if watermark is None:
             return None, True
         v = connection.visma
         since = watermark - timedelta(seconds=v.overlap_seconds)
-        last = self._state.sweeps.last(connection.id, entity)
         if last is not None and started - last < timedelta(seconds=v.sweep_interval_seconds):
             return since, False
         return min(since, started - timedelta(seconds=v.sweep_depth_seconds)), True
@@ -666,7 +677,8 @@ class Poller:
             emit("SyncLagSeconds", (self._clock() - current_as_of).total_seconds(), MetricUnit.Seconds, **dims)
 
     def _last_complete_poll(self, report: EntityPollReport) -> datetime | None:
-        entry = self._state.watermarks.entries(report.connection).get(report.entity)
+        """As read when this poll started (an incomplete poll writes none)."""
+        entry = self._entry
         return parse_utc_iso(entry.polled_at) if entry and entry.polled_at else None
 
 

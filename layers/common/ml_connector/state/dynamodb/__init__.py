@@ -7,14 +7,14 @@ from typing import Any
 from ml_connector.state.dynamodb.jobs import DynamoJobs
 from ml_connector.state.dynamodb.leases import DynamoPollLeases
 from ml_connector.state.dynamodb.limits import DynamoLimiterItems, DynamoQuotaBlock
-from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoReferenceHashes, DynamoSweeps
+from ml_connector.state.dynamodb.lookups import DynamoCustomerNumbers, DynamoReferenceHashes
 from ml_connector.state.dynamodb.payments import DynamoPaymentFacts
 from ml_connector.state.dynamodb.quarantine import DynamoQuarantine
 from ml_connector.state.dynamodb.reconciles import DynamoReconciles
 from ml_connector.state.dynamodb.runs import DynamoRuns
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.dynamodb.versions import DynamoRecordVersions
-from ml_connector.state.dynamodb.watermarks import DynamoWatermarks
+from ml_connector.state.dynamodb.watermarks import DynamoSweeps, DynamoWatermarks
 from ml_connector.state.dynamodb.windows import DynamoWindows
 from ml_connector.state.ports import State
 

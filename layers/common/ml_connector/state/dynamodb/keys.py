@@ -13,7 +13,8 @@ pk                                sk                     holds
 ``NUM#{connection}#{entity}``     ``{number}``           internalId of a customer number (contacts link by it)
 ``JOB#{connection}``              ``{jobId}``            chunk outcome (TTL ``expiresAt``)
 ``QUAR#{connection}``             ``{entity}#{ref}``     quarantined record: reason, raw payload
-``QIDX#{connection}``             ``{entity}#{ref}``     the same entry's stage and version only (cheap to read)
+``QIDX#{connection}``             ``{entity}#{ref}``     the same entry's stage and version only (cheap to read);
+                                                         sk ``INDEXED``: older entries were indexed
 ``PARK#{connection}``             ``{jobId}``            chunk parked until Marketo's quota resets
 ``PAYB#{connection}``             ``{bucket}``           payment facts of up to 64 customers (bucket =
                                                          internalId // 64), an attribute each: number and
@@ -81,6 +82,9 @@ def quarantine_index(connection: str) -> str:
 
 def parked(connection: str) -> str:
     return f"PARK#{connection}"
+
+
+QUARANTINE_INDEXED_SK = "INDEXED"  # no entity is named so: an entry's sk is ``{entity}#{ref}``
 
 
 def quarantine_sk(entity: str, ref: str) -> str:

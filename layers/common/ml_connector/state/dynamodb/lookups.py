@@ -1,13 +1,11 @@
-"""Small per-connection lookups: customer numbers, reference data hashes, sweep times."""
+"""Small per-connection lookups: customer numbers, reference data hashes."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
-from ml_connector.state.models import parse_utc_iso, utc_iso
 
 
 class DynamoCustomerNumbers:
@@ -32,15 +30,3 @@ class DynamoReferenceHashes:
     def put(self, connection: str, hashes: dict[str, str]) -> None:
         pk = keys.reference(connection)
         self._t.put_many({**keys.key(pk, k), "hash": v} for k, v in hashes.items())
-
-
-class DynamoSweeps:
-    def __init__(self, table: StateTable) -> None:
-        self._t = table
-
-    def last(self, connection: str, entity: str) -> datetime | None:
-        item = self._t.get(keys.sweeps(connection), entity, consistent=True)
-        return parse_utc_iso(item["at"]) if item and item.get("at") else None
-
-    def done(self, connection: str, entity: str, at: datetime) -> None:
-        self._t.put({**keys.key(keys.sweeps(connection), entity), "at": utc_iso(at)})

@@ -22,16 +22,18 @@ class DynamoQuarantine:
 
     def index(self, connection: str) -> dict[str, QuarantineMark]:
         # The index items, not the entries: a query is billed by the size of what it reads, projection or not.
-        marks = _marks(self._t.query(keys.quarantine_index(connection)))
-        if not marks:
-            marks = self._index_entries_from_before_the_index(connection)
-        return marks
+        items = list(self._t.query(keys.quarantine_index(connection)))
+        if not any(i["sk"] == keys.QUARANTINE_INDEXED_SK for i in items):
+            return self._index_entries_from_before_the_index(connection)
+        return _marks(i for i in items if i["sk"] != keys.QUARANTINE_INDEXED_SK)
 
     def _index_entries_from_before_the_index(self, connection: str) -> dict[str, QuarantineMark]:
-        """Entries quarantined by a version without the index are indexed once, the first time it is empty."""
+        """Entries quarantined by a version without the index are indexed once; the ``INDEXED`` item then says so
+        (without it, every poll of a connection with nothing quarantined would read the entries as well)."""
         marks = _marks(self._t.query(keys.quarantine(connection), projection=("sk", "stage", "version")))
-        self._t.put_many({**keys.key(keys.quarantine_index(connection), sk),
-                          **mark.model_dump(exclude_none=True)} for sk, mark in marks.items())
+        pk = keys.quarantine_index(connection)
+        self._t.put_many([*({**keys.key(pk, sk), **mark.model_dump(exclude_none=True)} for sk, mark in marks.items()),
+                          keys.key(pk, keys.QUARANTINE_INDEXED_SK)])
         return marks
 
     def release(self, connection: str, entity: str, ref: str) -> None:

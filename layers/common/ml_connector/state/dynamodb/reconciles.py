@@ -21,7 +21,10 @@ class DynamoReconciles:
         self._t = table
 
     def status(self, connection: str, entity: str) -> ReconcileStatus:
-        item = self._t.get(keys.reconciles(connection), entity, consistent=True) or {}
+        # Eventually consistent, at half the price: written when a full read completes (by an earlier poll, one at
+        # a time under the lease, a tick or more ago; a continuation resumes its window and does not ask) or by
+        # ``ml-connector reconcile``. A stale copy could only serve a request one poll later.
+        item = self._t.get(keys.reconciles(connection), entity) or {}
         counts = {k: int(v) for k, v in (item.get("lastCounts") or {}).items() if isinstance(v, int | Decimal)}
         return ReconcileStatus(last_started=item.get("lastStarted"), requested_at=item.get("requestedAt"),
                                last_counts=counts)
