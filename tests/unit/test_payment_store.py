@@ -85,6 +85,7 @@ class PaymentSource:
     def __init__(self) -> None:
         self.balances: list[tuple[int, float, datetime]] = []
         self.invoices: list[dict[str, Any]] = []
+        self.asked: list[datetime | None] = []  # the balance delta's lastModifiedDateTime, each time it is read
 
     def records(self, path: str, params: dict[str, Any] | None = None, page_size: int = 1000
                 ) -> Iterator[dict[str, Any]]:
@@ -92,6 +93,7 @@ class PaymentSource:
             yield from self.invoices
         elif path == BALANCES_PATH:
             since = (params or {}).get("lastModifiedDateTime")
+            self.asked.append(since)
             yield from ({"customer": {"internalId": i, "number": f"C{i}"}, "balance": b}
                         for i, b, at in self.balances if since is None or at >= since)
 
@@ -163,3 +165,23 @@ def test_a_poll_stopped_between_its_two_writes_heals_on_the_next_change(tables):
     assert dict(state.payments.overdue("c1")) == {}
     assert dict(state.payments.get("c1", [7]))[7]["overdue_invoices"] == 0
     assert _poll(state, visma, PaymentSource()).payment_refreshes == 0
+
+
+def test_balances_are_read_since_the_last_complete_poll_not_since_the_last_customer_edit(tables):
+    """Customers last changed an hour ago (the watermark), invoices since: the balance delta is read from the
+    last complete poll's start less the overlap, so the balances an earlier poll merged are not read again (nor
+    their stored facts), while one changed since is still found and its customer sent."""
+    table = tables.table()
+    state = tables.state(table)
+    merged = range(1, 41)
+    state.payments.put("c1", [(i, {"number": f"C{i}", "balance": 5.0}) for i in merged])
+    state.watermarks.complete("c1", "customer", NOW - minutes(15), NOW - minutes(60), swept=True, summary={})
+    visma = FakeVisma([{**customer(i, f"Kunde {i}", NOW - minutes(90)), "number": f"C{i}"} for i in [*merged, 3000]])
+    source = PaymentSource()
+    source.balances = [(i, 5.0, NOW - minutes(30)) for i in merged] + [(3000, 7.0, NOW - minutes(2))]
+    with tables.metered() as spent:
+        report = _poll(state, visma, source)
+    assert source.asked == [NOW - minutes(15) - timedelta(seconds=CONNECTION.visma.overlap_seconds)]
+    assert report.payment_refreshes == 1 and report.messages_sent == 1
+    assert dict(state.payments.get("c1", [3000]))[3000]["balance"] == 7.0
+    assert spent["read"]["PAYB"] == 0.5  # the one bucket of the changed customer

@@ -336,15 +336,15 @@ class Poller:
         self._current = None
         report.deep_sweep, report.full_read = window.deep_sweep, window.full_read
         report.resumed, report.invocations = checkpoint is not None, window.invocations
-        since, started = window.since, window.started
+        started = window.started
         self._nominal_start = watermark - timedelta(seconds=connection.visma.overlap_seconds) if watermark else None
         calls_before = client.calls
         self._quarantined = set() if self._dry_run else {
             key.split("#", 1)[1] for key, mark in self._state.quarantine.index(connection.id).items()
             if key.startswith(f"{entity}#") and mark.stage == "poller"}
         try:
-            payment_facts = None if payments is None else self._load_payment_facts(ledger, connection.id, payments,
-                                                                                    since, checkpoint)
+            payment_facts = None if payments is None else self._load_payment_facts(
+                ledger, connection.id, payments, self._balances_since(window, entry), checkpoint)
             context = EntityContext(connection, entity, company_id, mapping, payment_facts, company_keys)
             read = self._read_window(client, context, window, report, ledger, checkpoint)
             if payment_facts is not None and read.complete:
@@ -611,6 +611,17 @@ class Poller:
             ledger.set_balances(reader.balances(since))
         ledger.payments_loaded()
         return facts
+
+    @staticmethod
+    def _balances_since(window: _Window, entry: WatermarkEntry | None) -> datetime | None:
+        """Balances changed since the last complete poll started, less the overlap (as for records), rather than
+        since the records' window: a connection whose invoices change daily but whose customers seldom do would
+        otherwise read every balance changed since its last customer edit (and their stored facts) on every poll.
+        The last poll read the balances after it started and stored the facts when it completed. A deep sweep or
+        a full read reads as deep as its window (late-visible changes)."""
+        if window.since is None or window.deep_sweep or entry is None or not entry.polled_at:
+            return window.since
+        return max(window.since, parse_utc_iso(entry.polled_at) - window.tolerance)
 
     def _send_payment_changes(self, client: VismaReader, ctx: EntityContext, facts: PollPaymentFacts,
                               window: _Pass, report: EntityPollReport) -> None:
