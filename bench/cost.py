@@ -1,13 +1,20 @@
-"""Cost per 1M records from measured durations and public prices (AWS us-east-1, arm64)."""
+"""Cost per 1M records from measured durations and public prices (AWS us-east-1, arm64).
+
+``python -m bench.cost .bench/report.json``: the cost of every cycle of a bench run that sent records (the
+report's own cost is the full load's), with the size it was measured at and the prices' date."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 
 from bench.models import CycleResult
 from bench.probes import EMPTY_RECEIVE
 
-PRICES_AS_OF = "late 2026 (us-east-1, arm64; ../shared/reference/aws-costs.md)"
+PRICES_AS_OF = ("late 2026 (us-east-1, arm64; DynamoDB on-demand as halved on 1 Nov 2024; "
+                "../shared/reference/aws-costs.md)")
 LAMBDA_GB_SECOND = 0.0000133334  # arm64
 LAMBDA_REQUEST = 0.20 / 1e6
 SQS_REQUEST = 0.40 / 1e6  # standard queue, after the free tier
@@ -49,3 +56,27 @@ def cost_of(cycle: CycleResult, memory_mb: int) -> Cost:
                 sqs_requests=sum(n for action, n in cycle.sqs_requests.items() if action != EMPTY_RECEIVE),
                 sqs_empty_receives=cycle.sqs_requests.get(EMPTY_RECEIVE, 0), dynamo_writes=cycle.dynamo_writes,
                 dynamo_reads=cycle.dynamo_reads)
+
+
+def describe(label: str, cost: Cost) -> str:
+    parts = ", ".join(f"{name} ${usd:.3f}" for name, usd in cost.per_million.items())
+    return (f"{label}: {cost.records:,} records sent; per 1M records {parts}; total ${cost.total_per_million:.2f} "
+            f"(poller {cost.poller_gb_s:.1f} GB-s, writers {cost.writer_gb_s:.1f} GB-s at {cost.memory_mb} MB, "
+            f"{cost.invocations} invocations, {cost.sqs_requests} SQS requests, {cost.dynamo_writes:,.0f} write and "
+            f"{cost.dynamo_reads:,.0f} read units). Prices as of {PRICES_AS_OF}.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from bench.run import BenchReport  # here: bench.run imports this module
+
+    args = sys.argv[1:] if argv is None else argv
+    report = BenchReport.model_validate_json(Path(args[0] if args else ".bench/report.json").read_text())
+    print(f"Run of {report.date}, {report.options.records:,} records in Visma:")
+    for cycle in report.cycles:
+        if cycle.messages_sent:
+            print(describe(cycle.label, cost_of(cycle, report.memory_mb)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
