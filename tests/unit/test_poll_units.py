@@ -121,3 +121,16 @@ def _poll_reads(tables: Tables, history: int) -> dict[str, float]:
 
 def test_a_polls_reads_do_not_grow_with_the_history_kept(tables):
     assert _poll_reads(tables, 60) == _poll_reads(tables, 0)
+
+
+def test_a_sweep_recorded_before_the_sweep_time_moved_to_the_watermark_item_still_counts(tables):
+    """An entity polled by a version that kept the sweep time in a SWEEP# item: it is read from there until the
+    next deep sweep writes it on the WM# item (so an upgrade does not make every entity sweep at once)."""
+    table = tables.table()
+    state = tables.state(table)
+    state.watermarks.advance("c1", "customer", NOW - minutes(30), {})
+    table.put({"pk": "SWEEP#c1", "sk": "customer", "at": utc_iso(NOW - minutes(20))})
+    entry = state.watermarks.entry("c1", "customer")
+    assert entry is not None and entry.swept_at == utc_iso(NOW - minutes(20))
+    visma = FakeVisma([customer(1, "Kunde 1", NOW - minutes(30))])
+    assert not _poll(state, visma).deep_sweep  # swept 20 minutes ago: within the hour
