@@ -10,6 +10,7 @@ from datetime import datetime
 import pytest
 from moto_tables import Tables, moto_tables
 from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
+from test_window_checkpoint import full_load
 
 from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, RunRecord, State, utc_iso
 from ml_connector.state.memory import memory_state
@@ -134,3 +135,21 @@ def test_a_sweep_recorded_before_the_sweep_time_moved_to_the_watermark_item_stil
     assert entry is not None and entry.swept_at == utc_iso(NOW - minutes(20))
     visma = FakeVisma([customer(1, "Kunde 1", NOW - minutes(30))])
     assert not _poll(state, visma).deep_sweep  # swept 20 minutes ago: within the hour
+
+
+def test_a_continuation_asks_whether_a_window_is_open_without_reading_its_id_sets(state, request):
+    """A continuation polls only the entities with an open window: asking costs the meta item's read, not the
+    parts' (a 100k first load's checkpoint is several 4 KB units, read again when the window is continued)."""
+    checkpoint = full_load(100_000)
+    assert not state.windows.is_open("c1", "customer")
+    state.windows.save("c1", "customer", checkpoint)
+    if "dynamodb" in request.node.name:
+        tables = request.getfixturevalue("tables")
+        with tables.metered() as asking:
+            assert state.windows.is_open("c1", "customer")
+        with tables.metered() as reading:
+            assert state.windows.get("c1", "customer") is not None
+        assert asking["read"] == {"WIN": 1.0} and reading["read"]["WIN"] > 10
+    assert state.windows.is_open("c1", "customer") and not state.windows.is_open("c1", "supplier")
+    state.windows.delete("c1", "customer")
+    assert not state.windows.is_open("c1", "customer")

@@ -372,6 +372,9 @@ class MemoryWindows:
     def get(self, connection: str, entity: str) -> WindowCheckpoint | None:
         return self.items.get((connection, entity))
 
+    def is_open(self, connection: str, entity: str) -> bool:
+        return (connection, entity) in self.items
+
     def save(self, connection: str, entity: str, checkpoint: WindowCheckpoint) -> None:
         self.items[(connection, entity)] = checkpoint.model_copy(deep=True)
         self.saves += 1

@@ -179,6 +179,9 @@ class Windows(Protocol):
 
     def get(self, connection: str, entity: str) -> WindowCheckpoint | None: ...
 
+    def is_open(self, connection: str, entity: str) -> bool:
+        """Whether the entity has a checkpoint, without reading its id sets (a read unit, not one per 4 KB)."""
+
     def save(self, connection: str, entity: str, checkpoint: WindowCheckpoint) -> None:
         """Replace the entity's checkpoint with this one."""
 

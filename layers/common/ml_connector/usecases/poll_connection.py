@@ -32,7 +32,7 @@ def poll_connection(runtime: Runtime, connection: ConnectionConfig, poller: Poll
     continuation would start new windows for ever)."""
     reports = []
     for entity, mapping in runtime.mappings(connection).items():
-        if open_windows_only and runtime.state.windows.get(connection.id, entity) is None:
+        if open_windows_only and not runtime.state.windows.is_open(connection.id, entity):
             continue
         before_each()
         try:

@@ -43,6 +43,10 @@ class DynamoWindows:
         blob = b"".join(bytes(getattr(i["data"], "value", i["data"])) for i in ordered)  # boto3 wraps Binary
         return WindowCheckpoint.model_validate({**json.loads(meta["window"]), **unpack(blob)})
 
+    def is_open(self, connection: str, entity: str) -> bool:
+        # Consistent: a continuation asks seconds after the invocation before it saved the checkpoint.
+        return self._t.get(keys.windows(connection, entity), keys.WINDOW_META_SK, consistent=True) is not None
+
     def save(self, connection: str, entity: str, checkpoint: WindowCheckpoint) -> None:
         pk = keys.windows(connection, entity)
         old = {i["sk"] for i in self._t.query(pk, projection=("pk", "sk")) if i["sk"] != keys.WINDOW_META_SK}
