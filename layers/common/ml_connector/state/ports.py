@@ -114,7 +114,8 @@ class LimiterItems(Protocol):
         """Set the next free start if it is still ``previous``; False when another caller moved it first."""
 
     def take_lease(self, instance: str, index: int, owner: str, now: Decimal, until: Decimal) -> bool:
-        """Take lease ``index`` if it is free or expired."""
+        """Take lease ``index`` if it is free or expired. May refuse one given back a moment ago (the store's read
+        can lag the release); the caller tries again."""
 
     def give_back_lease(self, instance: str, index: int, owner: str) -> None:
         """Release the lease if ``owner`` still holds it."""

@@ -38,6 +38,13 @@ class DynamoLimiterItems:
         return self._conditional_put(item, condition)
 
     def take_lease(self, instance: str, index: int, owner: str, now: Decimal, until: Decimal) -> bool:
+        # Read first: writers waiting for a concurrent-call slot try the lease items every 50-100 ms, and a lease in
+        # use then costs half a read unit instead of a failed conditional write's whole write unit. Eventually
+        # consistent: a lease given back a moment ago may still look taken (the caller tries again next round);
+        # one that looks free but was taken meanwhile is refused by the write's condition.
+        held = self._t.get(keys.limits(instance), keys.lease_sk(index))
+        if held is not None and Decimal(str(held["until"])) >= now:
+            return False
         item = {**keys.key(keys.limits(instance), keys.lease_sk(index)), "owner": owner, "until": until}
         return self._conditional_put(item, {
             "ConditionExpression": "attribute_not_exists(pk) OR #u < :now",
