@@ -37,6 +37,7 @@ from ml_connector.marketo.shared_limiter import SharedCallLimiter
 from ml_connector.observability import logger
 from ml_connector.state import State
 from ml_connector.state.dynamodb import dynamodb_state
+from ml_connector.state.dynamodb.table import typed_client
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
 from ml_connector.sync.outbox import SqsOutbox
@@ -182,8 +183,10 @@ def get_runtime(clock: Callable[[], float] = time.monotonic) -> Runtime:
         return cached[0]
     settings = load_settings()
     previous = cached[0] if cached else None
-    runtime = Runtime(settings=settings, state=dynamodb_state(settings.state_table, boto3.resource("dynamodb"),
-                                                              job_ttl_days=settings.job_ttl_days))
+    session = boto3.session.Session()
+    runtime = Runtime(settings=settings, state=dynamodb_state(settings.state_table, session.resource("dynamodb"),
+                                                              job_ttl_days=settings.job_ttl_days,
+                                                              typed=typed_client(session)))
     if previous is not None:  # a refresh: keep the open connections and the secrets cache
         runtime.secrets, runtime._sessions = previous.secrets, previous._sessions
     _cache.clear()
