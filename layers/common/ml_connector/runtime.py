@@ -69,6 +69,13 @@ class Runtime:
     _sessions: dict[str, requests.Session] = field(default_factory=dict)
     _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
     _links: dict[str, bool] = field(default_factory=dict)
+    _idempotency_client: Any = None
+
+    def idempotency_client(self) -> Any:
+        """The writer's client for the idempotency table, kept across invocations (creating one costs ~50 ms CPU)."""
+        if self._idempotency_client is None:
+            self._idempotency_client = boto3.client("dynamodb")
+        return self._idempotency_client
 
     def connections(self, only: list[str] | None = None) -> list[ConnectionConfig]:
         return [c for c in self.settings.connections if not only or c.id in only]
