@@ -65,13 +65,14 @@ class TimedEventSource(SqsEventSource):
 
 
 def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int,
-            profile_path: str | None = None, warm_up: bool = False) -> WorkerResult:
+            profile_path: str | None = None, warm_up: bool = False, batch_size: int | None = None) -> WorkerResult:
     # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
-                              batching_window_s=batching_window_s, template_path=spec.template_path)
+                              batching_window_s=batching_window_s, template_path=spec.template_path,
+                              batch_size=batch_size)
     if warm_up:
         source.warm_up()
     if profile_path is None:
@@ -113,19 +114,22 @@ def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
-                idle_polls: int = 3, profile: bool = False, warm_up: bool = False) -> list[WorkerResult]:
+                idle_polls: int = 3, profile: bool = False, warm_up: bool = False,
+                batch_size: int | None = None) -> list[WorkerResult]:
     """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
 
     A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
     ``profile``: each worker runs under cProfile and leaves ``writer-<i>.prof`` in ``log_dir``.
-    ``warm_up``: each worker's cold start happens in an untimed invocation without records.
+    ``warm_up``: each worker's cold start happens in an untimed invocation (of one unreadable message).
+    ``batch_size``: messages per invocation (default: the template's WriterBatchSize).
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
-                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None, warm_up)
+                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None, warm_up,
+                               batch_size)
                    for i in range(count)]
         return [f.result() for f in futures]
 
@@ -171,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunks", type=int, default=6, help="300-record chunks in Visma (6)")
     parser.add_argument("--writers", type=int, default=1)
     parser.add_argument("--marketo-latency", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="messages per invocation (default: the template's; a message packs up to 300 records)")
     parser.add_argument("--profile", action="store_true", help="cProfile (CPU time) of each writer, by package")
     parser.add_argument("--log-dir", type=Path, default=Path(".bench") / "writer-cpu")
     args = parser.parse_args(argv)
@@ -180,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     with BenchEnvironment(settings, DEFAULT_BUDGET, args.log_dir) as env:
         env._poll_until_complete()
         before = env._marketo_counts()
-        workers = run_writers(env.spec(), args.writers, args.log_dir, profile=args.profile, warm_up=True)
+        workers = run_writers(env.spec(), args.writers, args.log_dir, profile=args.profile, warm_up=True,
+                              batch_size=args.batch_size)
         after = env._marketo_counts()
     written = sum(after[k] - before[k] for k in ("created", "updated"))
     cpu = sum(sum(w.cpu_s) for w in workers)
