@@ -161,6 +161,12 @@ def _package_of(filename: str) -> str:
     return filename if filename.startswith("~") or filename.startswith("<") else "other:" + Path(filename).name
 
 
+# What Lambda gives a function with active tracing: the SDK records every AWS call as a subsegment of this trace.
+TRACED_ENV = {"POWERTOOLS_TRACE_DISABLED": "false", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+              "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+              "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Writer CPU per 300 records: a full load (every record new, so one record-state write each) written by
     ``--writers`` warm processes against the split emulators; process CPU per invocation, optionally profiled."""
@@ -178,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="messages per invocation (default: the template's; a message packs up to 300 records)")
     parser.add_argument("--profile", action="store_true", help="cProfile (CPU time) of each writer, by package")
+    parser.add_argument("--traced", action="store_true",
+                        help="X-Ray tracing on, as the template deploys it (Tracing: Active; sampled; segments go to "
+                             "an X-Ray daemon address nobody listens on)")
     parser.add_argument("--log-dir", type=Path, default=Path(".bench") / "writer-cpu")
     args = parser.parse_args(argv)
     settings = PipelineSettings(records=args.chunks * 300, writers=args.writers, visma_latency_s=(0.01, 0.02),
@@ -186,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     with BenchEnvironment(settings, DEFAULT_BUDGET, args.log_dir) as env:
         env._poll_until_complete()
         before = env._marketo_counts()
-        workers = run_writers(env.spec(), args.writers, args.log_dir, profile=args.profile, warm_up=True,
+        spec = env.spec()
+        if args.traced:
+            spec.handler_env.update(TRACED_ENV)
+        workers = run_writers(spec, args.writers, args.log_dir, profile=args.profile, warm_up=True,
                               batch_size=args.batch_size)
         after = env._marketo_counts()
     written = sum(after[k] - before[k] for k in ("created", "updated"))
