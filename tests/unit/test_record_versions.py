@@ -91,3 +91,23 @@ def test_a_batch_keeps_each_records_outcome_in_order_and_stores_missing_values(v
     states = versions.get("c1", "customer", [10, 11, 12])
     assert (states[10].written_key, states[10].marketo_id, states[10].written_version) == (None, None, "v1")
     assert states[11].written_version == "v9"
+
+
+def test_the_typed_client_stores_the_same_item_as_the_resource(aws: LocalAws):
+    """Same attributes, types and sizes: the same write units per record."""
+    session = aws.session()
+    resource = session.resource("dynamodb", endpoint_url=aws.endpoint_url)
+    typed = session.client("dynamodb", endpoint_url=aws.endpoint_url, config=typed_client(session).meta.config)
+    items = []
+    for name, client in (("same-item-resource", None), ("same-item-typed", typed)):
+        aws.client("dynamodb").create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+        DynamoRecordVersions(StateTable(name, resource, client)).mark_written(
+            "c1", [written(1, "v1"), written(2, "v1", key=None, marketo_id=None)])
+        scanned = aws.client("dynamodb").scan(TableName=name)["Items"]
+        items.append(sorted(({k: v for k, v in i.items() if k != "writtenAt"} for i in scanned),
+                            key=lambda i: i["sk"]["S"]))
+    assert items[0] == items[1] and len(items[0]) == 2
