@@ -37,6 +37,7 @@ from ml_connector.marketo.shared_limiter import SharedCallLimiter
 from ml_connector.observability import logger
 from ml_connector.state import State
 from ml_connector.state.dynamodb import dynamodb_state
+from ml_connector.state.dynamodb.table import typed_client
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.mapping import EntityMapping, MappingError, check_against_marketo, load_mapping
 from ml_connector.sync.outbox import SqsOutbox
@@ -68,6 +69,13 @@ class Runtime:
     _sessions: dict[str, requests.Session] = field(default_factory=dict)
     _mappings: dict[str, dict[VismaEntity, EntityMapping]] = field(default_factory=dict)
     _links: dict[str, bool] = field(default_factory=dict)
+    _idempotency_client: Any = None
+
+    def idempotency_client(self) -> Any:
+        """The writer's client for the idempotency table, kept across invocations (creating one costs ~50 ms CPU)."""
+        if self._idempotency_client is None:
+            self._idempotency_client = boto3.client("dynamodb")
+        return self._idempotency_client
 
     def connections(self, only: list[str] | None = None) -> list[ConnectionConfig]:
         return [c for c in self.settings.connections if not only or c.id in only]
@@ -182,8 +190,10 @@ def get_runtime(clock: Callable[[], float] = time.monotonic) -> Runtime:
         return cached[0]
     settings = load_settings()
     previous = cached[0] if cached else None
-    runtime = Runtime(settings=settings, state=dynamodb_state(settings.state_table, boto3.resource("dynamodb"),
-                                                              job_ttl_days=settings.job_ttl_days))
+    session = boto3.session.Session()
+    runtime = Runtime(settings=settings, state=dynamodb_state(settings.state_table, session.resource("dynamodb"),
+                                                              job_ttl_days=settings.job_ttl_days,
+                                                              typed=typed_client(session)))
     if previous is not None:  # a refresh: keep the open connections and the secrets cache
         runtime.secrets, runtime._sessions = previous.secrets, previous._sessions
     _cache.clear()

@@ -19,8 +19,9 @@ from ml_connector.state.dynamodb.windows import DynamoWindows
 from ml_connector.state.ports import State
 
 
-def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14) -> State:
-    table = StateTable(table_name, resource)
+def dynamodb_state(table_name: str, resource: Any, *, job_ttl_days: int = 14, typed: Any | None = None) -> State:
+    """``typed``: a plain client of the resource's session (``table.typed_client``) for the record-state writes."""
+    table = StateTable(table_name, resource, typed)
     return State(
         watermarks=DynamoWatermarks(table), records=DynamoRecordVersions(table), quarantine=DynamoQuarantine(table),
         jobs=DynamoJobs(table, job_ttl_days), quota=DynamoQuotaBlock(table), limiter=DynamoLimiterItems(table),

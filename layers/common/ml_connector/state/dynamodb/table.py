@@ -1,7 +1,9 @@
 """Reads and writes on the state table shared by every key family: paged queries, batched gets and writes.
 
 Everything goes through the resource's low-level client, which is thread-safe (a boto3 resource is not)
-and still takes plain Python values, so writers can work on several Marketo instances at once."""
+and still takes plain Python values, so writers can work on several Marketo instances at once. The one hot
+write (a record's state, one per record a writer writes) can go through a plain client instead
+(``typed_client``): no boto3 (de)serialisation layer, ~10 % less client CPU per call."""
 
 from __future__ import annotations
 
@@ -9,18 +11,32 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+
 from ml_connector.state.dynamodb.keys import key
 
 BATCH_GET_LIMIT = 100
 BATCH_WRITE_LIMIT = 25
 MAX_UNPROCESSED_RETRIES = 8
+# The plain client's requests are built here from typed values, so botocore's validation of them is redundant
+# (~5 % of a call's client CPU); its pool holds every record write a writer has in flight.
+TYPED_CLIENT_CONFIG = Config(parameter_validation=False, max_pool_connections=50)
+_SERIALIZER, _DESERIALIZER = TypeSerializer(), TypeDeserializer()
+
+
+def typed_client(session: Any) -> Any:
+    """A plain DynamoDB client of ``session`` (a boto3 Session) for ``StateTable.update_values``: same credentials,
+    region, endpoint resolution (AWS_ENDPOINT_URL_DYNAMODB included), retries and TLS as any client of it."""
+    return session.client("dynamodb", config=TYPED_CLIENT_CONFIG)
 
 
 class StateTable:
-    def __init__(self, name: str, resource: Any) -> None:
+    def __init__(self, name: str, resource: Any, typed: Any | None = None) -> None:
         self.name = name
         # Created through the resource so that it takes and returns plain Python values.
         self.client = resource.meta.client
+        self._typed = typed  # a plain client (``typed_client``) of the same account, or None
 
     def conditional_failure(self, exc: Exception) -> bool:
         return isinstance(exc, self.client.exceptions.ConditionalCheckFailedException) or (
@@ -38,6 +54,15 @@ class StateTable:
         attributes: dict[str, Any] = self.client.update_item(TableName=self.name, Key=item_key,
                                                              **expression).get("Attributes", {})
         return attributes
+
+    def update_values(self, item_key: dict[str, str], values: dict[str, Any], **expression: Any) -> dict[str, Any]:
+        """``update`` with ExpressionAttributeValues ``values``, through the plain client when there is one: the
+        key and values typed here (strings and None are all the hot write sends), the returned attributes plain."""
+        if self._typed is None:
+            return self.update(item_key, ExpressionAttributeValues=values, **expression)
+        answer = self._typed.update_item(TableName=self.name, Key=_typed_map(item_key),
+                                         ExpressionAttributeValues=_typed_map(values), **expression)
+        return {name: _DESERIALIZER.deserialize(value) for name, value in answer.get("Attributes", {}).items()}
 
     def delete(self, item_key: dict[str, str], **condition: Any) -> None:
         self.client.delete_item(TableName=self.name, Key=item_key, **condition)
@@ -133,6 +158,19 @@ def _names(projection: Sequence[str]) -> dict[str, str]:
 def _request_key(request: dict[str, Any]) -> tuple[str, str]:
     body = request.get("PutRequest", {}).get("Item") or request["DeleteRequest"]["Key"]
     return body["pk"], body["sk"]
+
+
+def _typed_map(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: _typed_value(value) for name, value in values.items()}
+
+
+def _typed_value(value: Any) -> dict[str, Any]:
+    """A DynamoDB attribute value; strings and None directly (the hot write's values), others as boto3 types them."""
+    if type(value) is str:
+        return {"S": value}
+    if value is None:
+        return {"NULL": True}
+    return _SERIALIZER.serialize(value)  # type: ignore[no-any-return]
 
 
 def plain(item: dict[str, Any]) -> dict[str, Any]:

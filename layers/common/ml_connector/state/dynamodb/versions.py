@@ -10,6 +10,9 @@ from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.models import RecordState, RepairEntry, WriteRecorded, WrittenRecord, raced_with, utc_iso
 
 PARALLEL_WRITES = 16  # conditional record writes in flight at once (a chunk has up to 300)
+MARK_WRITTEN = ("SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, writtenHash = :h, marketoId = :id, "
+                "writtenKey = :k, writtenAt = :at, writtenBy = :by")
+NOT_OLDER = "attribute_not_exists(writtenVersion) OR writtenVersion <= :v"  # the version guard
 
 
 class DynamoRecordVersions:
@@ -24,23 +27,23 @@ class DynamoRecordVersions:
 
     def mark_written(self, connection: str, records: Sequence[WrittenRecord]) -> list[WriteRecorded]:
         """The conditional writes run in parallel: one after another they would cost a chunk of 300 records
-        over a second of DynamoDB round trips."""
+        over a second of DynamoDB round trips. One ``writtenAt`` for them all, taken now: after the Marketo call
+        that wrote them ended, which is all ``raced_with`` needs of it (a write of another version whose call
+        started later did not overlap this one)."""
+        at = utc_iso(datetime.now(UTC))
         if len(records) <= 1:
-            return [self._mark_written(connection, r) for r in records]
+            return [self._mark_written(connection, r, at) for r in records]
         with ThreadPoolExecutor(max_workers=min(PARALLEL_WRITES, len(records))) as pool:
-            return list(pool.map(lambda r: self._mark_written(connection, r), records))
+            return list(pool.map(lambda r: self._mark_written(connection, r, at), records))
 
-    def _mark_written(self, connection: str, record: WrittenRecord) -> WriteRecorded:
+    def _mark_written(self, connection: str, record: WrittenRecord, at: str) -> WriteRecorded:
         try:
-            old = self._t.update(
+            old = self._t.update_values(
                 keys.key(keys.records(connection, record.entity), record.internal_id),
-                UpdateExpression="SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, "
-                                 "writtenHash = :h, marketoId = :id, writtenKey = :k, writtenAt = :at, writtenBy = :by",
-                ConditionExpression="attribute_not_exists(writtenVersion) OR writtenVersion <= :v",
-                ExpressionAttributeValues={
-                    ":m": utc_iso(record.modified_at), ":v": record.version, ":t": record.visma_ts,
-                    ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key,
-                    ":at": utc_iso(datetime.now(UTC)), ":by": record.writer},
+                {":m": utc_iso(record.modified_at), ":v": record.version, ":t": record.visma_ts,
+                 ":h": record.content_hash, ":id": record.marketo_id, ":k": record.key, ":at": at,
+                 ":by": record.writer},
+                UpdateExpression=MARK_WRITTEN, ConditionExpression=NOT_OLDER,
                 ReturnValues="UPDATED_OLD",  # what it replaced, at no extra cost
             )
         except Exception as exc:
