@@ -41,7 +41,7 @@ def versions(request: pytest.FixtureRequest, aws: LocalAws) -> RecordVersions:
     resource = session.resource("dynamodb", endpoint_url=aws.endpoint_url)
     typed = None
     if request.param == "dynamodb-typed":
-        typed = session.client("dynamodb", endpoint_url=aws.endpoint_url, config=typed_client(session).meta.config)
+        typed = typed_client(session, aws.endpoint_url)
     return DynamoRecordVersions(StateTable(name, resource, typed))
 
 
@@ -97,7 +97,7 @@ def test_the_typed_client_stores_the_same_item_as_the_resource(aws: LocalAws):
     """Same attributes, types and sizes: the same write units per record."""
     session = aws.session()
     resource = session.resource("dynamodb", endpoint_url=aws.endpoint_url)
-    typed = session.client("dynamodb", endpoint_url=aws.endpoint_url, config=typed_client(session).meta.config)
+    typed = typed_client(session, aws.endpoint_url)
     items = []
     for name, client in (("same-item-resource", None), ("same-item-typed", typed)):
         aws.client("dynamodb").create_table(
