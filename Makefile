@@ -14,6 +14,12 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=eu-north-1
 # annotation in template.yaml (Metadata: checkov: skip).
 CHECKOV_VENV := .tools/checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
+# The suite runs in TEST_WORKERS processes (pytest-xdist), each taking a whole file at a time, so a file's
+# module fixtures (a local stack, a convergence run) start once, as in a serial run; files marked heavy go
+# first (tests/conftest.py). Much of the suite waits on injected latency and sleeps, so two workers on two
+# cores roughly halve it. TEST_WORKERS=0 runs it in this process, serially.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 # The layer's lock: CPython 3.13 on manylinux aarch64, hashed; botocore and what only it needs come
 # from the Lambda runtime (see layers/common/requirements.in).
 LOCK_TARGET := --python-platform aarch64-manylinux2014 --python-version 3.13 --generate-hashes \
@@ -50,7 +56,7 @@ test: $(STAMP) $(SAM) $(CHECKOV)
 	$(BIN)/ruff check --output-format concise .
 	$(SAM_ENV) $(SAM) validate --lint --template template.yaml
 	$(MAKE) --no-print-directory checkov
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q $(PYTEST_PARALLEL)
 
 # Only the template (not the Python: ruff's bandit rules cover that); fails on any finding that has
 # no reasoned skip in template.yaml.

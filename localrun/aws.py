@@ -174,7 +174,9 @@ class LocalAws:
             self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=_QuietHandler)
             self.port = self._server.server_port
             self.endpoint_url = f"http://127.0.0.1:{self.port}"
-            self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+            # stop() waits for the serve loop to notice; it looks every 0.5 s by default, every stack's stop paid it.
+            self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name="moto-server", daemon=True)
             self._thread.start()
         return self
 

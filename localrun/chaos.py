@@ -19,7 +19,8 @@ Then the faults stop, the quota resets, the queue drains, and the check is stric
 mapping of the final Visma state for every record, with no duplicate, nothing in the dead-letter queue,
 nothing parked, and every quarantined record carrying its reason.
 
-``make test`` runs a small seeded version (tests/integration/test_convergence.py); a larger one runs on
+``make test`` runs small seeded versions (tests/integration/test_convergence.py, and with concurrent writers
+test_convergence_concurrent.py); a larger one runs on
 demand: ``python -m localrun.chaos --cycles 30 --customers 1500 --suppliers 300 --seed 5``.
 """
 

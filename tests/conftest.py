@@ -1,4 +1,4 @@
-"""Fixtures every template test uses."""
+"""Fixtures every template test uses, and the order the suite runs in."""
 
 from __future__ import annotations
 
@@ -17,3 +17,9 @@ def sam() -> dict[str, Any]:
 def cfn(sam: dict[str, Any]) -> dict[str, Any]:
     """The template as CloudFormation sees it after the SAM transform."""
     return transformed(sam)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files marked ``heavy`` run first (otherwise in collection order): ``make test`` hands whole files to two
+    workers as they free up, so the long files must not be the last ones handed out."""
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)

@@ -15,7 +15,7 @@ import pytest
 
 from bench.run import BenchReport
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.heavy, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = 300

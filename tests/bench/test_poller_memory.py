@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import memory
+
+pytestmark = pytest.mark.heavy
 
 SMALL, LARGE = 2_000, 12_000
 PER_RECORD_BYTES = 100

@@ -16,7 +16,7 @@ import pytest
 
 from cli.main import EXIT_OK, EXIT_USAGE, main
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 COMMAND = str(Path(sys.executable).parent / "ml-connector")
 
 

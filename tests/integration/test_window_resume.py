@@ -15,7 +15,7 @@ import pytest
 
 from localrun.environment import LocalEnvironment
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 # Of the poller's 300 s timeout (the rest is the safety margin). The first invocation makes three ERP calls of
 # >= 0.5 s before its first customer page is done (open invoices, balances, the page) and stops after it; a

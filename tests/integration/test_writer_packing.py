@@ -19,7 +19,7 @@ from ml_connector.sync.preview import same_value
 from sandbox.marketo import MarketoSandbox
 from sandbox.visma import VismaSandbox
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.heavy]
 
 SCALE = int(os.environ.get("WRITER_PACKING_SCALE", "1"))
 CUSTOMERS, SUPPLIERS = 80 * SCALE, 20 * SCALE  # per connection: part-filled packs, not multiples of 300

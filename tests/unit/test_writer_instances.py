@@ -100,16 +100,20 @@ def test_one_instances_chunks_are_written_up_to_its_concurrent_calls_at_a_time()
     after another (one writer invocation would otherwise use a fifth of the budget's concurrency)."""
     state = memory_state()
     marketo = FakeMarketo()
-    lock, in_flight, most = threading.Lock(), [0], [0]
+    changed, in_flight, most = threading.Condition(), [0], [0]
 
     def enter(_records):
-        with lock:
+        with changed:
             in_flight[0] += 1
             most[0] = max(most[0], in_flight[0])
-        threading.Event().wait(0.3)  # a call that takes a while
+            changed.notify_all()
+            # A call that lasts until five are in flight (however slowly a loaded machine starts the threads; at
+            # most 3 s when they never come), and a while longer, so that a sixth at once would show too.
+            changed.wait_for(lambda: most[0] >= 5, timeout=3)
+        threading.Event().wait(0.2)
 
     def leave(_records):
-        with lock:
+        with changed:
             in_flight[0] -= 1
 
     marketo.before_apply, marketo.after_apply = enter, leave
