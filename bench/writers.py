@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import cProfile
 import multiprocessing
+import os
 import pstats
 import sys
 import threading
@@ -21,6 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from bench.calltimer import CallTimer
+from bench.cpucap import CpuCap
 from bench.remote import StackSpec
 from localrun.event_source import DrainStats, SqsEventSource
 
@@ -31,6 +33,10 @@ class WorkerResult(DrainStats):
     durations_s: list[float] = Field(default_factory=list)  # one per handler invocation
     cpu_s: list[float] = Field(default_factory=list)  # this process's CPU time per invocation (no moto: it runs apart)
     calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary: AWS and HTTP call times
+    drain_cpu_s: float = 0.0  # the process's CPU over its whole drain (invocations and the polling between)
+    drain_wall_s: float = 0.0
+    stopped_s: float = 0.0  # time the CPU cap held the process stopped (bench.cpucap)
+    pid: int = 0
 
 
 class TimedEventSource(SqsEventSource):
@@ -51,20 +57,24 @@ class TimedEventSource(SqsEventSource):
 
 
 def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int,
-            profile_path: str | None = None) -> WorkerResult:
+            profile_path: str | None = None, timeout_s: float | None = None) -> WorkerResult:
     # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
-                              batching_window_s=batching_window_s, template_path=spec.template_path)
+                              batching_window_s=batching_window_s, template_path=spec.template_path,
+                              timeout_s=timeout_s)
+    started, cpu = time.monotonic(), time.process_time()
     if profile_path is None:
         stats = source.drain(idle_polls=idle_polls)
     else:  # the writer's own CPU, function by function (moto runs in other processes)
         stats = _profiled(lambda: source.drain(idle_polls=idle_polls), profile_path)
+    drain_wall, drain_cpu = time.monotonic() - started, time.process_time() - cpu
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
-                        durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary())
+                        durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary(),
+                        drain_cpu_s=drain_cpu, drain_wall_s=drain_wall, pid=os.getpid())
 
 
 def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
@@ -96,17 +106,27 @@ def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
-                idle_polls: int = 3, profile: bool = False) -> list[WorkerResult]:
+                idle_polls: int = 3, profile: bool = False, timeout_s: float | None = None,
+                cpu_share: float | None = None) -> list[WorkerResult]:
     """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
 
     A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
     ``profile``: each worker runs under cProfile and leaves ``writer-<i>.prof`` in ``log_dir``.
+    ``timeout_s``: the writer's timeout instead of the template's; ``cpu_share``: each worker held to that
+    share of one core (bench.cpucap), as Lambda holds a function to its memory's vCPU.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
-                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None)
+                               idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None, timeout_s)
                    for i in range(count)]
-        return [f.result() for f in futures]
+        cap = CpuCap(cpu_share).start(list(pool._processes)) if cpu_share else None  # the workers' pids
+        try:
+            results = [f.result() for f in futures]
+        finally:
+            stopped = cap.stop() if cap is not None else {}
+    for result in results:
+        result.stopped_s = stopped.get(result.pid, 0.0)
+    return results
