@@ -30,7 +30,6 @@ class _Bucket:
     pid: int
     used: float
     credit: float
-    ceiling: float  # the most credit it can hold: the start-up allowance, down to the burst once spent
     stopped: bool = False
     stopped_s: float = 0.0
 
@@ -39,9 +38,6 @@ class _Bucket:
 class CpuCap:
     share: float  # of one core, e.g. 0.058
     burst_s: float = 0.05  # CPU seconds a process may run ahead of its share
-    # A writer's first seconds import the handler (a cold start); a warm Lambda container has done that, and
-    # throttling it would only delay the start of the measured write phase.
-    start_up_s: float = 4.0
     period: float = 0.02
     buckets: dict[int, _Bucket] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -49,7 +45,7 @@ class CpuCap:
 
     def start(self, pids: list[int]) -> CpuCap:
         for pid in pids:
-            self.buckets[pid] = _Bucket(pid, cpu_seconds(pid), self.start_up_s, self.start_up_s)
+            self.buckets[pid] = _Bucket(pid, cpu_seconds(pid), self.burst_s)
         self._thread = threading.Thread(target=self._run, name="cpu-cap", daemon=True)
         self._thread.start()
         return self
@@ -76,8 +72,7 @@ class CpuCap:
             used = cpu_seconds(bucket.pid)
         except (FileNotFoundError, ProcessLookupError):
             return  # it ended
-        bucket.credit = min(bucket.credit + self.share * elapsed - (used - bucket.used), bucket.ceiling)
-        bucket.ceiling = max(self.burst_s, min(bucket.ceiling, bucket.credit))
+        bucket.credit = min(bucket.credit + self.share * elapsed - (used - bucket.used), self.burst_s)
         bucket.used = used
         if bucket.stopped:
             bucket.stopped_s += elapsed

@@ -80,6 +80,7 @@ class LatencyPoint(BaseModel):
     time_scale: int = 1
     chunks: int
     writers: int
+    batch_size: int = 0  # messages per writer invocation (0: the template's WriterBatchSize)
     writer_vcpu: float  # the vCPU a Lambda writer has at the template's memory
     cpu_capped: bool = False
     cycle: CycleResult  # measured at the scaled budget and latency
@@ -120,13 +121,6 @@ class LatencyPoint(BaseModel):
         return self.ratio >= TARGETS[self.budget.name] and self.cycle.surfaced_failures == 0
 
     @property
-    def overhead_s(self) -> float:
-        """Mean wall seconds of a writer invocation outside its Marketo calls, in scaled seconds."""
-        c = self.cycle
-        marketo = float(c.writer_calls.get("seconds", {}).get("http:marketo", 0.0))
-        return (c.writer_seconds - marketo) / c.writer_invocations if c.writer_invocations else 0.0
-
-    @property
     def invocation_vcpu(self) -> float:
         """vCPU a writer used per scaled second while invoked: its CPU over its invocations' wall time × k."""
         c = self.cycle
@@ -134,20 +128,20 @@ class LatencyPoint(BaseModel):
 
     @property
     def busiest_writer_vcpu(self) -> float:
-        """The busiest writer process's CPU over its whole drain per scaled second."""
-        shares = [cpu / wall for cpu, wall, _ in self.cycle.writer_processes if wall > 0]
+        """The busiest writer process's CPU over its whole drain (polling included) per scaled second."""
+        shares = [cpu / wall for cpu, wall, _, _ in self.cycle.writer_processes if wall > 0]
         return max(shares, default=0.0) * self.time_scale
 
     @property
     def writers_used(self) -> int:
         """Writer processes that got at least one batch."""
-        return sum(1 for cpu, _, _ in self.cycle.writer_processes if cpu > 0.5)
+        return sum(1 for _, _, _, batches in self.cycle.writer_processes if batches)
 
     @property
     def stopped_share(self) -> float:
         """Of the writer processes' drain wall time, the share the CPU cap held them stopped."""
-        wall = sum(w for _, w, _ in self.cycle.writer_processes)
-        return sum(s for _, _, s in self.cycle.writer_processes) / wall if wall else 0.0
+        wall = sum(w for _, w, _, _ in self.cycle.writer_processes)
+        return sum(s for _, _, s, _ in self.cycle.writer_processes) / wall if wall else 0.0
 
     def writer_wait_share(self, service: str) -> float:
         """Share of the writer invocations' wall time spent in calls to ``service`` (threads overlap: can be > 1)."""
@@ -180,10 +174,17 @@ class LatencySweep(BaseModel):
     wall_seconds: float = 0.0
 
 
+def spread_batch_size(chunks: int, writers: int) -> int:
+    """Messages per invocation that give every writer work: a long load's steady state, where the backlog
+    holds a full batch for each of them, with the few chunks a short run has."""
+    return max(1, math.ceil(chunks / writers))
+
+
 def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, meters: Meters,
               writers: int | None = None, profile: bool = False, time_scale: int = 1,
-              cpu_cap: bool = True) -> LatencyPoint:
+              cpu_cap: bool = True, batch_size: int | None = None) -> LatencyPoint:
     writers = writers or budget.concurrency
+    batch = spread_batch_size(chunks, writers) if batch_size is None else batch_size
     timeout_s, memory_mb = writer_function()
     vcpu = lambda_vcpu(memory_mb)
     latency = latency_s * time_scale
@@ -192,18 +193,20 @@ def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, mete
                                 marketo_rate_limit=(INSTANCE_LIMIT[0] // time_scale, WINDOW_S),
                                 writer_timeout_s=timeout_s * time_scale,
                                 writer_cpu_share=vcpu / time_scale if cpu_cap else None,
+                                writer_batch_size=batch or None,
                                 split_emulators=True, emulator_meters=False)
     run_budget = scaled(budget, time_scale)
-    name = f"{budget.calls_per_20s}-{latency_s:g}s-{writers}w-x{time_scale}"
+    name = f"{budget.calls_per_20s}-{latency_s:g}s-{writers}w-x{time_scale}-b{batch}"
     with BenchEnvironment(settings, run_budget, log_dir / name) as env:
         cycle = env.run_cycle("full load", meters, profile=profile)
     return LatencyPoint(budget=budget, latency_s=latency_s, time_scale=time_scale, chunks=chunks, writers=writers,
-                        writer_vcpu=vcpu, cpu_capped=cpu_cap, cycle=cycle)
+                        batch_size=batch, writer_vcpu=vcpu, cpu_capped=cpu_cap, cycle=cycle)
 
 
 def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_dir: Path,
               say: object = print, writers_per_call: int = 0, profile: bool = False,
-              time_scale: int = DEFAULT_TIME_SCALE, cpu_cap: bool = True) -> LatencySweep:
+              time_scale: int = DEFAULT_TIME_SCALE, cpu_cap: bool = True,
+              batch_size: int | None = None) -> LatencySweep:
     assert callable(say)
     for budget in budgets:
         scaled(budget, time_scale)  # a scale that does not divide the budget fails before any run
@@ -216,7 +219,8 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
             say(f"{budget.name}, L = {latency:g} s (x{time_scale}), {chunks} chunks ...")
             per_call = writers_per_call or writer_concurrency(budget.concurrency) // budget.concurrency
             writers = budget.concurrency * per_call
-            point = run_point(budget, latency, chunks, log_dir, meters, writers, profile, time_scale, cpu_cap)
+            point = run_point(budget, latency, chunks, log_dir, meters, writers, profile, time_scale, cpu_cap,
+                              batch_size)
             sweep.points.append(point)
             say(f"  {100 * point.ratio:.1f} % of {point.ideal:.0f} rec/s "
                 f"(burst ideal {100 * point.burst_ratio:.1f} %), "
@@ -229,7 +233,10 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
 def command(sweep: LatencySweep) -> str:
     cap = "" if all(p.cpu_capped for p in sweep.points) else " --no-cpu-cap"
     chunks = sweep.points[0].chunks if sweep.points else 0
-    return f"python -m bench.latency --time-scale {sweep.time_scale} --chunks {chunks}{cap}"
+    batches = {p.batch_size for p in sweep.points}
+    spread = all(p.batch_size == spread_batch_size(p.chunks, p.writers) for p in sweep.points)
+    batch = "" if spread or len(batches) != 1 else f" --writer-batch-size {batches.pop()}"
+    return f"python -m bench.latency --time-scale {sweep.time_scale} --chunks {chunks}{cap}{batch}"
 
 
 def render(sweep: LatencySweep, heading: str = "## Throughput at production latency") -> str:
@@ -245,8 +252,9 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
                                   "Lambda writer (the template's MemorySize) on the scaled clock. " if capped else
                                   "Writer CPU not capped. ") +
              "DynamoDB and SQS on moto processes of their own.", "",
-             "| Budget | L | Writers (used) | Chunks | Ratio: paced ideal / measured makespan (target) "
-             "| Records/s (ideal) | Burst-ideal ratio | Max in flight (C) | W: invocation s outside Marketo "
+             "| Budget | L | Writers (used) | Chunks (per invocation) "
+             "| Ratio: paced ideal / measured makespan (target) "
+             "| Records/s (ideal) | Burst-ideal ratio | Max in flight (C) | Writer invocations "
              "| Writer CPU s / 300 | Writer vCPU per scaled s: in invocations, busiest drain (Lambda) "
              "| Time stopped by the cap | Machine busy, load | Failures | Bound |",
              "|" + "---|" * 15]
@@ -254,10 +262,11 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
         c = p.cycle
         lines.append(
             f"| {p.budget.calls_per_20s}/20 s, {p.budget.concurrency} | {p.latency_s:g} s | {p.writers} "
-            f"({p.writers_used}) | {p.chunks} | **{100 * p.ratio:.1f} %** ({100 * TARGETS[p.budget.name]:.0f} %"
+            f"({p.writers_used}) | {p.chunks} ({p.batch_size or 'template'}) | "
+            f"**{100 * p.ratio:.1f} %** ({100 * TARGETS[p.budget.name]:.0f} %"
             f"{', met' if p.met else ', missed'}) | {p.ratio * p.ideal:.0f} ({p.ideal:.0f}) | "
             f"{100 * p.burst_ratio:.1f} % | {c.max_concurrency_seen} ({p.budget.concurrency}) | "
-            f"{p.overhead_s / k:.2f} s | {c.writer_cpu_per_300:.2f} | {p.invocation_vcpu:.2f}, "
+            f"{c.writer_invocations} | {c.writer_cpu_per_300:.2f} | {p.invocation_vcpu:.2f}, "
             f"{p.busiest_writer_vcpu:.2f} ({p.writer_vcpu:.2f}) | {100 * p.stopped_share:.0f} % | "
             f"{100 * c.machine_busy:.0f} % of {sweep.machine.get('cores')} cores, {c.load_average:.1f} | "
             f"{c.surfaced_failures} | {p.bound} |")
@@ -266,7 +275,6 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
               "min(budget, C / L), calls evenly spaced, over the measured one (first call start to last call end); "
               "the connector's limiter spaces calls 2 % wider than the budget, so 98 % is its ceiling. Burst-ideal "
               "ratio: against a writer that sends each window's calls at once (a few windows favour it). "
-              "W: a writer invocation's mean wall time outside its Marketo calls, in unscaled seconds. "
               "Writer vCPU per scaled second: CPU seconds over wall seconds × k, over the invocations and over the "
               "busiest writer's whole drain, beside a Lambda writer's vCPU. Machine busy: all cores, every "
               "process on the machine (other sessions included), during the write phase."]
@@ -281,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"k: Marketo latency × k, calls per 20 s / k ({DEFAULT_TIME_SCALE}; 1 runs unscaled)")
     parser.add_argument("--no-cpu-cap", action="store_true",
                         help="let writer processes use whole cores (by default each is held to its Lambda vCPU / k)")
+    parser.add_argument("--writer-batch-size", type=int, default=None,
+                        help="messages per writer invocation (default: chunks / writers, so every writer has work "
+                             "as in a long load; 0: the template's WriterBatchSize)")
     parser.add_argument("--latencies", type=float, nargs="+", default=[0.5, 1.0, 2.0])
     parser.add_argument("--budgets", nargs="+", choices=sorted(BUDGETS), default=["default", "full"])
     parser.add_argument("--writers-per-call", type=int, default=0,
@@ -293,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sweep = run_sweep([BUDGETS[b] for b in args.budgets], args.latencies, args.chunks, args.log_dir,
                       writers_per_call=args.writers_per_call, profile=args.profile, time_scale=args.time_scale,
-                      cpu_cap=not args.no_cpu_cap)
+                      cpu_cap=not args.no_cpu_cap, batch_size=args.writer_batch_size)
     args.log_dir.mkdir(parents=True, exist_ok=True)
     (args.log_dir / "sweep.json").write_text(sweep.model_dump_json(indent=1))
     args.output.write_text(render(sweep))

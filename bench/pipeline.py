@@ -106,7 +106,8 @@ class BenchEnvironment(LocalEnvironment):
         cpu_before, busy = self.emulator_cpu(), MachineBusy()
         workers = run_writers(self.spec(), self.settings.writers, self.log_dir / label.replace(" ", "-"),
                               profile=profile, timeout_s=self.settings.writer_timeout_s,
-                              cpu_share=self.settings.writer_cpu_share)
+                              cpu_share=self.settings.writer_cpu_share,
+                              batch_size=self.settings.writer_batch_size)
         cpu_after = self.emulator_cpu()
         elapsed = time.monotonic() - started
         after = _Snapshot.take(self, dynamo)
@@ -114,7 +115,9 @@ class BenchEnvironment(LocalEnvironment):
         result.writer_calls = merge([w.calls for w in workers])
         result.emulator_cpu_seconds = {s: round(cpu_after[s] - cpu_before.get(s, 0.0), 2) for s in cpu_after}
         result.write_completions_s = self.write_clock.completions()
-        result.writer_processes = [(round(w.drain_cpu_s, 2), round(w.drain_wall_s, 2), w.stopped_s) for w in workers]
+        result.writer_processes = [(round(w.drain_cpu_s, 2), round(w.drain_wall_s, 2), w.stopped_s, w.batches)
+                                   for w in workers]
+        result.writer_invocation_cpu_s = [[round(c, 3) for c in w.cpu_s] for w in workers]
         result.machine_busy, result.load_average = busy.share(), os.getloadavg()[0]
         return result
 
