@@ -37,7 +37,6 @@ from bench.makespan import measured_makespan, paced_makespan, sliding_window_mak
 from bench.models import DEFAULT_BUDGET, FULL_BUDGET, MARKETO_BATCH, Budget, CycleResult, PipelineSettings
 from bench.pipeline import BenchEnvironment, Meters
 from bench.probes import DynamoCounter
-from bench.run import machine
 from bench.template_defaults import TEMPLATE, writer_concurrency
 from bench.units import DynamoUnits
 from localrun.sam_template import load_template
@@ -210,6 +209,8 @@ def run_sweep(budgets: list[Budget], latencies: list[float], chunks: int, log_di
     assert callable(say)
     for budget in budgets:
         scaled(budget, time_scale)  # a scale that does not divide the budget fails before any run
+    from bench.run import machine  # here: bench.run runs this sweep too (python -m bench --latency-sweep)
+
     meters = Meters(DynamoCounter(), DynamoUnits())  # unused: the emulator processes run unmetered here
     sweep = LatencySweep(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(),
                          time_scale=time_scale)
