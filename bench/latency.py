@@ -12,7 +12,14 @@ instance limit are calls / k per 20 s, the writer's timeout k × the template's,
 bound, min(calls / 20 s, C / L) × 300, is then k times smaller and so is the CPU the run needs per second.
 So that the slower clock does not hand the writers k times the CPU Lambda gives them, each writer process
 is held to (its memory's vCPU) / k of a core (``bench.cpucap``; 512 MB: 0.29 vCPU); ``--no-cpu-cap`` lifts
-that and the report shows what each writer used per scaled second instead.
+that and the report shows what each writer used per scaled second instead. With the cap, the writers start
+warm (handler imported) and together.
+
+Writer batches: a long load's backlog holds a full batch (WriterBatchSize 20 messages) for every writer; the
+few chunks of one run would go to two or three writers. By default each invocation takes chunks / writers
+messages so every writer works, as in that steady state (``--writer-batch-size 0``: the template's 20).
+Smaller batches cost more calls (the partial 300-record pack of each Visma page is not merged with others),
+which the ratio counts against the connector.
 
 The ratio compares makespans, not a rate between completions (which counts a burst of first calls as
 throughput): the measured first call start to last call end against an ideal that sends the same number
