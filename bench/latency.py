@@ -123,6 +123,13 @@ class LatencyPoint(BaseModel):
         return self._ideal_s(sliding_window_makespan) / self.measured_s if self.measured_s else 0.0
 
     @property
+    def per_call_ratio(self) -> float:
+        """The ratio for the calls actually made: the ratio × calls made / calls needed. Where it is near 98 %
+        and the ratio is not, the gap is calls of fewer than 300 records, not the pace of the calls."""
+        made = len(self.cycle.write_completions_s)
+        return self.ratio * made / self.calls if self.calls else 0.0
+
+    @property
     def met(self) -> bool:
         return self.ratio >= TARGETS[self.budget.name] and self.cycle.surfaced_failures == 0
 
@@ -160,11 +167,12 @@ class LatencyPoint(BaseModel):
         c, b = self.cycle, self.cycle.budget
         if c.surfaced_failures:
             return "failures"
-        if c.machine_busy >= 0.9:
+        if c.machine_busy >= 0.9 and self.per_call_ratio < 0.95:
             return "machine (cores busy)"
-        if self.ratio >= 0.95:
+        if self.per_call_ratio >= 0.95:
             concurrency_bound = b.concurrency / self.scaled_latency_s < b.calls_per_20s / WINDOW_S
-            return "concurrency (C / L)" if concurrency_bound else "budget (limiter pacing, 98 %)"
+            pace = "concurrency (C / L)" if concurrency_bound else "budget (limiter pacing, 98 %)"
+            return pace if self.ratio >= 0.95 else f"{pace}; calls under 300 records"
         if self.cpu_capped and self.stopped_share >= 0.05:
             return "writer CPU (Lambda vCPU)"
         if c.max_concurrency_seen < b.concurrency:
@@ -262,10 +270,11 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
              "DynamoDB and SQS on moto processes of their own.", "",
              "| Budget | L | Writers (used) | Chunks (per invocation) "
              "| Ratio: paced ideal / measured makespan (target) "
-             "| Records/s (ideal) | Burst-ideal ratio | Marketo calls (ideal) | Max in flight (C) | Writer invocations "
+             "| Records/s (ideal) | Burst-ideal ratio | Marketo calls (ideal) | Ratio per call made "
+             "| Max in flight (C) | Writer invocations "
              "| Writer CPU s / 300 | Writer vCPU per scaled s: in invocations, busiest drain (Lambda) "
              "| Time stopped by the cap | Machine busy, load | Failures | Bound |",
-             "|" + "---|" * 16]
+             "|" + "---|" * 17]
     for p in sweep.points:
         c = p.cycle
         lines.append(
@@ -274,6 +283,7 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
             f"**{100 * p.ratio:.1f} %** ({100 * TARGETS[p.budget.name]:.0f} %"
             f"{', met' if p.met else ', missed'}) | {p.ratio * p.ideal:.0f} ({p.ideal:.0f}) | "
             f"{100 * p.burst_ratio:.1f} % | {len(c.write_completions_s)} ({p.calls}) | "
+            f"{100 * p.per_call_ratio:.1f} % | "
             f"{c.max_concurrency_seen} ({p.budget.concurrency}) | "
             f"{c.writer_invocations} | {c.writer_cpu_per_300:.2f} | {p.invocation_vcpu:.2f}, "
             f"{p.busiest_writer_vcpu:.2f} ({p.writer_vcpu:.2f}) | {100 * p.stopped_share:.0f} % | "
@@ -285,7 +295,8 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
               "the connector's limiter spaces calls 2 % wider than the budget, so 98 % is its ceiling. Burst-ideal "
               "ratio: against a writer that sends each window's calls at once (a few windows favour it). "
               "Marketo calls: the write phase's sync calls against ceil(records / 300); a call of fewer records "
-              "than 300 lengthens the measured makespan. "
+              "than 300 lengthens the measured makespan; ratio per call made: the ratio × calls made / ideal calls, "
+              "the pace of the calls alone. "
               "Writer vCPU per scaled second: CPU seconds over wall seconds × k, over the invocations and over the "
               "busiest writer's whole drain, beside a Lambda writer's vCPU. Machine busy: all cores, every "
               "process on the machine (other sessions included), during the write phase."]
