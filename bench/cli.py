@@ -32,6 +32,9 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     parser.add_argument("--cold-import-runs", type=int, help="fresh interpreters per handler (7)")
     parser.add_argument("--split-emulators", action="store_true",
                         help="DynamoDB and SQS on moto processes of their own, not the bench process's moto thread")
+    parser.add_argument("--latency-sweep", action="store_true",
+                        help="then the time-scaled sweep of python -m bench.latency (L = 0.5, 1, 2 s at both budgets, "
+                             "~20 min), its table in the report")
     parser.add_argument("--quick", action="store_true", help="a small run (2,000 records) to try the harness")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench")
@@ -44,6 +47,7 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
         values["marketo_latency_s"] = values["visma_latency_s"] = tuple(args.latency)
     values["log_dir"] = args.log_dir
     values["split_emulators"] = args.split_emulators
+    values["latency_sweep"] = args.latency_sweep
     return Options.model_validate(values), args.output
 
 

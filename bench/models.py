@@ -38,6 +38,10 @@ class PipelineSettings(BaseModel):
     # DynamoDB and SQS on moto processes of their own (bench.emulators), not on the bench process's moto thread.
     split_emulators: bool = False
     emulator_meters: bool = True  # split emulators: count DynamoDB calls and units (costs emulator CPU)
+    marketo_rate_limit: tuple[int, float] = (100, 20.0)  # the sandbox's instance limit (reference §4)
+    writer_timeout_s: float | None = None  # None: the template's Timeout
+    writer_cpu_share: float | None = None  # each writer process held to this share of a core (bench.cpucap)
+    writer_batch_size: int | None = None  # None: the template's WriterBatchSize
 
 
 def _no_units() -> dict[str, dict[str, float]]:
@@ -85,6 +89,15 @@ class CycleResult(BaseModel):
     writer_calls: dict[str, Any] = Field(default_factory=dict)
     # CPU seconds of the emulator processes during the cycle (split emulators only), by service.
     emulator_cpu_seconds: dict[str, float] = Field(default_factory=dict)
+    # Completion times of the write phase's Marketo sync calls, seconds after the first.
+    write_completions_s: list[float] = Field(default_factory=list)
+    # Each writer process over its drain: CPU seconds, wall seconds, seconds held stopped by the CPU cap, batches.
+    writer_processes: list[tuple[float, float, float, int]] = Field(default_factory=list)
+    # Each writer process's CPU seconds per invocation, in order (its first one pays the lazy set-up).
+    writer_invocation_cpu_s: list[list[float]] = Field(default_factory=list)
+    # The machine during the write phase: share of all cores busy (/proc/stat), load average at its end.
+    machine_busy: float = 0.0
+    load_average: float = 0.0
 
     @property
     def records_written(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ class BenchEnvironment(LocalEnvironment):
             seed=settings.seed, customers=settings.records - suppliers, suppliers=suppliers,
             visma_options={"latency": settings.visma_latency_s, "max_page_size": settings.visma_page_size},
             # Marketo's real instance limits (reference §4): 100 calls / 20 s, 10 concurrent, 300 records a call.
-            marketo_options={"latency": settings.marketo_latency_s, "rate_limit": (100, 20.0), "max_concurrency": 10},
+            marketo_options={"latency": settings.marketo_latency_s, "rate_limit": settings.marketo_rate_limit,
+                              "max_concurrency": 10},
             log_path=log_dir / "lambda.log",
             extra_env={"MARKETO_CALLS_PER_20S": str(budget.calls_per_20s),
                        "MARKETO_MAX_CONCURRENCY": str(budget.concurrency),
@@ -101,15 +103,22 @@ class BenchEnvironment(LocalEnvironment):
         poll = self._poll_until_complete()
         poller_s = time.monotonic() - started
         self.write_clock.clear()  # the write phase: only the writers' Marketo calls from here on
-        cpu_before = self.emulator_cpu()
+        cpu_before, busy = self.emulator_cpu(), MachineBusy()
         workers = run_writers(self.spec(), self.settings.writers, self.log_dir / label.replace(" ", "-"),
-                              profile=profile)
+                              profile=profile, timeout_s=self.settings.writer_timeout_s,
+                              cpu_share=self.settings.writer_cpu_share,
+                              batch_size=self.settings.writer_batch_size)
         cpu_after = self.emulator_cpu()
         elapsed = time.monotonic() - started
         after = _Snapshot.take(self, dynamo)
         result = _cycle_result(self, label, poll, poller_s, elapsed, workers, before, after)
         result.writer_calls = merge([w.calls for w in workers])
         result.emulator_cpu_seconds = {s: round(cpu_after[s] - cpu_before.get(s, 0.0), 2) for s in cpu_after}
+        result.write_completions_s = self.write_clock.completions()
+        result.writer_processes = [(round(w.drain_cpu_s, 2), round(w.drain_wall_s, 2), w.stopped_s, w.batches)
+                                   for w in workers]
+        result.writer_invocation_cpu_s = [[round(c, 3) for c in w.cpu_s] for w in workers]
+        result.machine_busy, result.load_average = busy.share(), os.getloadavg()[0]
         return result
 
 
@@ -124,6 +133,25 @@ class BenchEnvironment(LocalEnvironment):
             if all(e["complete"] for e in poll["entities"]):
                 break
         return {"entities": entities, "runs": runs}
+
+
+class MachineBusy:
+    """Share of all the machine's cores busy since it was made (/proc/stat: every process, ours or not)."""
+
+    def __init__(self) -> None:
+        self._start = _cpu_times()
+
+    def share(self) -> float:
+        idle_then, total_then = self._start
+        idle, total = _cpu_times()
+        return round(1 - (idle - idle_then) / (total - total_then), 3) if total > total_then else 0.0
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, all) jiffies over every core."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
 
 
 @dataclass(frozen=True)

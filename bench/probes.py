@@ -49,6 +49,12 @@ class WriteClock:
             return 0, 0, 0.0
         return len(events), sum(n for _, n in events), events[-1][0] - events[0][0]
 
+    def completions(self) -> list[float]:
+        """Each call's completion, seconds after the first one's."""
+        with self._lock:
+            times = [t for t, _ in self.events]
+        return [round(t - times[0], 4) for t in times] if times else []
+
     def rate(self) -> float:
         """Records per second between the first and last completion; the first call's records are not counted,
         since N calls span N-1 intervals."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.cost import LAMBDA_GB_SECOND, PRICES_AS_OF
+from bench.latency import render as latency_render
 from bench.models import DEFAULT_BUDGET, CycleResult
 from bench.run import BenchReport
 
@@ -120,6 +121,9 @@ def render(report: BenchReport) -> str:
     sections = (_scale_lines, _time_lines, _limiter_lines, _baseline_lines, _memory_lines, _cold_lines, _cost_lines)
     for section in sections:
         lines += section(report)
+    if report.latency is not None:
+        lines += latency_render(report.latency, heading="## Throughput at production latency (time-scaled)"
+                                ).splitlines() + [""]
     lines += OTHER_RUNS
     return "\n".join(lines) + "\n"
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from bench import coldstart, fast_dispatch, memory
 from bench.baseline import run_baseline
 from bench.cost import Cost, cost_of
+from bench.latency import LatencySweep, run_sweep
 from bench.models import (
     DEFAULT_BUDGET,
     FULL_BUDGET,
@@ -41,6 +42,8 @@ class Options(BaseModel):
     cold_import_runs: int = 7
     log_dir: Path = Path(".bench")
     split_emulators: bool = False  # DynamoDB and SQS on moto processes of their own (bench.emulators)
+    latency_sweep: bool = False  # after the rest, bench.latency's sweep (L = 0.5, 1, 2 s at both budgets)
+    latency_chunks: int = 30
 
 
 class BenchReport(BaseModel):
@@ -57,6 +60,7 @@ class BenchReport(BaseModel):
     memory: list[MemoryResult] = Field(default_factory=list)
     cost: Cost | None = None
     memory_mb: int = 0
+    latency: LatencySweep | None = None
 
 
 def machine() -> dict[str, str]:
@@ -85,6 +89,10 @@ def run(options: Options, progress: bool = True) -> BenchReport:
     for size in options.memory_sizes:
         say(f"poller memory at {size} records ...")
         report.memory.append(memory.measure(size, options.log_dir / "memory"))
+    if options.latency_sweep:
+        say("throughput at Marketo latency (time-scaled sweep) ...")
+        report.latency = run_sweep([DEFAULT_BUDGET, FULL_BUDGET], [0.5, 1.0, 2.0], options.latency_chunks,
+                                   options.log_dir / "latency", say=say)
     report.wall_seconds = time.monotonic() - started
     return report
 

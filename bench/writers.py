@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import cProfile
 import multiprocessing
+import os
 import pstats
+import shutil
 import sys
 import threading
 import time
@@ -21,6 +23,7 @@ from typing import Any
 from pydantic import Field
 
 from bench.calltimer import CallTimer
+from bench.cpucap import CpuCap
 from bench.remote import StackSpec
 from localrun.event_source import DrainStats, SqsEventSource
 from localrun.lambda_runtime import invoke
@@ -33,6 +36,10 @@ class WorkerResult(DrainStats):
     cpu_s: list[float] = Field(default_factory=list)  # this process's CPU time per invocation (no moto: it runs apart)
     empty_cpu_s: float = 0.0  # CPU of a warm invocation of one unreadable message (fixed cost, harness included)
     calls: dict[str, Any] = Field(default_factory=dict)  # bench.calltimer summary: AWS and HTTP call times
+    drain_cpu_s: float = 0.0  # the process's CPU over its whole drain (invocations and the polling between)
+    drain_wall_s: float = 0.0
+    stopped_s: float = 0.0  # time the CPU cap held the process stopped (bench.cpucap)
+    pid: int = 0
 
 
 class TimedEventSource(SqsEventSource):
@@ -65,24 +72,60 @@ class TimedEventSource(SqsEventSource):
 
 
 def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, idle_polls: int,
-            profile_path: str | None = None, warm_up: bool = False, batch_size: int | None = None) -> WorkerResult:
+            profile_path: str | None = None, warm_up: bool = False, timeout_s: float | None = None,
+            gate: str | None = None, batch_size: int | None = None) -> WorkerResult:
     # Handler logs and EMF lines go to a file, as they would go to CloudWatch.
     sys.stdout = Path(log_path).open("a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     timer = CallTimer().install()
     spec = StackSpec.model_validate(spec_data)
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
                               batching_window_s=batching_window_s, template_path=spec.template_path,
-                              batch_size=batch_size)
+                              timeout_s=timeout_s, batch_size=batch_size)
     if warm_up:
         source.warm_up()
+    if gate is not None:
+        if not warm_up:
+            _warm_up(source)
+        _StartGate(Path(gate)).ready_and_wait()
+    started, cpu = time.monotonic(), time.process_time()
     if profile_path is None:
         stats = source.drain(idle_polls=idle_polls)
     else:  # the writer's own CPU, function by function (moto runs in other processes)
         stats = _profiled(lambda: source.drain(idle_polls=idle_polls), profile_path)
+    drain_wall, drain_cpu = time.monotonic() - started, time.process_time() - cpu
     sys.stdout.flush()
     return WorkerResult(**stats.model_dump(exclude={"results", "errors"}), errors=stats.errors[:5],
                         durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary(),
-                        empty_cpu_s=source.empty_cpu)
+                        empty_cpu_s=source.empty_cpu, drain_cpu_s=drain_cpu, drain_wall_s=drain_wall,
+                        pid=os.getpid())
+
+
+def _warm_up(source: SqsEventSource) -> None:
+    """The handler's cold start (imports, runtime) before the drain, as a warm Lambda container has done it."""
+    try:
+        invoke(source.stack, source.function_logical_id, {"Records": []}, env=source.env,
+               template_path=source.template_path)
+    except Exception:  # noqa: BLE001, S110 - an empty batch is refused once imported: that is all it is for
+        pass
+
+
+class _StartGate:
+    """Workers start draining together once all are warm: each leaves ready-<pid>, then waits for ``go``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def ready_and_wait(self, timeout_s: float = 300.0) -> None:
+        (self.folder / f"ready-{os.getpid()}").touch()
+        ends = time.monotonic() + timeout_s
+        while not (self.folder / "go").exists() and time.monotonic() < ends:
+            time.sleep(0.01)
+
+    def open_when_ready(self, count: int, timeout_s: float = 300.0) -> None:
+        ends = time.monotonic() + timeout_s
+        while len(list(self.folder.glob("ready-*"))) < count and time.monotonic() < ends:
+            time.sleep(0.05)
+        (self.folder / "go").touch()
 
 
 def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
@@ -114,24 +157,41 @@ def _profiled(run: Callable[[], DrainStats], path: str) -> DrainStats:
 
 
 def run_writers(spec: StackSpec, count: int, log_dir: Path, *, batching_window_s: float = 0.5,
-                idle_polls: int = 3, profile: bool = False, warm_up: bool = False,
-                batch_size: int | None = None) -> list[WorkerResult]:
+                idle_polls: int = 3, profile: bool = False, warm_up: bool = False, timeout_s: float | None = None,
+                cpu_share: float | None = None, batch_size: int | None = None) -> list[WorkerResult]:
     """Drain the queue with ``count`` concurrent writer processes; returns when all found it empty for a while.
 
     A worker stops after ``idle_polls`` polls in a row found nothing (each waits up to the batching window).
     ``profile``: each worker runs under cProfile and leaves ``writer-<i>.prof`` in ``log_dir``.
     ``warm_up``: each worker's cold start happens in an untimed invocation (of one unreadable message).
-    ``batch_size``: messages per invocation (default: the template's WriterBatchSize).
+    ``timeout_s``: the writer's timeout instead of the template's; ``cpu_share``: each worker held to that
+    share of one core (bench.cpucap), as Lambda holds a function to its memory's vCPU; the workers then
+    start warm (handler imported) and together, so the first to start does not take the whole queue.
+    ``batch_size``: messages per invocation instead of the template's BatchSize.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     # spawn, not fork: the bench process runs moto's and the sandboxes' server threads.
     context = multiprocessing.get_context("spawn")
+    gate = _StartGate(log_dir / "start-gate") if cpu_share else None
+    if gate is not None:
+        shutil.rmtree(gate.folder, ignore_errors=True)
+        gate.folder.mkdir()
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [pool.submit(_worker, spec.model_dump(), str(log_dir / f"writer-{i}.log"), batching_window_s,
                                idle_polls, str(log_dir / f"writer-{i}.prof") if profile else None, warm_up,
-                               batch_size)
+                               timeout_s, str(gate.folder) if gate else None, batch_size)
                    for i in range(count)]
-        return [f.result() for f in futures]
+        cap = None
+        if gate is not None:  # warm workers, then held to their share from the first poll on
+            gate.open_when_ready(count)
+            cap = CpuCap(cpu_share).start(list(pool._processes))  # type: ignore[arg-type]
+        try:
+            results = [f.result() for f in futures]
+        finally:
+            stopped = cap.stop() if cap is not None else {}
+    for result in results:
+        result.stopped_s = stopped.get(result.pid, 0.0)
+    return results
 
 
 def _by_package(prof_paths: list[Path], top: int = 25) -> str:

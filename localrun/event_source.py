@@ -81,7 +81,8 @@ class SqsEventSource:
     def __init__(self, stack: DeployedStack, function_logical_id: str = "WriterFunction", *,
                  env: dict[str, str] | None = None, batch_size: int | None = None,
                  batching_window_s: float = 0.0, template_path: str | Path | None = None,
-                 chaos: DeliveryChaos | None = None, keep_invisible: bool = False) -> None:
+                 chaos: DeliveryChaos | None = None, keep_invisible: bool = False,
+                 timeout_s: float | None = None) -> None:
         mapping = stack.event_source_mapping(function_logical_id)
         self.stack = stack
         self.function_logical_id = function_logical_id
@@ -96,6 +97,7 @@ class SqsEventSource:
         self._sqs = stack.aws.client("sqs")
         self.chaos = chaos
         self.keep_invisible = keep_invisible
+        self.timeout_s = timeout_s  # None: the template's Timeout (a time-scaled bench stretches it)
 
     def drain(self, *, max_batches: int | None = None, idle_polls: int = 1,
               on_batch: Callable[[DrainStats], None] | None = None) -> DrainStats:
@@ -143,7 +145,7 @@ class SqsEventSource:
         event = {"Records": [self._record(m) for m in messages]}
         try:
             result = invoke(self.stack, self.function_logical_id, event, env=self.env,
-                            template_path=self.template_path)
+                            template_path=self.template_path, timeout_s=self.timeout_s)
         except Exception as exc:  # a failed invocation: Lambda keeps the whole batch for a retry
             stats.handler_errors += 1
             stats.errors.append(f"{type(exc).__name__}: {exc}")

@@ -142,3 +142,46 @@ def test_separate_writers_stay_under_the_instance_limits(items: Any) -> None:
     assert stats["records_created"] == 16
     assert "606" not in stats["errors_by_code"] and "615" not in stats["errors_by_code"], stats["errors_by_code"]
     assert stats["max_concurrency_seen"] <= 2
+
+
+class CountingLeases:
+    """The limiter's items, counting lease attempts (each a conditional write, billed when it fails too)."""
+
+    def __init__(self, items: Any) -> None:
+        self._items = items
+        self.lease_attempts = 0
+        self._lock = threading.Lock()
+
+    def take_lease(self, *args: Any) -> bool:
+        with self._lock:
+            self.lease_attempts += 1
+        return bool(self._items.take_lease(*args))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._items, name)
+
+
+def test_callers_waiting_for_the_rate_do_not_poll_the_leases(items: Any) -> None:
+    """More callers than leases, the rate binding: each call takes a lease at its own start, so lease
+    attempts stay near one per call (holding a lease through the wait for the start, the others polled)."""
+    counting = CountingLeases(items)
+    budget = CallBudget(calls=20, window_seconds=1.0, concurrency=2)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def caller() -> None:
+        limiter = SharedCallLimiter(counting, "rate-bound", budget)  # type: ignore[arg-type]
+        for _ in range(2):
+            with limiter.slot(lambda s, _why: time.sleep(max(s, 0))):
+                with lock:
+                    starts.append(time.time())
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=caller) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(starts) == 16
+    assert most_in_any_window(sorted(starts), 1.0) <= 20
+    assert counting.lease_attempts <= 24, counting.lease_attempts
