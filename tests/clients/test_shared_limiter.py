@@ -191,9 +191,9 @@ def test_a_call_whose_start_finds_every_lease_busy_goes_late_within_the_grace(it
     """Concurrency and rate both binding (2 calls in flight of 0.2 s, 10 calls a second): each call ends just as
     the next start comes. A lease freed a moment after the start is still used (no start lost to the schedule),
     and no start is later than the grace, so no window holds more than the budget's calls."""
-    budget = CallBudget(calls=20, window_seconds=2.0, concurrency=2)
+    budget = CallBudget(calls=100, window_seconds=10.0, concurrency=2)  # starts 0.102 s apart, a grace of 0.1 s
     starts, peak = run_callers(items, budget, callers=4, calls_each=5, hold=0.19)
     reserved = sorted(RecordingLimiter.reserved)
     assert (len(starts), peak) == (20, 2)
     assert len(reserved) <= 22, f"{len(reserved) - 20} starts lost"  # one per call; 2 allowed for a slow runner
-    assert most_in_any_window(starts, 2.0) <= 20
+    assert most_in_any_window(starts, 10.0) <= 100
