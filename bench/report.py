@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.cost import LAMBDA_GB_SECOND, PRICES_AS_OF
+from bench.latency import TARGETS
 from bench.latency import render as latency_render
 from bench.models import DEFAULT_BUDGET, CycleResult
 from bench.run import BenchReport
@@ -70,10 +71,39 @@ def targets(report: BenchReport) -> list[tuple[str, str, bool, str]]:
         ok = last.delta_mb <= MEMORY_FLAT_TOLERANCE * max(first.delta_mb, 1.0)
         out.append(("Poller memory flat in N", ", ".join(f"{m.records:,}: +{m.delta_mb:.0f} MB" for m in report.memory),
                     ok, "" if ok else "the poller's resident memory grew with the window; see 'Poller memory'"))
+    out += _issue_17_targets(report)
     for imp in report.cold_imports:
         ok = imp.median_s <= COLD_IMPORT_TARGET_S
         out.append((f"Cold import ≤ 0.5 s: {imp.handler}", f"{imp.median_s:.3f} s", ok,
                     "" if ok else "import-time dependencies (boto3, Powertools)"))
+    return out
+
+
+def _issue_17_targets(report: BenchReport) -> list[tuple[str, str, bool, str]]:
+    """Issue #17: DynamoDB units per record on the full load and the 1 % edits, cost per 1M records, writer CPU
+    per 300 records, and throughput at production latency (the time-scaled sweep)."""
+    out: list[tuple[str, str, bool, str]] = []
+    for cycle in (c for c in report.cycles if c.label in ("full load", "1 % edits") and c.messages_sent):
+        writes, reads = cycle.dynamo_writes / cycle.messages_sent, cycle.dynamo_reads / cycle.messages_sent
+        ok = writes <= 1.1 and reads <= 1.5
+        out.append((f"DynamoDB ≤ 1.1 write + 1.5 read units per record: {cycle.label}",
+                    f"{writes:.3f} writes, {reads:.3f} reads ({cycle.messages_sent:,} records)", ok,
+                    "" if ok else "see the units by key family"))
+    if report.cost is not None:
+        total = sum(report.cost.per_million.values())
+        out.append(("Cost < $1.10 per 1M records (full load)", f"${total:.2f}", total < 1.10,
+                    "" if total < 1.10 else "see 'Cost'"))
+    if report.writer_cpu is not None:
+        cpu = report.writer_cpu
+        out.append(("Writer CPU ≤ 0.3 s per 300 records", f"{cpu.cpu_s_per_300:.3f} s (one warm writer, "
+                    f"{cpu.records_written:,} records, load average {cpu.load_average[0]:.1f})",
+                    cpu.cpu_s_per_300 <= 0.3, "" if cpu.cpu_s_per_300 <= 0.3 else "record-state writes"))
+    if report.latency is not None:
+        for point in report.latency.points:
+            goal = TARGETS.get(point.budget.name, 0.95)
+            name = f"≥ {goal:.0%} of min(budget, C / L) × 300 at the {point.budget.name}, L = {point.latency_s:g} s"
+            out.append((f"{name} (time-scaled)", _pct(point.ratio), point.ratio >= goal,
+                        "" if point.ratio >= goal else "see 'Throughput at production latency'"))
     return out
 
 

@@ -28,6 +28,7 @@ from bench.models import (
 from bench.pipeline import BenchEnvironment, Meters
 from bench.probes import DynamoCounter
 from bench.units import DynamoUnits
+from bench.writers import WriterCpu, measure_writer_cpu
 from localrun import fast_sqs
 
 
@@ -44,6 +45,7 @@ class Options(BaseModel):
     split_emulators: bool = False  # DynamoDB and SQS on moto processes of their own (bench.emulators)
     latency_sweep: bool = False  # after the rest, bench.latency's sweep (L = 0.5, 1, 2 s at both budgets)
     latency_chunks: int = 30
+    writer_cpu_chunks: int = 6  # one warm writer's CPU per 300 records (bench.writers); 0 skips it
 
 
 class BenchReport(BaseModel):
@@ -61,6 +63,7 @@ class BenchReport(BaseModel):
     cost: Cost | None = None
     memory_mb: int = 0
     latency: LatencySweep | None = None
+    writer_cpu: WriterCpu | None = None
 
 
 def machine() -> dict[str, str]:
@@ -89,6 +92,9 @@ def run(options: Options, progress: bool = True) -> BenchReport:
     for size in options.memory_sizes:
         say(f"poller memory at {size} records ...")
         report.memory.append(memory.measure(size, options.log_dir / "memory"))
+    if options.writer_cpu_chunks:
+        say(f"writer CPU, one warm writer, {options.writer_cpu_chunks * 300} records ...")
+        report.writer_cpu = measure_writer_cpu(options.writer_cpu_chunks, 1, options.log_dir / "writer-cpu")
     if options.latency_sweep:
         say("throughput at Marketo latency (time-scaled sweep) ...")
         report.latency = run_sweep([DEFAULT_BUDGET, FULL_BUDGET], [0.5, 1.0, 2.0], options.latency_chunks,

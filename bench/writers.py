@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from bench.calltimer import CallTimer
 from bench.cpucap import CpuCap
@@ -227,15 +227,49 @@ TRACED_ENV = {"POWERTOOLS_TRACE_DISABLED": "false", "AWS_XRAY_DAEMON_ADDRESS": "
               "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
 
 
+class WriterCpu(BaseModel):
+    """Warm writer processes' CPU per 300 records on a full load (one record-state write per record)."""
+
+    load_average: list[float]
+    writers: int
+    records_written: int
+    invocations: int
+    writer_cpu_s: float
+    empty_invocation_cpu_s: float  # a warm invocation of one unreadable message: the fixed cost, harness included
+    cpu_s_per_300: float
+    calls: dict[str, int] = Field(default_factory=dict)
+
+
+def measure_writer_cpu(chunks: int, writers: int, log_dir: Path, *, marketo_latency_s: float = 0.05,
+                       batch_size: int | None = None, profile: bool = False, traced: bool = False) -> WriterCpu:
+    """``chunks`` × 300 new records written by ``writers`` warm processes against the split emulators."""
+    from bench.models import DEFAULT_BUDGET, PipelineSettings
+    from bench.pipeline import BenchEnvironment
+
+    settings = PipelineSettings(records=chunks * 300, writers=writers, visma_latency_s=(0.01, 0.02),
+                                marketo_latency_s=(marketo_latency_s, marketo_latency_s),
+                                split_emulators=True, emulator_meters=False)
+    with BenchEnvironment(settings, DEFAULT_BUDGET, log_dir) as env:
+        env._poll_until_complete()
+        before = env._marketo_counts()
+        spec = env.spec()
+        if traced:
+            spec.handler_env.update(TRACED_ENV)
+        workers = run_writers(spec, writers, log_dir, profile=profile, warm_up=True, batch_size=batch_size)
+        after = env._marketo_counts()
+    written = sum(after[k] - before[k] for k in ("created", "updated"))
+    cpu = sum(sum(w.cpu_s) for w in workers)
+    return WriterCpu(load_average=[round(x, 2) for x in os.getloadavg()], writers=writers, records_written=written,
+                     invocations=sum(len(w.cpu_s) for w in workers), writer_cpu_s=round(cpu, 3),
+                     empty_invocation_cpu_s=round(max((w.empty_cpu_s for w in workers), default=0.0), 3),
+                     cpu_s_per_300=round(300 * cpu / max(written, 1), 3),
+                     calls=merge_counts([w.calls.get("counts", {}) for w in workers]))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Writer CPU per 300 records: a full load (every record new, so one record-state write each) written by
     ``--writers`` warm processes against the split emulators; process CPU per invocation, optionally profiled."""
     import argparse
-    import json
-    import os
-
-    from bench.models import DEFAULT_BUDGET, PipelineSettings
-    from bench.pipeline import BenchEnvironment
 
     parser = argparse.ArgumentParser(prog="python -m bench.writers", description=main.__doc__)
     parser.add_argument("--chunks", type=int, default=6, help="300-record chunks in Visma (6)")
@@ -249,29 +283,9 @@ def main(argv: list[str] | None = None) -> int:
                              "an X-Ray daemon address nobody listens on)")
     parser.add_argument("--log-dir", type=Path, default=Path(".bench") / "writer-cpu")
     args = parser.parse_args(argv)
-    settings = PipelineSettings(records=args.chunks * 300, writers=args.writers, visma_latency_s=(0.01, 0.02),
-                                marketo_latency_s=(args.marketo_latency, args.marketo_latency),
-                                split_emulators=True, emulator_meters=False)
-    with BenchEnvironment(settings, DEFAULT_BUDGET, args.log_dir) as env:
-        env._poll_until_complete()
-        before = env._marketo_counts()
-        spec = env.spec()
-        if args.traced:
-            spec.handler_env.update(TRACED_ENV)
-        workers = run_writers(spec, args.writers, args.log_dir, profile=args.profile, warm_up=True,
-                              batch_size=args.batch_size)
-        after = env._marketo_counts()
-    written = sum(after[k] - before[k] for k in ("created", "updated"))
-    cpu = sum(sum(w.cpu_s) for w in workers)
-    invocations = sum(len(w.cpu_s) for w in workers)
-    # A warm invocation of one unreadable message: the fixed cost per invocation (the local harness's share in it
-    # included), already inside writer_cpu_s once per invocation.
-    empty = max((w.empty_cpu_s for w in workers), default=0.0)
-    print(json.dumps({
-        "load_average": [round(x, 2) for x in os.getloadavg()], "writers": args.writers, "records_written": written,
-        "invocations": invocations, "writer_cpu_s": round(cpu, 3), "empty_invocation_cpu_s": round(empty, 3),
-        "cpu_s_per_300": round(300 * cpu / max(written, 1), 3),
-        "calls": merge_counts([w.calls.get("counts", {}) for w in workers])}, indent=1))
+    result = measure_writer_cpu(args.chunks, args.writers, args.log_dir, marketo_latency_s=args.marketo_latency,
+                                batch_size=args.batch_size, profile=args.profile, traced=args.traced)
+    print(result.model_dump_json(indent=1))
     if args.profile:
         print(_by_package(sorted(args.log_dir.glob("writer-*.prof"))))
     return 0

@@ -1,10 +1,13 @@
-"""The signed lane of the record-state write: it answers successes and failed conditions itself, exactly as the
-client would, and hands every other answer to the client, whose retries then take the call."""
+"""The signed lane of the record-state write: it answers successes and the errors the client does not retry
+itself, exactly as the client would, and hands the rest (5xx, throttling) to the client, whose retries then
+take the call."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,15 +35,38 @@ class CountingClient:
         return answer
 
 
-class Unavailable(BaseHTTPRequestHandler):
+class Answering(BaseHTTPRequestHandler):
+    """Every request gets ``status`` and ``body``."""
+
+    status, body = 503, b""
+
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         self.rfile.read(int(self.headers["Content-Length"]))
-        self.send_response(503)
-        self.send_header("Content-Length", "0")
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(self.body)))
         self.end_headers()
+        self.wfile.write(self.body)
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+def answering(status: int, error_type: str = "") -> type[Answering]:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{error_type}", "message": "from the test"})
+    return type("Answer", (Answering,), {"status": status, "body": body.encode() if error_type else b""})
+
+
+@contextmanager
+def lane_reaching(aws: LocalAws, handler: type[Answering]) -> Iterator[tuple[SignedUpdates, CountingClient]]:
+    """A lane whose requests reach a server answering as ``handler`` does, its client (with its retries) moto."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        elsewhere = plain_client(aws, f"http://127.0.0.1:{server.server_address[1]}")
+        client = CountingClient(plain_client(aws, aws.endpoint_url), meta_of=elsewhere)
+        yield SignedUpdates(aws.session(), client), client
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -80,15 +106,18 @@ def test_successes_and_failed_conditions_are_answered_without_the_client(aws: Lo
     assert (stored(aws, "1"), client.calls) == ("v3", 0)
 
 
-def test_any_other_answer_is_handed_to_the_client(aws: LocalAws):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        # The lane reaches a DynamoDB that answers 503; the client (with its retries) reaches moto.
-        unavailable = plain_client(aws, f"http://127.0.0.1:{server.server_address[1]}")
-        client = CountingClient(plain_client(aws, aws.endpoint_url), meta_of=unavailable)
-        lane = SignedUpdates(aws.session(), client)
-        assert update(lane, "2", "v1") is None
-    finally:
-        server.shutdown()
-    assert (stored(aws, "2"), client.calls) == ("v1", 1)
+@pytest.mark.parametrize("handler", [answering(503), answering(400, "ThrottlingException"),
+                                     answering(400, "ProvisionedThroughputExceededException")],
+                         ids=["unavailable", "throttled", "over-capacity"])
+def test_answers_the_client_retries_are_handed_to_it(aws: LocalAws, handler: type[Answering]):
+    with lane_reaching(aws, handler) as (lane, client):
+        sk = handler.__name__ + str(handler.status) + handler.body.decode()[-30:]
+        assert update(lane, sk, "v1") is None
+    assert (stored(aws, sk), client.calls) == ("v1", 1)
+
+
+def test_errors_the_client_does_not_retry_are_raised_as_it_raises_them(aws: LocalAws):
+    """E.g. an injected failure standing for a crash after Marketo accepted the chunk: not made again."""
+    with lane_reaching(aws, answering(400, "InternalFailure")) as (lane, client), pytest.raises(ClientError) as err:
+        update(lane, "3", "v1")
+    assert (err.value.response["Error"]["Code"], client.calls) == ("InternalFailure", 0)

@@ -5,9 +5,11 @@ botocore's request pipeline (event hooks, endpoint rules, serialisation, respons
 of CPU per call, a third of a writer's CPU per chunk. This lane sends the same request with the client's
 credentials (refreshed as botocore refreshes them), region and resolved endpoint (``AWS_ENDPOINT_URL_DYNAMODB``
 included), SigV4 signing and botocore's urllib3 session (TLS verified, the environment's proxies), at about
-0.6 ms. It understands two answers, success and a failed condition; anything else (throttling, a 5xx, a broken
-connection) is handed to the client itself, which retries as it always does. Sending the update again is safe:
-the same version passes the guard again and ``raced_with`` sees its own writer.
+0.6 ms. A success is returned and any other 400 answer raised as the client raises it (the ``ClientError`` of
+its code: a failed condition, a validation error), except those the client retries (throttling), which are
+handed to the client with every 5xx and broken connection: it makes the call again with its own retries.
+Sending the update again is safe: the same version passes the guard again and ``raced_with`` sees its own
+writer.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from botocore.httpsession import URLLib3Session
 from botocore.utils import get_environ_proxies
 
 HEADERS = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "DynamoDB_20120810.UpdateItem"}
-CONDITION_FAILED = "ConditionalCheckFailedException"
+# 400 answers botocore retries for DynamoDB (its throttling errors): the client takes those calls.
+RETRIED_BY_THE_CLIENT = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException",
+                                   "RequestLimitExceeded", "TransactionInProgressException"})
 
 
 class SignedUpdates:
@@ -42,16 +46,18 @@ class SignedUpdates:
 
     def update_item(self, **request: Any) -> dict[str, Any]:
         answer = self._try(request) if self._credentials is not None else None
-        if answer is None:  # an answer this lane does not interpret: the client makes the call
+        if answer is None:  # an answer the client retries, or none: the client makes the call
             handed_on: dict[str, Any] = self.client.update_item(**request)
             return handed_on
-        if answer.get("__type", "").endswith(f"#{CONDITION_FAILED}"):
-            raise ClientError({"Error": {"Code": CONDITION_FAILED, "Message": str(answer.get("message", ""))}},
-                              "UpdateItem")
+        if "__type" in answer:
+            code = str(answer["__type"]).rsplit("#", 1)[-1]
+            message = str(answer.get("message") or answer.get("Message") or "")
+            raise ClientError({"Error": {"Code": code, "Message": message},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, "UpdateItem")
         return answer
 
     def _try(self, request: dict[str, Any]) -> dict[str, Any] | None:
-        """The answer's JSON when it is a success or a failed condition, else None."""
+        """The answer's JSON when it is a success or an error the client would not retry, else None."""
         signed = AWSRequest("POST", self._endpoint, data=json.dumps(request, separators=(",", ":")), headers=HEADERS)
         SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb", self._region).add_auth(signed)
         try:
@@ -61,6 +67,7 @@ class SignedUpdates:
             answer: dict[str, Any] = json.loads(response.content)
         except Exception:  # noqa: BLE001 - connection trouble or an unreadable answer: the client takes the call
             return None
-        if response.status_code == 400 and not str(answer.get("__type", "")).endswith(f"#{CONDITION_FAILED}"):
+        if response.status_code == 400 and (
+                "__type" not in answer or str(answer["__type"]).rsplit("#", 1)[-1] in RETRIED_BY_THE_CLIENT):
             return None
         return answer
