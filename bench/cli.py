@@ -10,7 +10,7 @@ from bench.run import Options, run
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = {"records": 2000, "full_limit_records": 2000, "baseline_records": 40, "memory_sizes": [1000, 4000],
-         "cold_import_runs": 3}
+         "cold_import_runs": 3, "writer_cpu_chunks": 2}
 
 
 def _sizes(text: str) -> list[int]:
@@ -30,6 +30,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     parser.add_argument("--latency", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="Marketo and Visma latency per call in seconds (0.1 0.3)")
     parser.add_argument("--cold-import-runs", type=int, help="fresh interpreters per handler (7)")
+    parser.add_argument("--writer-cpu-chunks", type=int,
+                        help="300-record chunks one warm writer writes to measure its CPU (6; 0 skips it)")
     parser.add_argument("--split-emulators", action="store_true",
                         help="DynamoDB and SQS on moto processes of their own, not the bench process's moto thread")
     parser.add_argument("--latency-sweep", action="store_true",
@@ -40,7 +42,8 @@ def parse(argv: list[str] | None = None) -> tuple[Options, Path]:
     parser.add_argument("--log-dir", type=Path, default=ROOT / ".bench")
     args = parser.parse_args(argv)
     values: dict[str, object] = dict(QUICK) if args.quick else {}
-    for name in ("records", "full_limit_records", "writers", "baseline_records", "memory_sizes", "cold_import_runs"):
+    for name in ("records", "full_limit_records", "writers", "baseline_records", "memory_sizes", "cold_import_runs",
+                 "writer_cpu_chunks"):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
     if args.latency:

@@ -26,6 +26,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> tuple[BenchReport, str]
     out = tmp_path_factory.mktemp("bench")
     args = ["--records", str(RECORDS), "--full-limit-records", "300", "--writers", "2", "--baseline-records", "10",
             "--memory-sizes", "200,400", "--latency", "0", "0.01", "--cold-import-runs", "1",
+            "--writer-cpu-chunks", "1",
             "--output", str(out / "benchmarks.md"), "--log-dir", str(out)]  # never docs/benchmarks.md
     subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, check=True, capture_output=True, timeout=170)
     return BenchReport.model_validate_json((out / "report.json").read_text()), (out / "benchmarks.md").read_text()
@@ -38,6 +39,12 @@ def test_every_record_reaches_marketo(outcome: tuple[BenchReport, str]) -> None:
     assert full.surfaced_failures == 0 and edits.surfaced_failures == 0
     assert report.verified, report.verification
     assert edits.records_updated >= 1
+
+
+def test_writer_cpu_is_measured(outcome: tuple[BenchReport, str]) -> None:
+    report, text = outcome
+    assert report.writer_cpu is not None and report.writer_cpu.records_written == 300
+    assert "Writer CPU ≤ 0.3 s per 300 records" in text
 
 
 def test_no_op_cycle_writes_nothing(outcome: tuple[BenchReport, str]) -> None:
