@@ -56,7 +56,7 @@ from ml_connector.state import (
 from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
-from ml_connector.sync.messages import SyncMessage
+from ml_connector.sync.messages import MAX_RECORDS_PER_PACK, SyncMessage
 from ml_connector.sync.outbox import SQS_MAX_BYTES, fits_in_sqs, message_body
 from ml_connector.sync.payment import KnownPaymentFacts, PaymentReader, PollPaymentFacts
 from ml_connector.sync.ports import Delivery, FullReadObserver, Outbox, VismaReader
@@ -79,16 +79,26 @@ class MessageSink(Protocol):
     def deliver(self, connection: str, entity: VismaEntity, messages: list[SyncMessage],
                 force: frozenset[int] = frozenset()) -> Delivery: ...
 
+    def flush(self) -> None:
+        """Send whatever ``deliver`` holds back; called before a window's progress is kept (checkpoint, watermark)."""
+        ...
+
 
 class QueueSink:
     """Enqueues the records whose mapped content Marketo does not hold yet (by the content hash the writer
     recorded): an unchanged record costs no message, and no state is written per record here. A record
-    sent but not yet written when the next poll re-reads it is sent again; the writer keeps one version."""
+    sent but not yet written when the next poll re-reads it is sent again; the writer keeps one version.
+
+    Records go out in whole packs of 300 (one Marketo call each): a page's remainder waits for the next page's
+    records, so a window of 1,000-record pages makes 300-record packs, not 300/300/300/100 a page (the writers
+    merge part-filled packs only within one invocation's batch). ``flush`` sends the remainder; the poller calls
+    it before it keeps the window's progress, so nothing held back is ever counted as sent."""
 
     def __init__(self, state: State, outbox: Outbox,
                  remember_numbers: Callable[[str], bool] = lambda _connection: True) -> None:
         self._state = state
         self._outbox = outbox
+        self._held: list[SyncMessage] = []  # under a pack's worth, of one connection and entity
         # Customer number -> internalId is kept only where contacts need it (a write per customer otherwise).
         self._remember_numbers = remember_numbers
 
@@ -102,11 +112,25 @@ class QueueSink:
             self._quarantine_oversize(message)
         fresh = [m for m in fresh if fits_in_sqs(m)]
         if fresh:
-            self._outbox.send(fresh)
+            self._send_whole_packs(fresh)
             if entity == "customer" and self._remember_numbers(connection):
                 self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
         return Delivery(len(fresh), len(messages) - len(fresh) - len(oversize),
                         frozenset(m.internal_id for m in oversize))
+
+    def _send_whole_packs(self, fresh: list[SyncMessage]) -> None:
+        if self._held and (self._held[0].connection, self._held[0].entity) != (fresh[0].connection, fresh[0].entity):
+            self.flush()
+        pending = self._held + fresh
+        whole = len(pending) - len(pending) % MAX_RECORDS_PER_PACK
+        self._held = pending[whole:]
+        if whole:
+            self._outbox.send(pending[:whole])
+
+    def flush(self) -> None:
+        held, self._held = self._held, []
+        if held:
+            self._outbox.send(held)
 
     def _quarantine_oversize(self, message: SyncMessage) -> None:
         """A record whose message SQS cannot carry is held with its reason; it never fails the whole poll."""
@@ -413,6 +437,7 @@ class Poller:
 
     def _save_window(self, connection: ConnectionConfig, entity: VismaEntity, report: EntityPollReport) -> None:
         """Keep the window's progress for the next invocation (not in a preview, and not before a read began)."""
+        self._sink.flush()  # what the checkpoint lists as sent has been sent
         if self._dry_run or self._current is None or self._window is None:
             return
         self._state.windows.save(connection.id, entity,
@@ -422,6 +447,7 @@ class Poller:
     def _advance(self, connection: ConnectionConfig, entity: VismaEntity, window: _Window,
                  report: EntityPollReport, ledger: PollLedger) -> None:
         """A complete window: the watermark moves (never past the window's first start) and the window closes."""
+        self._sink.flush()  # every record of the window is on the queue before the watermark passes it
         started, watermark = window.started, window.watermark
         if self._dry_run:
             report.watermark_after = report.watermark_before

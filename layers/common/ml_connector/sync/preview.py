@@ -61,6 +61,9 @@ class PreviewSink:
             self.items.append(self._compare(message, current.get(message.key)))
         return Delivery(len(messages), 0)
 
+    def flush(self) -> None:
+        """Nothing is held back: a preview only compares."""
+
     @staticmethod
     def _compare(message: SyncMessage, existing: dict[str, Any] | None) -> PreviewItem:
         base = {"connection": message.connection, "entity": message.entity, "internal_id": message.internal_id,
