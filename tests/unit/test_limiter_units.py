@@ -3,27 +3,17 @@ wait for a concurrent-call slot try the lease items every 50-100 ms, so a lease 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from moto_tables import Tables, moto_tables
 
-from ml_connector.state.memory import MemoryLimiterItems
+from ml_connector.state import State
 from ml_connector.state.ports import LimiterItems
 
 
-@pytest.fixture(scope="module")
-def tables() -> Iterator[Tables]:
-    with moto_tables() as made:
-        yield made
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-def items(request: pytest.FixtureRequest) -> LimiterItems:
-    if request.param == "memory":
-        return MemoryLimiterItems()
-    return request.getfixturevalue("tables").state().limiter  # type: ignore[no-any-return]
+@pytest.fixture
+def items(memory_or_dynamodb_state: State) -> LimiterItems:
+    return memory_or_dynamodb_state.limiter
 
 
 def test_a_lease_is_held_until_given_back_or_expired(items):

@@ -10,13 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from moto_tables import Tables, moto_tables
+from moto_tables import Tables
 from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
 
 from ml_connector.state import State
 from ml_connector.state.dynamodb import keys as state_keys
 from ml_connector.state.dynamodb.table import StateTable
-from ml_connector.state.memory import MemoryPaymentFacts
 from ml_connector.state.ports import PaymentFactsStore
 from ml_connector.sync.payment import BALANCES_PATH, INVOICES_PATH, PaymentReader
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
@@ -27,17 +26,9 @@ BALANCE_ONLY = {"number": "C8", "balance": 99.0, "overdue_amount": 0.0, "overdue
                 "max_dunning_level": 0.0}
 
 
-@pytest.fixture(scope="module")
-def tables() -> Iterator[Tables]:
-    with moto_tables() as made:
-        yield made
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-def store(request: pytest.FixtureRequest) -> PaymentFactsStore:
-    if request.param == "memory":
-        return MemoryPaymentFacts()
-    return request.getfixturevalue("tables").state().payments  # type: ignore[no-any-return]
+@pytest.fixture
+def store(memory_or_dynamodb_state: State) -> PaymentFactsStore:
+    return memory_or_dynamodb_state.payments
 
 
 def test_the_overdue_and_the_asked_buckets_are_read_and_changes_keep_the_neighbours(store):

@@ -4,29 +4,21 @@ chunks sent again, repairs done, quarantine entries released)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from moto_tables import Tables, moto_tables
+from moto_tables import Tables
 from sync_fakes import CONNECTION, NOW, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
 from test_window_checkpoint import full_load
 
 from ml_connector.state import JobRecord, QuarantineEntry, RepairEntry, RunRecord, State, utc_iso
-from ml_connector.state.memory import memory_state
 from ml_connector.sync.deferred_chunks import DeferredChunks
 from ml_connector.sync.poller import EntityPollReport, Poller, QueueSink
 
 
-@pytest.fixture(scope="module")
-def tables() -> Iterator[Tables]:
-    with moto_tables() as made:
-        yield made
-
-
-@pytest.fixture(params=["memory", "dynamodb"])
-def state(request: pytest.FixtureRequest) -> State:
-    return memory_state() if request.param == "memory" else request.getfixturevalue("tables").state()
+@pytest.fixture
+def state(memory_or_dynamodb_state: State) -> State:
+    return memory_or_dynamodb_state
 
 
 def _poll(state: State, visma: FakeVisma, at: datetime = NOW) -> EntityPollReport:

@@ -25,7 +25,7 @@ from ml_connector.state.models import (
     raced_with,
     utc_iso,
 )
-from ml_connector.state.ports import State
+from ml_connector.state.ports import State, complete_each
 
 
 class MemoryWatermarks:
@@ -59,11 +59,7 @@ class MemoryWatermarks:
 
     def complete(self, connection: str, entity: str, started: datetime, watermark: datetime | None, *,
                  swept: bool, summary: dict[str, Any]) -> None:
-        if watermark is not None:
-            self.advance(connection, entity, watermark, summary)
-        self.polled(connection, entity, started, summary)
-        if swept:
-            self.swept(connection, entity, started)
+        complete_each(self, connection, entity, started, watermark, swept=swept, summary=summary)
 
     def entries(self, connection: str) -> dict[str, WatermarkEntry]:
         return {e: v for (c, e), v in self.items.items() if c == connection}

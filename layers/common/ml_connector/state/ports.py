@@ -38,6 +38,9 @@ class Watermarks(Protocol):
     def polled(self, connection: str, entity: str, started: datetime, summary: dict[str, Any]) -> None:
         """A poll that started at ``started`` read its whole window (forward only, like the watermark)."""
 
+    def swept(self, connection: str, entity: str, at: datetime) -> None:
+        """A deep sweep done at ``at`` (forward only)."""
+
     def entry(self, connection: str, entity: str) -> WatermarkEntry | None:
         """One entity's watermark, last complete poll and last deep sweep, in one read (eventually consistent)."""
 
@@ -48,6 +51,16 @@ class Watermarks(Protocol):
         each forward only, as on its own."""
 
     def entries(self, connection: str) -> dict[str, WatermarkEntry]: ...
+
+
+def complete_each(watermarks: Watermarks, connection: str, entity: str, started: datetime,
+                  watermark: datetime | None, *, swept: bool, summary: dict[str, Any]) -> None:
+    """``Watermarks.complete`` as one write each: ``advance``, ``polled`` and ``swept``, each forward only."""
+    if watermark is not None:
+        watermarks.advance(connection, entity, watermark, summary)
+    watermarks.polled(connection, entity, started, summary)
+    if swept:
+        watermarks.swept(connection, entity, started)
 
 
 class RecordVersions(Protocol):

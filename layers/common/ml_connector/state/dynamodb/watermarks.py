@@ -11,6 +11,7 @@ from typing import Any
 from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.models import WatermarkEntry, parse_utc_iso, utc_iso
+from ml_connector.state.ports import complete_each
 
 _WATERMARK_FORWARD = "(attribute_not_exists(watermark) OR watermark <= :w)"
 _POLLED_FORWARD = "(attribute_not_exists(polledAt) OR polledAt <= :p)"
@@ -62,11 +63,7 @@ class DynamoWatermarks:
         if self._forward(connection, entity, "SET " + ", ".join(sets), " AND ".join(conditions), values):
             return
         # A later poll recorded one of them already (this one finished late): each still moves forward on its own.
-        if watermark is not None:
-            self.advance(connection, entity, watermark, summary)
-        self.polled(connection, entity, started, summary)
-        if swept:
-            self.swept(connection, entity, started)
+        complete_each(self, connection, entity, started, watermark, swept=swept, summary=summary)
 
     def entries(self, connection: str) -> dict[str, WatermarkEntry]:
         return {i["sk"]: _entry(i) for i in self._t.query(keys.watermarks(connection))}
