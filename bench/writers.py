@@ -81,11 +81,9 @@ def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, 
     source = TimedEventSource(spec.stack(), "WriterFunction", env=spec.handler_env,
                               batching_window_s=batching_window_s, template_path=spec.template_path,
                               timeout_s=timeout_s, batch_size=batch_size)
-    if warm_up:
+    if warm_up or gate is not None:  # a gated start is a warm one
         source.warm_up()
     if gate is not None:
-        if not warm_up:
-            _warm_up(source)
         _StartGate(Path(gate)).ready_and_wait()
     started, cpu = time.monotonic(), time.process_time()
     if profile_path is None:
@@ -98,15 +96,6 @@ def _worker(spec_data: dict[str, Any], log_path: str, batching_window_s: float, 
                         durations_s=source.durations, cpu_s=source.cpu, calls=timer.summary(),
                         empty_cpu_s=source.empty_cpu, drain_cpu_s=drain_cpu, drain_wall_s=drain_wall,
                         pid=os.getpid())
-
-
-def _warm_up(source: SqsEventSource) -> None:
-    """The handler's cold start (imports, runtime) before the drain, as a warm Lambda container has done it."""
-    try:
-        invoke(source.stack, source.function_logical_id, {"Records": []}, env=source.env,
-               template_path=source.template_path)
-    except Exception:  # noqa: BLE001, S110 - an empty batch is refused once imported: that is all it is for
-        pass
 
 
 class _StartGate:
