@@ -4,7 +4,11 @@ connections of one Marketo account into full chunks, reporting back exactly the 
 
 from __future__ import annotations
 
+import base64
 import json
+import random
+import string
+import zlib
 from typing import Any
 
 from sync_fakes import NOW, FakeMarketo, FakeOutbox, FakeVisma, customer, customer_mapping, minutes
@@ -13,7 +17,15 @@ from ml_connector.config import ConnectionConfig, RuntimeSettings
 from ml_connector.marketo.models import SyncResult
 from ml_connector.state import State
 from ml_connector.state.memory import memory_state
-from ml_connector.sync.messages import SyncMessage, unpack_body, unpack_messages
+from ml_connector.sync.messages import (
+    MAX_INFLATED_BYTES,
+    SyncMessage,
+    deflate,
+    pack_body,
+    smallest_pack_body,
+    unpack_body,
+    unpack_messages,
+)
 from ml_connector.sync.outbox import SQS_MAX_BYTES, SqsOutbox, fits_in_sqs, message_body, pack_bodies
 from ml_connector.sync.poller import Poller, QueueSink
 from ml_connector.sync.writer import InboundMessage, Writer
@@ -53,19 +65,59 @@ def test_packs_hold_at_most_300_records_in_order():
     assert [len(p) for p in packs] == [300, 300, 50] and [m for p in packs for m in p] == messages
 
 
+def scattered_text(n: int, characters: int) -> str:
+    """Text that deflate cannot shrink much: random CJK, ÆØÅ and emoji (3, 2 and 4 bytes in UTF-8)."""
+    alphabet = [chr(c) for c in range(0x4E00, 0x5E00)] + list("ÆØÅ😀")
+    return "".join(random.Random(n).choices(alphabet, k=characters))
+
+
 def test_packs_are_cut_by_the_bytes_sent_not_the_characters():
-    # ÆØÅ take 2 bytes in UTF-8 and an emoji 4: by characters these would all fit in one pack.
-    messages = [record(n, "ÆØÅ😀" * 2_000) for n in range(40)]  # about 20 KB a record as sent
+    # By characters (240,000 in all) these would fit in one pack; as sent, even deflated, they take two or more.
+    messages = [record(n, scattered_text(n, 6_000)) for n in range(40)]
     bodies = pack_bodies(messages)
-    assert len(bodies) > 1 and all(len(b) < SQS_MAX_BYTES for b in bodies)
+    assert len(bodies) >= 2
     assert [m for b in bodies for m in unpack_body(b).messages] == messages
-    for body, following in zip(bodies, bodies[1:], strict=False):
-        size = len(body.encode("utf-8"))
-        assert size <= SQS_MAX_BYTES
-        # Full: the next record (and its comma) would not have fitted.
-        next_record = unpack_body(following).messages[0]
-        assert size + len(message_body(next_record).encode("utf-8")) + 1 > SQS_MAX_BYTES
-    assert "ÆØÅ😀" in bodies[0]  # sent as UTF-8, not escaped to six bytes a character
+    records = [message_body(m) for m in messages]
+    sent = 0
+    for body in bodies:
+        assert len(body.encode("utf-8")) <= SQS_MAX_BYTES
+        count = len(unpack_body(body).messages)
+        if sent + count < len(records):  # full: with the next record, it would not have fitted
+            assert len(smallest_pack_body(records[sent:sent + count + 1]).encode("utf-8")) > SQS_MAX_BYTES
+        sent += count
+    assert "ÆØÅ😀" in message_body(record(1, "ÆØÅ😀"))  # sent as UTF-8, not escaped to six bytes a character
+
+
+def typical(n: int) -> SyncMessage:
+    """A customer as the default mapping sends it: about 1.1 KB as JSON, like the sandbox's customers."""
+    fields = {"company": f"Havbris Data {n} AS", "billingStreet": f"Nygata {n % 97}, Næringsparken",
+              "billingCity": "Kristiansand", "billingPostalCode": f"{4600 + n % 50}", "billingCountry": "Norway",
+              "website": None, "mainPhone": f"+47{38_000_000 + n * 7919 % 999_999}", "numberOfEmployees": n % 500,
+              "vismaNumber": str(10_000 + n), "vismaEntity": "customer", "vismaStatus": "Active",
+              "vismaClassId": "DOM", "vismaClass": "Domestic customers", "vismaSegment": "MID",
+              "vismaPaymentTermsId": "30D", "vismaPaymentTerms": "30 days net", "vismaPaymentStatus": "current",
+              "vismaCurrency": "NOK", "vismaCorporateId": f"{986_000_000 + n * 31}", "vismaContactName": "Nina Berg",
+              "vismaContactEmail": f"faktura{n}@havbris-data.example", "vismaLastModified": "2025-08-02T04:13:00Z",
+              "vismaBalance": float(n % 13) * 1000.5, "vismaOverdueAmount": 0.0, "vismaDunningLevel": n % 3}
+    return SyncMessage.build(connection="default", entity="customer", internal_id=10_000 + n, number=str(10_000 + n),
+                             marketo_object="companies", dedupe_field="externalCompanyId",
+                             key=f"visma-1234567-customer-{10_000 + n}", modified_at=NOW,
+                             visma_timestamp=base64.b64encode((n + 2**40).to_bytes(8, "big")).decode(),
+                             fields=fields)
+
+
+def test_a_full_call_of_typical_records_travels_as_one_message():
+    messages = [typical(n) for n in range(300)]
+    assert len(pack_body([message_body(m) for m in messages]).encode("utf-8")) > SQS_MAX_BYTES  # plain: two
+    [body] = pack_bodies(messages)
+    assert len(body) < SQS_MAX_BYTES / 3  # deflated, and in fewer of SQS's 64 KB billing chunks
+    assert unpack_body(body).messages == messages
+
+
+def test_a_pack_is_sent_plain_when_deflating_does_not_make_it_smaller():
+    noise = "".join(random.Random(1).choices([c for c in string.printable[:94] if c not in '"\\'], k=3_000))
+    [body] = pack_bodies([record(1, noise)])  # base64 of what deflate leaves of random ASCII is longer
+    assert json.loads(body)["pack"] == 1 and unpack_body(body).messages == [record(1, noise)]
 
 
 def test_a_record_fits_only_if_it_fits_in_a_pack_of_its_own():
@@ -95,21 +147,28 @@ def test_the_outbox_sends_a_page_of_records_as_few_messages():
 
 
 # -- reading ------------------------------------------------------------------------------------
-def test_the_writer_reads_packs_and_single_record_messages_alike():
+def test_the_writer_reads_deflated_and_plain_packs_and_single_record_messages_alike():
     state, marketo, outbox = memory_state(), FakeMarketo(), FakeOutbox()
     poll(state, TEN[0], 30, outbox)
-    packed, single = outbox.packed()[0], outbox.inbound()[-1]  # a message from before the upgrade
-    assert len(unpack_body(packed.body).messages) == 30
-    report = Writer(settings(TEN[0]), state, lambda _c: marketo).process([packed, single])
-    assert report.created == 30 and report.superseded == 1 and marketo.calls == [30]
-    assert report.records == 31 and report.messages == 2 and not report.failed_message_ids
+    deflated, single = outbox.packed()[0], outbox.inbound()[-1]  # a message from before packs
+    assert json.loads(deflated.body)["pack"] == 2 and len(unpack_body(deflated.body).messages) == 30
+    plain = InboundMessage("plain", pack_body([m.model_dump_json() for m in unpack_body(deflated.body).messages[:5]]))
+    report = Writer(settings(TEN[0]), state, lambda _c: marketo).process([deflated, single, plain])
+    assert report.created == 30 and report.superseded == 6 and marketo.calls == [30]
+    assert report.records == 36 and report.messages == 3 and not report.failed_message_ids
+
+
+def plain_pack(body: str) -> dict[str, Any]:
+    """A pack as its plain JSON object, whichever form it was sent in."""
+    data = json.loads(body)
+    return json.loads(zlib.decompress(base64.b64decode(data["deflated"]))) if data["pack"] == 2 else data
 
 
 def test_a_bad_record_in_a_pack_is_quarantined_alone():
     state, marketo, outbox = memory_state(), FakeMarketo(), FakeOutbox()
     poll(state, TEN[0], 5, outbox)
     [pack] = outbox.packed()
-    data = json.loads(pack.body)
+    data = plain_pack(pack.body)
     data["messages"][1]["internal_id"] = "not a number"
     data["messages"][3]["marketo_object"] = "../leads/delete"  # valid shape, but not the mapping's object
     report = Writer(settings(TEN[0]), state, lambda _c: marketo).process([InboundMessage("p0", json.dumps(data))])
@@ -124,13 +183,35 @@ def test_a_malformed_pack_is_quarantined_whole_with_its_reason():
     state, marketo, outbox = memory_state(), FakeMarketo(), FakeOutbox()
     poll(state, TEN[0], 2, outbox)
     [good] = outbox.packed()
-    bad = {"future": json.dumps({"pack": 2, "messages": []}), "not-a-list": json.dumps({"pack": 1, "messages": {}}),
-           "extra-key": json.dumps({"pack": 1, "messages": [], "x": 1}), "not-json": '{"pack": 1, "mess'}
+    def deflated(inner: str) -> str:
+        return json.dumps({"pack": 2, "deflated": deflate(inner.encode())})
+
+    bad = {"future": json.dumps({"pack": 3, "messages": []}), "not-a-list": json.dumps({"pack": 1, "messages": {}}),
+           "extra-key": json.dumps({"pack": 1, "messages": [], "x": 1}), "not-json": '{"pack": 1, "mess',
+           "not-base64": json.dumps({"pack": 2, "deflated": "eJ*!"}),
+           "not-zlib": json.dumps({"pack": 2, "deflated": base64.b64encode(b"plain text").decode()}),
+           "truncated": json.dumps({"pack": 2, "deflated": deflate(b'{"pack":1,"messages":[]}' * 50)[:-12]}),
+           "holds-a-list": deflated("[]"), "holds-a-deflated-pack": deflated(deflated('{"pack":1,"messages":[]}')),
+           "holds-no-json": deflated('{"pack":1,'), "deflated-not-text": json.dumps({"pack": 2, "deflated": 7})}
     report = Writer(settings(TEN[0]), state, lambda _c: marketo).process(
         [good, *(InboundMessage(ref, body) for ref, body in bad.items())])
-    assert report.invalid == 4 and report.created == 2 and not report.failed_message_ids
+    assert report.invalid == len(bad) and report.created == 2 and not report.failed_message_ids
     entries = {e.ref: e.reason for e in state.quarantine.entries("_unknown")}
-    assert set(entries) == set(bad) and "version-1 pack" in entries["future"] and "Invalid JSON" in entries["not-json"]
+    assert set(entries) == set(bad) and "Invalid JSON" in entries["not-json"]
+    for ref in ("future", "not-a-list", "extra-key", "holds-a-deflated-pack"):
+        assert "version-1 or -2 pack" in entries[ref], entries[ref]
+    assert "not base64 zlib" in entries["not-base64"] and "not base64 zlib" in entries["not-zlib"]
+    assert "truncated" in entries["truncated"] and "not hold a JSON object" in entries["holds-a-list"]
+    assert "does not hold JSON" in entries["holds-no-json"] and "not a string" in entries["deflated-not-text"]
+
+
+def test_a_deflated_pack_that_inflates_beyond_300_full_records_is_refused_without_inflating_it_all():
+    bomb = json.dumps({"pack": 2, "deflated": deflate(b" " * (MAX_INFLATED_BYTES + 1), 9)})
+    assert len(bomb) < 200_000  # well within SQS's 256 KiB
+    state, marketo = memory_state(), FakeMarketo()
+    report = Writer(settings(TEN[0]), state, lambda _c: marketo).process([InboundMessage("bomb", bomb)])
+    [entry] = state.quarantine.entries("_unknown")
+    assert report.invalid == 1 and entry.ref == "bomb" and "inflates beyond" in entry.reason
 
 
 # -- chunks across packs and connections ---------------------------------------------------------

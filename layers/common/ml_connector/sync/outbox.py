@@ -1,9 +1,10 @@
 """Sends sync messages to SQS in packs, retrying entries SQS refuses.
 
-Records travel as packs (``messages.pack_body``): up to 300 records a message, so a full message is a full
-Marketo call, and SQS bills (and the writer receives) one message where it was 300. A SendMessageBatch call
-carries at most ten messages and 256 KiB in all, and each message is at most 256 KiB (the queue's default
-``MaximumMessageSize``): packs and batches are cut by both limits, measured on the bytes sent."""
+Records travel as packs (``messages.smallest_pack_body``, deflated when that is smaller): up to 300 records a
+message, so a full message is a full Marketo call, and SQS bills (and the writer receives) one message where it
+was 300. A SendMessageBatch call carries at most ten messages and 256 KiB in all, and each message is at most
+256 KiB (the queue's default ``MaximumMessageSize``): packs and batches are cut by both limits, measured on the
+bytes sent."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import boto3
 
-from ml_connector.sync.messages import MAX_RECORDS_PER_PACK, PACK_OVERHEAD_BYTES, SyncMessage, pack_body
+from ml_connector.sync.messages import MAX_RECORDS_PER_PACK, PACK_OVERHEAD_BYTES, SyncMessage, smallest_pack_body
 
 SQS_BATCH_LIMIT = 10
 SQS_MAX_BYTES = 262_144  # one message, and the sum of one batch's messages
@@ -68,30 +69,47 @@ def message_body(message: SyncMessage) -> str:
 
 def fits_in_sqs(message: SyncMessage) -> bool:
     """Whether the record fits in a message (a pack of its own)."""
-    return PACK_OVERHEAD_BYTES + len(message_body(message).encode("utf-8")) <= SQS_MAX_BYTES
+    return PACK_OVERHEAD_BYTES + _size(message_body(message)) <= SQS_MAX_BYTES
 
 
 def pack_bodies(messages: Sequence[SyncMessage], *, max_records: int = MAX_RECORDS_PER_PACK,
                 max_bytes: int = SQS_MAX_BYTES) -> list[str]:
     """The records in order, as few pack bodies as the record and byte limits allow (each record fits)."""
-    packs: list[list[str]] = []
-    size = 0
-    for message in messages:
-        record = message_body(message)
-        length = len(record.encode("utf-8")) + 1  # and its comma
-        if not packs or len(packs[-1]) >= max_records or size + length > max_bytes:
-            packs.append([])
-            size = PACK_OVERHEAD_BYTES - 1  # the first record has no comma
-        packs[-1].append(record)
-        size += length
-    return [pack_body(records) for records in packs]
+    records = [message_body(m) for m in messages]
+    bodies: list[str] = []
+    while records:
+        count, body = _largest_pack(records[:max_records], max_bytes)
+        bodies.append(body)
+        records = records[count:]
+    return bodies
+
+
+def _largest_pack(records: list[str], max_bytes: int) -> tuple[int, str]:
+    """The longest leading run of ``records`` whose pack fits, and that pack. Deflated sizes do not add up
+    record by record, so an over-size run is bisected; one record always fits (``fits_in_sqs``)."""
+    body = smallest_pack_body(records)
+    if _size(body) <= max_bytes:
+        return len(records), body
+    fits, fitting, over = 1, smallest_pack_body(records[:1]), len(records)
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        candidate = smallest_pack_body(records[:middle])
+        if _size(candidate) <= max_bytes:
+            fits, fitting = middle, candidate
+        else:
+            over = middle
+    return fits, fitting
+
+
+def _size(body: str) -> int:
+    return len(body.encode("utf-8"))
 
 
 def _batches(bodies: Sequence[str]) -> list[list[str]]:
     batches: list[list[str]] = []
     size = 0
     for item in bodies:
-        length = len(item.encode("utf-8"))
+        length = _size(item)
         if not batches or len(batches[-1]) >= SQS_BATCH_LIMIT or size + length > SQS_MAX_BYTES:
             batches.append([])
             size = 0
