@@ -67,6 +67,7 @@ from ml_connector import runtime as runtime_module
 from ml_connector.config import ConfigError
 from ml_connector.marketo.client import forget_tokens as forget_marketo_tokens
 from ml_connector.sync.mapping import DEFAULT_MAPPING_PATH, load_mapping
+from ml_connector.sync.messages import deflated_pack_body
 from ml_connector.visma.client import forget_tokens as forget_visma_tokens
 from ml_connector.visma.models import parse_visma_datetime
 
@@ -435,15 +436,21 @@ def test_a_bad_record_in_a_pack_is_quarantined_alone_and_a_bad_pack_whole(env, c
     bad = {**_message(env, 9_200_021, "Ugyldig AS"), "internal_id": "not a number"}
     pack = json.dumps({"pack": 1, "messages": [good, bad]})
     unknown_version = json.dumps({"pack": 9, "messages": [_message(env, 9_200_022, "Fremtid AS")]})
-    result = invoke(env.stack, "WriterFunction", {"Records": [_record("pack-mixed", pack),
-                                                              _record("pack-v9", unknown_version)]}, env=env.env())
+    deflated_good = _message(env, 9_200_023, "Komprimert Selskap AS")
+    deflated = deflated_pack_body(json.dumps({"pack": 1, "messages": [bad, deflated_good]}))
+    result = invoke(env.stack, "WriterFunction", {"Records": [
+        _record("pack-mixed", pack), _record("pack-v9", unknown_version), _record("pack-deflated", deflated),
+        _record("pack-torn", deflated[:-30] + '"}')]}, env=env.env())
     assert result == {"batchItemFailures": []}
     companies = marketo_companies(env)
     assert companies[good["key"]]["company"] == "Pakke Selskap AS"
+    assert companies[deflated_good["key"]]["company"] == "Komprimert Selskap AS"
     assert company_key(env, "customer", 9_200_022) not in companies
     entries = quarantine(env, "_unknown")
     assert "internal_id" in entries["message#pack-mixed#1"]["reason"]
-    assert "not a version-1 pack" in entries["message#pack-v9"]["reason"]
+    assert "internal_id" in entries["message#pack-deflated#0"]["reason"]
+    assert "not a version-1 or -2 pack" in entries["message#pack-v9"]["reason"]
+    assert "deflated pack" in entries["message#pack-torn"]["reason"]
 
 
 def test_malformed_messages_through_the_queue_never_reach_the_dead_letter_queue(env, cycles):
