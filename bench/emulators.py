@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 
-from bench.sqs_requests import SqsCounts
+from bench.sqs_requests import SqsCounts, SqsRequests
 from localrun.aws import DeployedStack, LocalAws
 
 SERVICES = ("dynamodb", "sqs")
@@ -203,7 +203,6 @@ def serve(service: str, metered: bool = True) -> None:
     from bench import fast_dispatch, fast_dynamodb
     from bench.keepalive import KeepAliveServer
     from bench.probes import DynamoCounter
-    from bench.sqs_requests import SqsRequests
     from bench.units import DynamoUnits
     from localrun import fast_sqs
 
