@@ -11,11 +11,11 @@ CloudFormation stay on the first server.
 A child runs ``python -m bench.emulators <service>``: moto's server app behind a server that keeps
 connections open (``bench.keepalive``; werkzeug's closes each one), with the bench's routing speed-up,
 moto's SQS with indexed storage (``localrun.fast_sqs``), moto's DynamoDB with plain SET updates applied
-without its expression validator (``bench.fast_dynamodb``), and for DynamoDB the bench's meters (item calls,
-request units as billed) plus one lock around each DynamoDB request: moto's Query iterates a partition's
-dict while another thread may insert into it ("dictionary changed size during iteration"). The lock costs
-nothing measurable (moto's Python work holds the GIL anyway). ``GET /bench/meters`` answers the meters and
-the process's CPU seconds.
+without its expression validator (``bench.fast_dynamodb``), the bench's meters (for DynamoDB item calls and
+request units as billed, for SQS requests as made and as billed: ``bench.sqs_requests``), and one lock around
+each DynamoDB request: moto's Query iterates a partition's dict while another thread may insert into it
+("dictionary changed size during iteration"). The lock costs nothing measurable (moto's Python work holds the
+GIL anyway). ``GET /bench/meters`` answers the meters and the process's CPU seconds.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 
 import requests
 
+from bench.sqs_requests import SqsCounts, SqsRequests
 from localrun.aws import DeployedStack, LocalAws
 
 SERVICES = ("dynamodb", "sqs")
@@ -133,9 +134,9 @@ class SplitAws(LocalAws):
         found = self.emulators["dynamodb"].meters()
         return {"calls": {}, "units": {"read": {}, "write": {}}, **found}
 
-    def sqs_requests(self) -> Counter[str]:
-        """SQS requests by action the SQS emulator process has answered so far."""
-        return Counter(self.emulators["sqs"].meters().get("requests", {}))
+    def sqs_requests(self) -> SqsCounts:
+        """SQS requests by action (calls and billed) the SQS emulator process has answered so far."""
+        return SqsCounts.from_json(self.emulators["sqs"].meters().get("requests", {}))
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds each emulator process has used so far."""
@@ -201,7 +202,7 @@ def serve(service: str, metered: bool = True) -> None:
 
     from bench import fast_dispatch, fast_dynamodb
     from bench.keepalive import KeepAliveServer
-    from bench.probes import DynamoCounter, SqsRequests
+    from bench.probes import DynamoCounter
     from bench.units import DynamoUnits
     from localrun import fast_sqs
 
@@ -218,7 +219,7 @@ def serve(service: str, metered: bool = True) -> None:
                           "units": units.snapshot()}
     if service == "sqs":
         sqs_requests = SqsRequests.installed()
-        meters = lambda: {"cpu_s": time.process_time(), "requests": dict(sqs_requests.snapshot())}  # noqa: E731
+        meters = lambda: {"cpu_s": time.process_time(), "requests": sqs_requests.snapshot().to_json()}  # noqa: E731
     app = _with_meters(DomainDispatcherApplication(create_backend_app), meters)
     server = KeepAliveServer(("127.0.0.1", 0), app)
     print(server.server_port, flush=True)

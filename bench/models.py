@@ -73,8 +73,10 @@ class CycleResult(BaseModel):
     other_dynamo_item_calls: int
     # DynamoDB request units as billed, by kind ("read"/"write") and key family (REC, POLL, JOB, LIMIT ...)
     dynamo_units: dict[str, dict[str, float]] = Field(default_factory=_no_units)
-    # SQS requests by action (SendMessageBatch, ReceiveMessage, DeleteMessageBatch ...), as made during the cycle
+    # SQS API calls by action (SendMessageBatch, ReceiveMessage, DeleteMessageBatch ...), as made during the cycle
     sqs_requests: dict[str, int] = Field(default_factory=dict)
+    # The same calls as SQS bills them: each 64 KB chunk of a call's payload one request (bench/sqs_requests.py)
+    sqs_billed: dict[str, int] = Field(default_factory=dict)
     messages_failed: int
     handler_errors: int
     worker_errors: list[str] = Field(default_factory=list)

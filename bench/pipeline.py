@@ -14,8 +14,9 @@ from typing import Any
 from bench.calltimer import merge
 from bench.emulators import RemoteMeters, SplitAws
 from bench.models import Budget, CycleResult, PipelineSettings
-from bench.probes import DynamoCounter, SqsRequests, WriteClock
+from bench.probes import DynamoCounter, WriteClock
 from bench.remote import StackSpec
+from bench.sqs_requests import SqsCounts, SqsRequests
 from bench.units import DynamoUnits
 from bench.writers import WorkerResult, run_writers
 from localrun.environment import LocalEnvironment
@@ -75,8 +76,9 @@ class BenchEnvironment(LocalEnvironment):
             return Meters(RemoteMeters(self.aws, "calls"), RemoteMeters(self.aws, "units"))
         return in_process
 
-    def sqs_requests(self) -> Counter[str]:
-        """SQS requests by action so far, counted where SQS answers (its emulator process, or this one)."""
+    def sqs_requests(self) -> SqsCounts:
+        """SQS requests by action so far (calls and billed), counted where SQS answers (its emulator process, or
+        this one)."""
         return self.aws.sqs_requests() if isinstance(self.aws, SplitAws) else SqsRequests.installed().snapshot()
 
     def emulator_cpu(self) -> dict[str, float]:
@@ -166,7 +168,7 @@ class _Snapshot:
     """Counters before and after a cycle."""
 
     def __init__(self, marketo: dict[str, int], stats: dict[str, Any], visma: dict[str, Any],
-                 dynamo: Counter[str], units: dict[str, dict[str, float]], sqs: Counter[str]) -> None:
+                 dynamo: Counter[str], units: dict[str, dict[str, float]], sqs: SqsCounts) -> None:
         self.marketo, self.stats, self.visma, self.dynamo, self.units = marketo, stats, visma, dynamo, units
         self.sqs = sqs
 
@@ -191,7 +193,7 @@ def _cycle_result(env: BenchEnvironment, label: str, poll: dict[str, Any], polle
                   workers: list[WorkerResult], before: _Snapshot, after: _Snapshot) -> CycleResult:
     calls, records, seconds = env.write_clock.window()
     entities = poll["entities"]
-    dynamo = after.dynamo - before.dynamo
+    dynamo, sqs = after.dynamo - before.dynamo, after.sqs - before.sqs
     return CycleResult(
         label=label, budget=env.budget, records_in_visma=env.settings.records,
         records_read=sum(e["records_read"] for e in entities),
@@ -208,7 +210,8 @@ def _cycle_result(env: BenchEnvironment, label: str, poll: dict[str, Any], polle
         visma_record_pages=sum(after.visma_path(p) - before.visma_path(p) for p in RECORD_PATHS.values()),
         visma_ideal_pages=env.ideal_visma_pages(),
         limiter_dynamo_calls=dynamo["limiter"], other_dynamo_item_calls=dynamo["other"],
-        dynamo_units=after.units_since(before), sqs_requests=dict(after.sqs - before.sqs),
+        dynamo_units=after.units_since(before), sqs_requests=dict(sqs.calls),
+        sqs_billed=dict(sqs.billed),
         messages_failed=sum(w.failed for w in workers), handler_errors=sum(w.handler_errors for w in workers),
         worker_errors=[e for w in workers for e in w.errors][:5], dead_letters=env.dead_letters(),
         poller_seconds=poller_s, poller_invocations=int(poll["runs"]),

@@ -13,11 +13,9 @@ from collections.abc import Callable
 from typing import Any
 
 from moto.dynamodb.models import DynamoDBBackend
-from moto.sqs.responses import SQSResponse
 
 from sandbox.marketo import MarketoSandbox
 
-EMPTY_RECEIVE = "ReceiveMessage (empty)"
 LIMITER_KEY_PREFIX = "LIMIT#"  # ml_connector.marketo.shared_limiter keys its items LIMIT#<munchkin>
 
 
@@ -110,43 +108,3 @@ def _partition_key(attrs: dict[str, Any]) -> str:
     if isinstance(value, dict):
         return str(value.get("S", ""))
     return str(getattr(value, "value", "") or "")
-
-
-class SqsRequests:
-    """Counts SQS API requests by action at moto's SQS responder: what SQS bills (a batch of up to 10 messages
-    is one request), as the code and the event-source loop actually make them. One per process."""
-
-    _instance: SqsRequests | None = None
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    @classmethod
-    def installed(cls) -> SqsRequests:
-        if cls._instance is None:
-            cls._instance = counter = cls()
-            original = SQSResponse.call_action
-
-            def counted(response: Any) -> Any:
-                answer = original(response)
-                action = response._get_action()
-                if action == "ReceiveMessage" and not _has_messages(answer):
-                    action = EMPTY_RECEIVE  # the polling loop's, not the records': Lambda's pollers long-poll
-                with counter._lock:
-                    counter.counts[action] += 1
-                return answer
-
-            SQSResponse.call_action = counted  # type: ignore[method-assign,assignment]
-        return cls._instance
-
-    def snapshot(self) -> Counter[str]:
-        with self._lock:
-            return Counter(self.counts)
-
-
-def _has_messages(answer: Any) -> bool:
-    """Whether a moto ReceiveMessage answer (status, headers, body; JSON or XML protocol) carries a message."""
-    body = answer[2] if isinstance(answer, tuple) and len(answer) == 3 else answer
-    text = body.decode() if isinstance(body, bytes) else str(body)
-    return '"MessageId"' in text or "<MessageId>" in text

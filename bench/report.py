@@ -291,12 +291,16 @@ def _cost_lines(report: BenchReport) -> list[str]:
     per = c.per_million
     return ["## Cost", "",
             f"Prices as of {PRICES_AS_OF}: Lambda arm64 ${LAMBDA_GB_SECOND} per GB-second and $0.20 per 1M requests; "
-            "SQS $0.40 per 1M requests; DynamoDB on-demand $0.625 per 1M write and $0.125 per 1M read request units.",
+            "SQS $0.40 per 1M requests (each 64 KB chunk of a payload one request); DynamoDB on-demand $0.625 per 1M "
+            "write and $0.125 per 1M read request units.",
             "",
             f"From the full load at the {DEFAULT_BUDGET.name}: poller {c.poller_gb_s:.1f} GB-s, writers "
             f"{c.writer_gb_s:.1f} GB-s ({c.memory_mb} MB functions, measured durations), {c.invocations} invocations, "
-            f"{c.sqs_requests:,} SQS requests (counted as made, by action in the cycle's `sqs_requests`; besides "
-            f"them {c.sqs_empty_receives:,} empty receives of the local polling loop, not counted: Lambda's pollers "
+            f"{c.sqs_requests:,} SQS requests as billed, from {c.sqs_calls:,} calls (AWS bills each 64 KB chunk of a "
+            "call's payload — the message bodies and attributes sent, or received — as one request: \"an API action "
+            "with a 256 KB payload is billed as 4 requests\", ../shared/reference/aws-costs.md; a delete or "
+            "attribute call is one; by action in the cycle's `sqs_billed`, calls in `sqs_requests`; besides them "
+            f"{c.sqs_empty_receives:,} empty receives of the local polling loop, not counted: Lambda's pollers "
             "long-poll at a fixed cost a month), "
             f"{c.dynamo_writes:,.0f} DynamoDB write and {c.dynamo_reads:,.0f} read "
             f"request units for {c.records:,} records.", "",

@@ -52,6 +52,12 @@ def test_stack_moves_to_service_processes(monkeypatch, caplog):
             client.list_queues()
         assert not [r for r in caplog.records if "Resetting dropped connection" in r.getMessage()]
 
+        # The SQS process meters its requests as calls and as billed: a 100 KB message is 2 requests.
+        before = aws.sqs_requests()
+        client.send_message(QueueUrl=stack.resources["SyncQueue"], MessageBody="x" * 100 * 1024)
+        sent = aws.sqs_requests() - before
+        assert (sent.calls, sent.billed) == ({"SendMessage": 1}, {"SendMessage": 2})
+
 
 def test_ideal_rate_is_the_smaller_of_budget_and_concurrency_over_latency():
     assert ideal_records_per_second(DEFAULT_BUDGET, 0.5) == 750  # 2.5 calls/s budget, 10 calls/s possible
