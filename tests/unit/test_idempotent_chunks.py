@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency.persistence import base as persistence_base
 
 from localrun.aws import LocalAws
 from ml_connector.marketo.models import SyncResult
@@ -70,3 +73,21 @@ def test_the_idempotency_key_is_the_hash_of_the_job_id(table):
     digest = hashlib.md5(json.dumps("job-key").encode()).hexdigest()  # noqa: S324 - Powertools' default hash
     # The key the writer stored when idempotency was given the whole job (read from a run of that code).
     assert "test-func.ml_connector.usecases.write_batch.idempotent_write.<locals>.write_job#" + digest in ids
+
+
+def test_the_first_chunks_of_an_invocation_may_start_at_once(table, monkeypatch):
+    """Chunks run in threads. Powertools configures its store on the first call and marks it configured before it
+    compiles the key expression; a thread starting meanwhile found none and its chunk failed (seen in the latency
+    bench). The library's compile is slowed here so that every start falls in that window."""
+    compile_slowly = persistence_base.jmespath.compile
+
+    def slow(expression: str) -> Any:
+        time.sleep(0.2)
+        return compile_slowly(expression)
+
+    monkeypatch.setattr(persistence_base.jmespath, "compile", slow)
+    marketo = CountingMarketo()
+    write = writer(table, marketo)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(write, [job(f"at-once-{i}", 10) for i in range(3)]))
+    assert len(marketo.calls) == 3 and all(len(r.results) == 10 for r in results)

@@ -132,8 +132,12 @@ def idempotent_write(table: str, config: IdempotencyConfig, marketo_for: Callabl
     def write_job(job: JobRef) -> ChunkResults:
         return write_chunk_to_marketo(marketo_for(job._job.connection), job._job)
 
-    idempotent = idempotent_function(data_keyword_argument="job", config=config,
-                                     persistence_store=DynamoDBPersistenceLayer(table_name=table, boto3_client=client),
+    store = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
+    # Chunks of a batch run in threads, and the first call configures the store: Powertools marks it configured
+    # before it compiles the key's JMESPath, so a second thread then found no key expression (AttributeError:
+    # the chunk failed and went back to the queue). Configured here, before any thread.
+    store.configure(config, f"{write_job.__module__}.{write_job.__qualname__}")
+    idempotent = idempotent_function(data_keyword_argument="job", config=config, persistence_store=store,
                                      output_serializer=CompactResults())(write_job)
 
     def write(job: ChunkJob) -> ChunkResults:
