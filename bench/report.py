@@ -9,6 +9,7 @@ from bench.latency import TARGETS
 from bench.latency import render as latency_render
 from bench.models import DEFAULT_BUDGET, CycleResult
 from bench.run import BenchReport
+from ml_connector.state.dynamodb.versions import PARALLEL_WRITES
 
 COLD_IMPORT_TARGET_S = 0.5
 THROUGHPUT_TARGET = 0.95
@@ -193,7 +194,8 @@ def _time_lines(report: BenchReport) -> list[str]:
             f"{c.write_seconds / max(c.write_calls - 1, 1):.2f} s, where the budget allows one every "
             f"{budget_gap:.2f} s: "
             "the limiter never had to hold a writer back for long, and Marketo's limits were not the bound. The "
-            "writer's per-record conditional `UpdateItem`s (`RecordVersions.mark_written`) run 16 at a time; what "
+            f"writer's per-record conditional `UpdateItem`s (`RecordVersions.mark_written`) run {PARALLEL_WRITES} at a "
+            "time; what "
             "bounds this run is moto itself, one Python process answering every DynamoDB and SQS call of the "
             "poller and all writers on this machine's cores. How close a deployed stack comes to the API bound "
             "is not measured here: it depends on DynamoDB's latency for those calls, and on "
