@@ -26,5 +26,6 @@ def test_poller_heap_does_not_grow_with_the_window(tmp_path: Path) -> None:
     assert (small.messages_sent, large.messages_sent) == (SMALL, LARGE)
     assert small.python_peak_mb is not None and large.python_peak_mb is not None
     growth_mb = large.python_peak_mb - small.python_peak_mb
-    print(f"Python heap peak: {small.python_peak_mb:.1f} MB at {SMALL}, {large.python_peak_mb:.1f} MB at {LARGE}")
+    print(f"Python heap peak: {small.python_peak_mb:.2f} MB at {SMALL}, {large.python_peak_mb:.2f} MB at {LARGE} "
+          f"(+{growth_mb:.2f} MB)")
     assert growth_mb < (LARGE - SMALL) * PER_RECORD_BYTES / 2**20, f"the poller's heap grew {growth_mb:.2f} MB"

@@ -103,6 +103,10 @@ class FakeOutbox:
         self.sends.append(list(messages))
         return len(messages)
 
+    def send_records(self, records: Sequence[str]) -> int:
+        """Records as the poller's sink holds them (``message_body``), kept as the messages they carry."""
+        return self.send([SyncMessage.model_validate_json(record) for record in records])
+
     def inbound(self) -> list[InboundMessage]:
         """Everything sent so far, one record a message (as earlier versions sent; the writer still reads it)."""
         return [InboundMessage(f"m{i}", m.model_dump_json()) for i, m in enumerate(self.sent)]

@@ -39,6 +39,12 @@ class SqsOutbox:
         self.send_bodies(pack_bodies(messages))
         return len(messages)
 
+    def send_records(self, records: Sequence[str]) -> int:
+        """Records already serialised (``message_body``) and known to fit (``body_fits``), packed as ``send``
+        packs them; returns how many were sent."""
+        self.send_bodies(pack_records(records))
+        return len(records)
+
     def send_bodies(self, bodies: Sequence[str]) -> int:
         """Message bodies already known to fit, in as few batch calls as SQS's limits allow."""
         for batch in _batches(bodies):
@@ -69,13 +75,24 @@ def message_body(message: SyncMessage) -> str:
 
 def fits_in_sqs(message: SyncMessage) -> bool:
     """Whether the record fits in a message (a pack of its own)."""
-    return PACK_OVERHEAD_BYTES + _size(message_body(message)) <= SQS_MAX_BYTES
+    return body_fits(message_body(message))
+
+
+def body_fits(record: str) -> bool:
+    """Whether a record's ``message_body`` fits in a message (a pack of its own)."""
+    return PACK_OVERHEAD_BYTES + _size(record) <= SQS_MAX_BYTES
 
 
 def pack_bodies(messages: Sequence[SyncMessage], *, max_records: int = MAX_RECORDS_PER_PACK,
                 max_bytes: int = SQS_MAX_BYTES) -> list[str]:
     """The records in order, as few pack bodies as the record and byte limits allow (each record fits)."""
-    records = [message_body(m) for m in messages]
+    return pack_records([message_body(m) for m in messages], max_records=max_records, max_bytes=max_bytes)
+
+
+def pack_records(records: Sequence[str], *, max_records: int = MAX_RECORDS_PER_PACK,
+                 max_bytes: int = SQS_MAX_BYTES) -> list[str]:
+    """``pack_bodies`` of records already serialised (``message_body``)."""
+    records = list(records)
     bodies: list[str] = []
     while records:
         count, body = _largest_pack(records[:max_records], max_bytes)

@@ -57,9 +57,9 @@ from ml_connector.sync.contacts import CompanyKeys
 from ml_connector.sync.ledger import PollLedger
 from ml_connector.sync.mapping import EntityMapping, NoMarketoKey
 from ml_connector.sync.messages import MAX_RECORDS_PER_PACK, SyncMessage
-from ml_connector.sync.outbox import SQS_MAX_BYTES, fits_in_sqs, message_body
+from ml_connector.sync.outbox import SQS_MAX_BYTES, body_fits, message_body
 from ml_connector.sync.payment import KnownPaymentFacts, PaymentReader, PollPaymentFacts
-from ml_connector.sync.ports import Delivery, FullReadObserver, Outbox, VismaReader
+from ml_connector.sync.ports import Delivery, FullReadObserver, RecordOutbox, VismaReader
 from ml_connector.validation import describe
 from ml_connector.visma.client import ENTITY_PATHS
 from ml_connector.visma.errors import VismaError
@@ -94,11 +94,15 @@ class QueueSink:
     merge part-filled packs only within one invocation's batch). ``flush`` sends the remainder; the poller calls
     it before it keeps the window's progress, so nothing held back is ever counted as sent."""
 
-    def __init__(self, state: State, outbox: Outbox,
+    def __init__(self, state: State, outbox: RecordOutbox,
                  remember_numbers: Callable[[str], bool] = lambda _connection: True) -> None:
         self._state = state
         self._outbox = outbox
-        self._held: list[SyncMessage] = []  # under a pack's worth, of one connection and entity
+        # Under a pack's worth, of one connection and entity (``_held_for``), held serialised: the models with
+        # their fields take about four times the memory, and up to 299 of them would be held while the next
+        # page is fetched and parsed, the poller's peak.
+        self._held: list[str] = []
+        self._held_for: tuple[str, VismaEntity] | None = None
         # Customer number -> internalId is kept only where contacts need it (a write per customer otherwise).
         self._remember_numbers = remember_numbers
 
@@ -107,30 +111,31 @@ class QueueSink:
         """``force``: internalIds sent even though Marketo holds their content hash (edited by hand there)."""
         fresh = fresh_versions(self._state, connection, entity, [m for m in messages if m.internal_id not in force])
         fresh += [m for m in messages if m.internal_id in force]
-        oversize = [m for m in fresh if not fits_in_sqs(m)]
+        bodies = [message_body(m) for m in fresh]  # once: what is measured is what is sent
+        oversize = [m for m, body in zip(fresh, bodies, strict=True) if not body_fits(body)]
         for message in oversize:
             self._quarantine_oversize(message)
-        fresh = [m for m in fresh if fits_in_sqs(m)]
-        if fresh:
-            self._send_whole_packs(fresh)
+        sendable = [(m, body) for m, body in zip(fresh, bodies, strict=True) if body_fits(body)]
+        if sendable:
+            self._send_whole_packs((connection, entity), [body for _, body in sendable])
             if entity == "customer" and self._remember_numbers(connection):
-                self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m in fresh])
-        return Delivery(len(fresh), len(messages) - len(fresh) - len(oversize),
+                self._state.numbers.remember(connection, entity, [(m.number, m.internal_id) for m, _ in sendable])
+        return Delivery(len(sendable), len(messages) - len(sendable) - len(oversize),
                         frozenset(m.internal_id for m in oversize))
 
-    def _send_whole_packs(self, fresh: list[SyncMessage]) -> None:
-        if self._held and (self._held[0].connection, self._held[0].entity) != (fresh[0].connection, fresh[0].entity):
+    def _send_whole_packs(self, held_for: tuple[str, VismaEntity], records: list[str]) -> None:
+        if self._held_for != held_for:
             self.flush()
-        pending = self._held + fresh
+        pending = self._held + records
         whole = len(pending) - len(pending) % MAX_RECORDS_PER_PACK
-        self._held = pending[whole:]
+        self._held, self._held_for = pending[whole:], held_for
         if whole:
-            self._outbox.send(pending[:whole])
+            self._outbox.send_records(pending[:whole])
 
     def flush(self) -> None:
         held, self._held = self._held, []
         if held:
-            self._outbox.send(held)
+            self._outbox.send_records(held)
 
     def _quarantine_oversize(self, message: SyncMessage) -> None:
         """A record whose message SQS cannot carry is held with its reason; it never fails the whole poll."""

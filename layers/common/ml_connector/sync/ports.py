@@ -40,6 +40,12 @@ class Outbox(Protocol):
     def send(self, messages: Sequence[SyncMessage]) -> int: ...
 
 
+class RecordOutbox(Outbox, Protocol):
+    """The sync queue as the poller's sink sends to it: records already serialised, as it holds them."""
+
+    def send_records(self, records: Sequence[str]) -> int: ...
+
+
 class MarketoWriter(Protocol):
     munchkin_id: str
 
