@@ -82,7 +82,8 @@ def test_sqs_requests_are_counted_as_billed(outcome: tuple[BenchReport, str]) ->
     assert report.cost.sqs_calls + report.cost.sqs_empty_receives == sum(full.sqs_requests.values())
     assert report.cost.sqs_requests == sum(n for action, n in full.sqs_billed.items() if action != EMPTY_RECEIVE)
     assert 1 <= full.sqs_requests.get("SendMessageBatch", 0) < RECORDS / 10
-    # the packs are larger than 64 KB: their sends and receives are billed as more requests than calls
+    # a call is billed at least once, and once more per further 64 KB (exact counts: tests/bench/test_sqs_requests.py;
+    # this run's deflated packs stay under 64 KB)
     for action in ("SendMessageBatch", "ReceiveMessage"):
-        assert full.sqs_billed[action] > full.sqs_requests[action], action
+        assert full.sqs_billed[action] >= full.sqs_requests[action] >= 1, action
     assert f"{report.cost.sqs_requests:,} SQS requests as billed, from {report.cost.sqs_calls:,} calls" in text
