@@ -184,7 +184,9 @@ def test_callers_waiting_for_the_rate_do_not_poll_the_leases(items: Any) -> None
         t.join()
     assert len(starts) == 16
     assert most_in_any_window(sorted(starts), 1.0) <= 20
-    assert counting.lease_attempts <= 24, counting.lease_attempts
+    # One attempt a call when every start finds a lease free. On a loaded runner a holder descheduled inside its
+    # slot can keep a lease past the next start (28 attempts seen once in CI); polling cost hundreds a call.
+    assert counting.lease_attempts <= 2 * len(starts), counting.lease_attempts
 
 
 def test_a_call_whose_start_finds_every_lease_busy_goes_late_within_the_grace(items: Any) -> None:
