@@ -175,14 +175,6 @@ class RemoteMeters:
 
 # -- the child process --------------------------------------------------------------------------
 
-def _serialised(method: Callable[..., Any], lock: threading.Lock) -> Callable[..., Any]:
-    def one_at_a_time(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with lock:
-            return method(self, *args, **kwargs)
-
-    return one_at_a_time
-
-
 def _with_meters(app: Callable[..., Any], meters: Callable[[], dict[str, Any]]) -> Callable[..., Any]:
     def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != METERS_PATH:
@@ -205,6 +197,7 @@ def serve(service: str, metered: bool = True) -> None:
     from bench.probes import DynamoCounter
     from bench.units import DynamoUnits
     from localrun import fast_sqs
+    from localrun.one_at_a_time import one_at_a_time
 
     logging.getLogger("moto").setLevel(logging.ERROR)
     fast_dispatch.install()
@@ -212,7 +205,7 @@ def serve(service: str, metered: bool = True) -> None:
     meters: Callable[[], dict[str, Any]] = lambda: {"cpu_s": time.process_time()}  # noqa: E731
     if service == "dynamodb":
         fast_dynamodb.install()
-        DynamoHandler.call_action = _serialised(DynamoHandler.call_action, threading.Lock())  # type: ignore[method-assign]
+        DynamoHandler.call_action = one_at_a_time(DynamoHandler.call_action, threading.Lock())  # type: ignore[method-assign]
     if service == "dynamodb" and metered:
         calls, units = DynamoCounter().install(), DynamoUnits().install()
         meters = lambda: {"cpu_s": time.process_time(), "calls": dict(calls.snapshot()),  # noqa: E731

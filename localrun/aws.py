@@ -41,7 +41,7 @@ from samtranslator.parser.parser import Parser
 from samtranslator.translator.translator import Translator
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from localrun import fast_sqs
+from localrun import atomic_dynamodb, fast_sqs
 from localrun.sam_template import Resolver, TemplateError, load_template, parameter_values
 
 FAKE_ACCESS_KEY = "testing"
@@ -170,6 +170,8 @@ class LocalAws:
             _quiet_moto()
             # moto's SQS scans every waiting message on each call; a full load would spend minutes there.
             fast_sqs.install()
+            # moto checks a write's condition and writes with nothing between; DynamoDB does both at once.
+            atomic_dynamodb.install()
             app = self.faults.middleware(DomainDispatcherApplication(create_backend_app))
             self._server = make_server("127.0.0.1", self.port, app, threaded=True, request_handler=_QuietHandler)
             self.port = self._server.server_port

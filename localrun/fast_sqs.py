@@ -27,6 +27,8 @@ from moto.sqs import models as sqs_models
 from moto.sqs.exceptions import InvalidParameterValue, ReceiptHandleIsInvalid
 from moto.sqs.models import Message, Queue, SQSBackend
 
+from localrun.one_at_a_time import one_at_a_time
+
 _MAX_VISIBILITY_MS = 43200 * 1000  # SQS caps a message's total visibility timeout at 12 hours
 _ORIGINALS: dict[tuple[type, str], Any] = {}
 _install_lock = threading.Lock()
@@ -35,12 +37,8 @@ _install_lock = threading.Lock()
 _queue_lock = threading.RLock()
 
 
-def _serialised(function: Any) -> Any:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        with _queue_lock:
-            return function(*args, **kwargs)
-
-    return call
+def _one_at_a_time(function: Any) -> Any:
+    return one_at_a_time(function, _queue_lock)
 
 
 class MessageIndex:
@@ -244,10 +242,10 @@ _PATCHES: dict[tuple[type, str], Any] = {
     (Queue, "approximate_number_of_messages_not_visible"): _count("approximate_number_of_messages_not_visible"),
     (Queue, "attributes"): property(_lazy_attributes),
     (Queue, "wait_for_messages"): _wait_for_messages,
-    (Queue, "delete_message"): _serialised(_queue_delete_message),
-    (SQSBackend, "receive_message"): _serialised(_receive_message),
-    (SQSBackend, "change_message_visibility"): _serialised(_change_message_visibility),
-    (SQSBackend, "send_message"): _serialised(lambda *a, **k: _ORIGINALS[(SQSBackend, "send_message")](*a, **k)),
+    (Queue, "delete_message"): _one_at_a_time(_queue_delete_message),
+    (SQSBackend, "receive_message"): _one_at_a_time(_receive_message),
+    (SQSBackend, "change_message_visibility"): _one_at_a_time(_change_message_visibility),
+    (SQSBackend, "send_message"): _one_at_a_time(lambda *a, **k: _ORIGINALS[(SQSBackend, "send_message")](*a, **k)),
     (SQSBackend, "is_message_valid_based_on_retention_period"): _retained,
     (SQSBackend, "get_queue_attributes"): _get_queue_attributes,
 }
