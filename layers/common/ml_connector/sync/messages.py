@@ -121,7 +121,7 @@ def pack_messages(messages: Iterable[SyncMessage]) -> str:
 
 
 def unpack_messages(packed: str) -> list[SyncMessage]:
-    data = json.loads(zlib.decompress(base64.b64decode(packed)))
+    data = json.loads(inflate(packed, max_bytes=MAX_INFLATED_BYTES))  # a job holds at most a pack's records
     return [SyncMessage.model_validate(item) for item in data]
 
 
