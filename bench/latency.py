@@ -7,9 +7,12 @@ Marketo sandbox. DynamoDB and SQS run on moto processes of their own (``bench.em
 
 Time scaling (``--time-scale k``): the whole pipeline needs ~6 ms of CPU per record here, so 2 cores cannot
 do the 750–1,500 records/s the budgets allow (docs/benchmarks-bounds.md). The run is k times slower
-instead: Marketo answers after k × L, the connector's budget (MARKETO_CALLS_PER_20S) and the sandbox's
-instance limit are calls / k per 20 s, the writer's timeout k × the template's, concurrency unchanged. Every
-bound, min(calls / 20 s, C / L) × 300, is then k times smaller and so is the CPU the run needs per second.
+instead: Marketo answers after k × L, the connector's budget and the sandbox's instance limit count their
+calls in a window of k × 20 s (MARKETO_WINDOW_SECONDS; the limiter's 0.2 s grace and 606 back-off stretch with
+it), the writer's timeout is k × the template's, concurrency unchanged. Every bound, min(calls / 20 s, C / L)
+× 300, is then k times smaller and so is the CPU the run needs per second. (Until 2026-12-07 the window stayed
+20 s with calls / k in it: the same rate, but a grace k times shorter than a Lambda writer's on the scaled
+clock, so writers held off the CPU by the cap below gave starts up that Lambda would have used.)
 So that the slower clock does not hand the writers k times the CPU Lambda gives them, each writer process
 is held to (its memory's vCPU) / k of a core (``bench.cpucap``; 512 MB: 0.29 vCPU); ``--no-cpu-cap`` lifts
 that and the report shows what each writer used per scaled second instead. With the cap, the writers start
@@ -204,7 +207,8 @@ def run_point(budget: Budget, latency_s: float, chunks: int, log_dir: Path, mete
     latency = latency_s * time_scale
     settings = PipelineSettings(records=chunks * MARKETO_BATCH, writers=writers,
                                 visma_latency_s=(0.01, 0.02), marketo_latency_s=(latency, latency),
-                                marketo_rate_limit=(INSTANCE_LIMIT[0] // time_scale, WINDOW_S),
+                                marketo_rate_limit=(INSTANCE_LIMIT[0], WINDOW_S * time_scale),
+                                window_dilation=time_scale,
                                 writer_timeout_s=timeout_s * time_scale,
                                 writer_cpu_share=vcpu / time_scale if cpu_cap else None,
                                 writer_batch_size=batch or None,
@@ -263,8 +267,8 @@ def render(sweep: LatencySweep, heading: str = "## Throughput at production late
              f"Run {sweep.date} on {sweep.machine.get('cores')} cores ({sweep.machine.get('system')}, Python "
              f"{sweep.machine.get('python')}), {sweep.wall_seconds / 60:.1f} min, `{command(sweep)}`. "
              f"Time scale k = {k}: Marketo answered after k × L, the connector's budget and the sandbox's limit "
-             f"were calls / k per 20 s, concurrency as stated; figures below are converted back (records/s × k, "
-             f"seconds / k). " + (f"Each writer process was held to {vcpu:.2f} / k of a core, a {vcpu:.2f}-vCPU "
+             f"counted their calls in k × 20 s, concurrency as stated; figures below are converted back (records/s "
+             f"× k, seconds / k). " + (f"Each writer process was held to {vcpu:.2f} / k of a core, a {vcpu:.2f}-vCPU "
                                   "Lambda writer (the template's MemorySize) on the scaled clock. " if capped else
                                   "Writer CPU not capped. ") +
              "DynamoDB and SQS on moto processes of their own.", "",
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=30, help="300-record chunks per run (30)")
     parser.add_argument("--time-scale", type=int, default=DEFAULT_TIME_SCALE,
-                        help=f"k: Marketo latency × k, calls per 20 s / k ({DEFAULT_TIME_SCALE}; 1 runs unscaled)")
+                        help=f"k: Marketo latency × k, the budgets' window × k ({DEFAULT_TIME_SCALE}; 1 runs unscaled)")
     parser.add_argument("--no-cpu-cap", action="store_true",
                         help="let writer processes use whole cores (by default each is held to its Lambda vCPU / k)")
     parser.add_argument("--writer-batch-size", type=int, default=None,

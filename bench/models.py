@@ -39,6 +39,8 @@ class PipelineSettings(BaseModel):
     split_emulators: bool = False
     emulator_meters: bool = True  # split emulators: count DynamoDB calls and units (costs emulator CPU)
     marketo_rate_limit: tuple[int, float] = (100, 20.0)  # the sandbox's instance limit (reference §4)
+    # Time dilation k (bench.latency): the connector's budget counts its calls in k × 20 s, not calls / k in 20 s.
+    window_dilation: int = 1
     writer_timeout_s: float | None = None  # None: the template's Timeout
     writer_cpu_share: float | None = None  # each writer process held to this share of a core (bench.cpucap)
     writer_batch_size: int | None = None  # None: the template's WriterBatchSize

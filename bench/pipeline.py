@@ -48,7 +48,8 @@ class BenchEnvironment(LocalEnvironment):
             marketo_options={"latency": settings.marketo_latency_s, "rate_limit": settings.marketo_rate_limit,
                               "max_concurrency": 10},
             log_path=log_dir / "lambda.log",
-            extra_env={"MARKETO_CALLS_PER_20S": str(budget.calls_per_20s),
+            extra_env={"MARKETO_CALLS_PER_20S": str(budget.calls_per_20s * settings.window_dilation),
+                       "MARKETO_WINDOW_SECONDS": str(20.0 * settings.window_dilation),
                        "MARKETO_MAX_CONCURRENCY": str(budget.concurrency),
                        "MAPPING_FILE": str(customers_and_suppliers_mapping(log_dir / "mapping.json"))})
         self.settings = settings

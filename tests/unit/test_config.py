@@ -22,6 +22,7 @@ def test_single_connection_from_environment():
     assert conn.entities is None  # every entity the mapping has a section for
     assert conn.mapping is None
     assert (conn.reconcile_interval_hours, conn.drift_repair) == (168, False)  # weekly, no read-back
+    assert (conn.marketo.calls_per_20s, conn.marketo.window_seconds) == (50, 20.0)
 
 
 def test_single_connection_reconcile_settings_from_the_template_parameters():
@@ -41,6 +42,7 @@ def test_single_connection_reconcile_settings_from_the_template_parameters():
         ({"VISMA_BASE_URL": "http://api.finance.visma.net"}, "base_url"),
         ({"STATE_TABLE": ""}, "state_table"),
         ({"VISMA_SECRET_ID": ""}, "secret_id"),
+        ({"MARKETO_WINDOW_SECONDS": "10"}, "window_seconds"),  # shorter than Marketo's 20 s would overrun it
     ],
 )
 def test_bad_setting_fails_fast_naming_the_field(override, field):

@@ -94,7 +94,7 @@ class Runtime:
     def marketo_client(self, connection_id: str, deadline: Deadline) -> MarketoClient:
         m = self.settings.connection(connection_id).marketo
         credentials = MarketoCredentials.model_validate(read_secret(self.secrets, m.secret_id))
-        budget = CallBudget(calls=m.calls_per_20s, window_seconds=20.0, concurrency=m.max_concurrency)
+        budget = CallBudget(calls=m.calls_per_20s, window_seconds=m.window_seconds, concurrency=m.max_concurrency)
         return MarketoClient(m.munchkin_id, credentials, endpoint_override=m.endpoint_override,
                              limiter=SharedCallLimiter(self.state.limiter, m.munchkin_id, budget),
                              session=self._session(f"marketo#{m.munchkin_id}"), deadline=deadline)
