@@ -9,9 +9,10 @@ from ml_connector.state.dynamodb import keys
 from ml_connector.state.dynamodb.table import StateTable
 from ml_connector.state.models import RecordState, RepairEntry, WriteRecorded, WrittenRecord, raced_with, utc_iso
 
-# Conditional record writes in flight at once (a chunk has up to 300). At the writer's 0.29 vCPU the 300 are
-# CPU-bound (about 0.3 s), so 4 hide DynamoDB's latency as well as 16 did; more runnable threads only delayed
-# the thread giving back another chunk's Marketo lease (the latency bench at L = 2 s lost a start to it).
+# Conditional record writes in flight at once (a chunk has up to 300). At the writer's 0.29 vCPU the 300 take
+# about 0.4 s of wall time in CPU alone (0.36 ms each through the signed lane), about what 4 in flight need at a
+# few milliseconds of DynamoDB latency; more runnable threads only delayed the thread giving back another
+# chunk's Marketo lease (the latency bench at L = 2 s lost a start to it with 16).
 PARALLEL_WRITES = 4
 MARK_WRITTEN = ("SET writtenModifiedAt = :m, writtenVersion = :v, writtenTs = :t, writtenHash = :h, marketoId = :id, "
                 "writtenKey = :k, writtenAt = :at, writtenBy = :by")
